@@ -1,0 +1,23 @@
+//! Built-in stages, and the contract every built-in stage and assembler fulfils.
+//!
+//! A built-in is a typed options struct (serde + schemars) that knows how to run.
+//! The engine never sees the struct: it sees a [`Builtin`], a table of plain
+//! function pointers that check options, describe them as a JSON Schema, and run
+//! them inside the sandbox. The engine calls `run` in the sandboxed child process,
+//! after the mounts are in place, so a built-in works in any build root, even one
+//! with no shell or libc of its own.
+
+pub mod api;
+mod files;
+mod hostname;
+mod mkdir;
+mod noop;
+pub mod passwd;
+
+pub use noop::AnyOptions;
+pub use api::{Builtin, Context, Kind, OptionsError, PathSegment, StageError, StageResult};
+
+/// Every built-in stage, in the order `osbuild stages` lists them.
+pub fn all() -> Vec<&'static Builtin> {
+    vec![&noop::STAGE, &mkdir::STAGE, &files::STAGE, &hostname::STAGE]
+}

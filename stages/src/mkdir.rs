@@ -1,0 +1,69 @@
+//! `org.osbuild.mkdir`: creates directories (osbuild's schema).
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+
+use crate::api::{in_tree, Builtin, Context, Kind, Mode, Options, StageResult, WithPath};
+
+/// Creates directories in the tree.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mkdir {
+    /// The directories to create, in order.
+    paths: Vec<Dir>,
+}
+
+/// One directory.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Dir {
+    /// Absolute path inside the tree; a `tree://` prefix is accepted as in osbuild.
+    path: String,
+    /// Permission bits of the new directory (not of created parents, which get 0755).
+    #[serde(default = "default_mode")]
+    #[schemars(default = "default_mode")]
+    mode: Mode,
+    /// Create missing parent directories too.
+    #[serde(default)]
+    parents: bool,
+    /// Succeed when the directory already exists.
+    #[serde(default)]
+    exist_ok: bool,
+}
+
+fn default_mode() -> Mode {
+    Mode(0o755)
+}
+
+impl serde::Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
+impl Options for Mkdir {
+    fn run(self, ctx: &Context) -> StageResult {
+        for dir in self.paths {
+            let raw = dir.path.strip_prefix("tree://").unwrap_or(&dir.path);
+            let path = in_tree(&ctx.tree, raw)?;
+            if path.is_dir() {
+                if dir.exist_ok {
+                    continue;
+                }
+                return Err(format!("{raw} already exists").into());
+            }
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(dir.parents).mode(0o755);
+            builder.create(&path).at(&path)?;
+            // DirBuilder's mode is filtered by the umask; set the bits exactly.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(dir.mode.0)).at(&path)?;
+            println!("created {raw} ({:04o})", dir.mode.0);
+        }
+        Ok(())
+    }
+}
+
+pub static STAGE: Builtin = Builtin::new::<Mkdir>(
+    "org.osbuild.mkdir",
+    Kind::Stage,
+    "Creates directories with the given modes",
+);
