@@ -1,1 +1,132 @@
-fn main(){}
+//! The `osbuild` command: argument parsing only; the work is in `osbuild::cli`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use osbuild::cli::{self, BuildArgs, Common, StoreCommand};
+
+/// Build operating-system images from pipelines of sandboxed stages.
+///
+/// `osbuild [--store DIR] [--libdir DIR] -o DIR PIPELINE.json` builds a
+/// manifest, as `osbuild build` does.
+#[derive(Parser)]
+#[command(
+    name = "osbuild",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    build: BuildOpts,
+}
+
+#[derive(Args)]
+struct CommonOpts {
+    /// The directory where trees and images are stored.
+    #[arg(long, value_name = "DIRECTORY", default_value = ".osbuild", global = true)]
+    store: PathBuf,
+    /// A directory with extra stages (`stages/NAME`) and assemblers (`assemblers/NAME`).
+    #[arg(short = 'l', long, value_name = "DIRECTORY", global = true)]
+    libdir: Option<PathBuf>,
+    /// Print JSON (for `build`: one event per line) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BuildOpts {
+    #[command(flatten)]
+    common: CommonOpts,
+    /// Where to put the image: an empty or absent directory.
+    #[arg(short = 'o', long = "output", value_name = "DIRECTORY")]
+    output: Option<PathBuf>,
+    /// Show every stage's log as it runs.
+    #[arg(short, long)]
+    verbose: bool,
+    /// The manifest (JSON) to build.
+    #[arg(value_name = "PIPELINE")]
+    manifest: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a manifest.
+    Build(BuildOpts),
+    /// Show every pipeline's stages, their ids and whether each is stored, without building.
+    Inspect {
+        #[command(flatten)]
+        common: CommonOpts,
+        /// The manifest to inspect.
+        manifest: PathBuf,
+    },
+    /// List the stages and assemblers, or show one's options.
+    Stages {
+        #[command(flatten)]
+        common: CommonOpts,
+        /// A stage or assembler name.
+        name: Option<String>,
+    },
+    /// Look after the store.
+    Store {
+        #[command(flatten)]
+        common: CommonOpts,
+        #[command(subcommand)]
+        command: StoreCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// List stored objects and names.
+    Ls,
+    /// Show disk usage.
+    Du,
+    /// Remove objects no name needs that were not used recently.
+    Gc {
+        /// Remove every object no name needs, however recent.
+        #[arg(long)]
+        all: bool,
+        /// Keep objects used within this many days.
+        #[arg(long, default_value_t = 14)]
+        keep_days: u64,
+    },
+}
+
+fn common(c: CommonOpts) -> Common {
+    Common {
+        store: c.store,
+        libdir: c.libdir,
+        json: c.json,
+    }
+}
+
+fn build_args(b: BuildOpts) -> BuildArgs {
+    BuildArgs {
+        common: common(b.common),
+        output: b.output,
+        verbose: b.verbose,
+        manifest: b.manifest,
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        None => cli::build(build_args(cli.build)),
+        Some(Command::Build(b)) => cli::build(build_args(b)),
+        Some(Command::Inspect { common: c, manifest }) => cli::inspect(common(c), &manifest),
+        Some(Command::Stages { common: c, name }) => cli::stages(common(c), name.as_deref()),
+        Some(Command::Store { common: c, command }) => cli::store(
+            common(c),
+            match command {
+                StoreCmd::Ls => StoreCommand::Ls,
+                StoreCmd::Du => StoreCommand::Du,
+                StoreCmd::Gc { all, keep_days } => StoreCommand::Gc { all, keep_days },
+            },
+        ),
+    };
+    std::process::exit(code);
+}

@@ -1,1 +1,18 @@
+//! Built-in assemblers: they turn a finished tree (read-only at
+//! `/run/osbuild/tree`) into image files in `/run/osbuild/output`.
 
+mod tar;
+
+use osbuild_stages::{AnyOptions, Builtin, Kind};
+
+/// `org.osbuild.noop`: assembles nothing.
+static NOOP: Builtin = Builtin::new::<AnyOptions>(
+    "org.osbuild.noop",
+    Kind::Assembler,
+    "Produces no image; takes any options",
+);
+
+/// Every built-in assembler, in the order `osbuild stages` lists them.
+pub fn all() -> Vec<&'static Builtin> {
+    vec![&NOOP, &tar::ASSEMBLER]
+}

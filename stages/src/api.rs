@@ -113,6 +113,12 @@ pub struct Builtin {
     run: fn(&Context, &Value) -> StageResult,
 }
 
+impl std::fmt::Debug for Builtin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Builtin({} {})", self.kind.noun(), self.name)
+    }
+}
+
 impl Builtin {
     pub const fn new<T: Options>(name: &'static str, kind: Kind, summary: &'static str) -> Self {
         Builtin {

@@ -68,7 +68,12 @@ impl Options for Files {
             std::fs::write(&path, file.content.as_bytes()).at(&path)?;
             std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).at(&path)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode.0)).at(&path)?;
-            println!("wrote {} ({:04o}, {uid}:{gid}, {} bytes)", file.path, file.mode.0, file.content.len());
+            println!(
+                "wrote {} ({:04o}, {uid}:{gid}, {} bytes)",
+                file.path,
+                file.mode.0,
+                file.content.len()
+            );
         }
         Ok(())
     }

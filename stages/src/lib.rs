@@ -14,8 +14,8 @@ mod mkdir;
 mod noop;
 pub mod passwd;
 
-pub use noop::AnyOptions;
 pub use api::{Builtin, Context, Kind, OptionsError, PathSegment, StageError, StageResult};
+pub use noop::AnyOptions;
 
 /// Every built-in stage, in the order `osbuild stages` lists them.
 pub fn all() -> Vec<&'static Builtin> {

@@ -26,8 +26,8 @@ pub fn parse(text: &str) -> Vec<Entry> {
 }
 
 fn lookup(file: &Path, name: &str) -> Result<u32, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot look up {name:?}: {}: {e}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("cannot look up {name:?}: {}: {e}", file.display()))?;
     parse(&text)
         .into_iter()
         .find(|e| e.name == name)
@@ -57,12 +57,19 @@ mod tests {
 
     #[test]
     fn parses_passwd_lines() {
-        let text = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n";
+        let text =
+            "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n";
         assert_eq!(
             parse(text),
             vec![
-                Entry { name: "root".into(), id: 0 },
-                Entry { name: "_apt".into(), id: 42 }
+                Entry {
+                    name: "root".into(),
+                    id: 0
+                },
+                Entry {
+                    name: "_apt".into(),
+                    id: 42
+                }
             ]
         );
     }

@@ -1,0 +1,142 @@
+//! Checks a parsed manifest against the stage registry before anything runs:
+//! every stage name exists, every options object fits its stage. Each mistake
+//! becomes a diagnostic at the offending bytes of the manifest.
+
+use osbuild_stages::{Kind, PathSegment};
+
+use crate::diagnostic::{suggest, InvalidInput, SpannedError};
+use crate::manifest::{Located, Pipeline, PipelineSpans, Stage, StageSpans};
+use crate::registry::Registry;
+
+/// Every stage-level mistake in the manifest, or `Ok`.
+pub fn check(located: &Located, registry: &Registry) -> Result<(), InvalidInput> {
+    let mut errors = Vec::new();
+    pipeline(
+        located,
+        registry,
+        &located.manifest.pipeline,
+        &located.spans,
+        &mut errors,
+    );
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidInput {
+            name: located.source.source.name.clone(),
+            errors,
+        })
+    }
+}
+
+fn pipeline(
+    located: &Located,
+    registry: &Registry,
+    p: &Pipeline,
+    spans: &PipelineSpans,
+    errors: &mut Vec<SpannedError>,
+) {
+    if let (Some(build), Some(build_spans)) = (&p.build, &spans.build) {
+        pipeline(located, registry, build, build_spans, errors);
+    }
+    for (stage_, span) in p.stages.iter().zip(&spans.stages) {
+        stage(located, registry, Kind::Stage, stage_, span, errors);
+    }
+    if let (Some(assembler), Some(span)) = (&p.assembler, &spans.assembler) {
+        stage(located, registry, Kind::Assembler, assembler, span, errors);
+    }
+}
+
+fn stage(
+    located: &Located,
+    registry: &Registry,
+    kind: Kind,
+    stage: &Stage,
+    spans: &StageSpans,
+    errors: &mut Vec<SpannedError>,
+) {
+    let source = &located.source.source;
+    let Some(def) = registry.get(kind, &stage.name) else {
+        errors.push(unknown_name(registry, kind, &stage.name).into_error(source, spans.name.clone()));
+        return;
+    };
+    let options = serde_json::Value::Object(stage.options.clone());
+    for problem in def.check(&options) {
+        let mut full = spans.options.clone();
+        full.extend(problem.path.iter().cloned());
+        let about_key = problem.message.starts_with("unknown");
+        let span = best_span(located, &full, about_key);
+        errors.push(
+            source
+                .error(span, format!("invalid options for {}: {}", stage.name, problem.message))
+                .label(label_for(&problem.message))
+                .help(format!("`osbuild stages {}` lists its options", def.name)),
+        );
+    }
+}
+
+/// What to say about a name that is neither a stage nor an assembler.
+pub struct UnknownName {
+    pub message: String,
+    pub help: String,
+}
+
+impl UnknownName {
+    fn into_error(self, source: &crate::diagnostic::Source, span: std::ops::Range<usize>) -> SpannedError {
+        source.error(span, self.message).label("not known").help(self.help)
+    }
+}
+
+/// The message and hint for an unknown stage or assembler name, shared with the script front-end.
+pub fn unknown_name(registry: &Registry, kind: Kind, name: &str) -> UnknownName {
+    let other = match kind {
+        Kind::Stage => Kind::Assembler,
+        Kind::Assembler => Kind::Stage,
+    };
+    let help = if registry.get(other, name).is_some() {
+        format!(
+            "{name} is {} {}, not {} {}",
+            article(other),
+            other.noun(),
+            article(kind),
+            kind.noun()
+        )
+    } else if let Some(s) = suggest(name, registry.names(kind)) {
+        format!("did you mean `{s}`?")
+    } else {
+        format!("`osbuild stages` lists every {}", kind.noun())
+    };
+    UnknownName {
+        message: format!("unknown {} `{name}`", kind.noun()),
+        help,
+    }
+}
+
+fn article(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Stage => "a",
+        Kind::Assembler => "an",
+    }
+}
+
+fn label_for(message: &str) -> &'static str {
+    if message.starts_with("unknown") {
+        "unknown option"
+    } else if message.starts_with("missing") {
+        "missing an option"
+    } else {
+        "does not fit"
+    }
+}
+
+/// The most precise span for a problem at `path`: the key itself for a problem
+/// with a key (an unknown option), else the deepest value the path reaches.
+fn best_span(located: &Located, path: &[PathSegment], about_key: bool) -> std::ops::Range<usize> {
+    let root = &located.source.root;
+    if let Some(span) = root.key_span(path).filter(|_| about_key) {
+        return span;
+    }
+    (0..=path.len())
+        .rev()
+        .find_map(|n| root.find(&path[..n]).map(|node| node.span.clone()))
+        .unwrap_or(0..0)
+}

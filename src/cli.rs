@@ -1,0 +1,458 @@
+//! The commands behind `osbuild`'s subcommands, returning the process's exit
+//! status: 0 built, 1 a stage (or the machine) failed, 2 invalid input,
+//! 130 interrupted.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use miette::Report;
+use serde_json::json;
+
+use crate::check::check;
+use crate::diagnostic::Source;
+use crate::executor::{BuildError, Executor, StageFailure};
+use crate::manifest::{parse_manifest, Located};
+use crate::monitor::{self, Event, JsonLines, Monitor, Terminal};
+use crate::plan::{plan, Plan, PlanError};
+use crate::registry::Registry;
+use crate::signals::Interrupts;
+use crate::store::{GcOptions, Store};
+
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Options every command shares.
+pub struct Common {
+    pub store: PathBuf,
+    pub libdir: Option<PathBuf>,
+    pub json: bool,
+}
+
+pub struct BuildArgs {
+    pub common: Common,
+    pub output: Option<PathBuf>,
+    pub verbose: bool,
+    pub manifest: Option<PathBuf>,
+}
+
+pub enum StoreCommand {
+    Ls,
+    Du,
+    Gc { all: bool, keep_days: u64 },
+}
+
+/// A failure with its exit status.
+pub struct Failure {
+    pub code: i32,
+    pub report: Report,
+}
+
+impl Failure {
+    pub fn invalid(report: impl Into<Report>) -> Self {
+        Failure {
+            code: EXIT_INVALID,
+            report: report.into(),
+        }
+    }
+
+    pub fn failed(report: impl Into<Report>) -> Self {
+        Failure {
+            code: EXIT_FAILED,
+            report: report.into(),
+        }
+    }
+}
+
+fn finish(result: Result<(), Failure>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(f) => {
+            eprintln!("{:?}", f.report);
+            f.code
+        }
+    }
+}
+
+fn msg(text: impl std::fmt::Display) -> Report {
+    miette::miette!("{text}")
+}
+
+/// Reads, parses and checks a manifest: everything that can be wrong with the
+/// input is reported here, before anything runs.
+pub fn load(path: &Path, registry: &Registry) -> Result<Located, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::invalid(msg(format!("cannot read {}: {e}", path.display()))))?;
+    let located = parse_manifest(Source::new(path.display().to_string(), text)).map_err(Failure::invalid)?;
+    check(&located, registry).map_err(Failure::invalid)?;
+    Ok(located)
+}
+
+fn registry(common: &Common) -> Result<Registry, Failure> {
+    Registry::load(common.libdir.as_deref()).map_err(Failure::invalid)
+}
+
+/// A plan error about `base` points at the manifest's `base`.
+fn plan_error(located: &Located, e: PlanError) -> Failure {
+    match (&e, &located.spans.base) {
+        (PlanError::UnknownBase(_), Some(span)) => Failure::invalid(
+            located
+                .source
+                .source
+                .error(span.clone(), e.to_string())
+                .label("not in the store")
+                .help("`osbuild store ls` lists stored trees and their names"),
+        ),
+        _ => Failure::invalid(msg(e)),
+    }
+}
+
+pub fn build(args: BuildArgs) -> i32 {
+    finish(build_inner(args))
+}
+
+fn build_inner(args: BuildArgs) -> Result<(), Failure> {
+    let Some(manifest_path) = &args.manifest else {
+        return Err(Failure::invalid(msg(
+            "no manifest given: osbuild [--store DIR] -o DIR PIPELINE.json (see --help)",
+        )));
+    };
+    let registry = registry(&args.common)?;
+    let located = load(manifest_path, &registry)?;
+    if let Some(out) = &args.output {
+        crate::output::check_output_dir(out).map_err(|e| Failure::invalid(msg(e)))?;
+    }
+    let store = Store::open(&args.common.store).map_err(|e| {
+        Failure::failed(msg(format!(
+            "cannot open the store {}: {e}",
+            args.common.store.display()
+        )))
+    })?;
+    let plan = plan(&located.manifest, Some(&store)).map_err(|e| plan_error(&located, e))?;
+    let mut monitor: Box<dyn Monitor> = if args.common.json {
+        Box::new(JsonLines)
+    } else {
+        Box::new(Terminal { verbose: args.verbose })
+    };
+    run_plan(&plan, &store, &registry, monitor.as_mut(), args.output.as_deref())
+}
+
+/// Builds a plan and hands its image to `output`; shared by every front-end.
+pub fn run_plan(
+    plan: &Plan,
+    store: &Store,
+    registry: &Registry,
+    monitor: &mut dyn Monitor,
+    output: Option<&Path>,
+) -> Result<(), Failure> {
+    let started = Instant::now();
+    let interrupts = Interrupts::block().map_err(|e| Failure::failed(msg(format!("cannot block signals: {e}"))))?;
+    let mut executor = Executor {
+        store,
+        registry,
+        monitor: &mut *monitor,
+        interrupts: &interrupts,
+    };
+    let result = executor.build(plan);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (built, cached) = result.as_ref().map_or((0, 0), |o| (o.built, o.cached));
+    let end = |monitor: &mut dyn Monitor, status: &str, output: Option<&str>| {
+        monitor.event(&Event::BuildEnd {
+            status,
+            duration_ms,
+            built,
+            cached,
+            output,
+        })
+    };
+    match result {
+        Ok(outcome) => {
+            let delivered = match (output, &outcome.image) {
+                (Some(dir), Some(image)) => {
+                    crate::output::deliver(&store.output_dir(image), dir).map_err(|e| {
+                        Failure::failed(msg(format!("cannot write the image to {}: {e}", dir.display())))
+                    })?;
+                    Some(dir.display().to_string())
+                }
+                (None, Some(image)) => Some(store.output_dir(image).display().to_string()),
+                _ => None,
+            };
+            end(monitor, "success", delivered.as_deref());
+            Ok(())
+        }
+        Err(BuildError::Interrupted(signal)) => {
+            end(monitor, "interrupted", None);
+            Err(Failure {
+                code: EXIT_INTERRUPTED,
+                report: msg(format!(
+                    "interrupted by {signal}: nothing was stored for the unfinished stage"
+                )),
+            })
+        }
+        Err(BuildError::StageFailed {
+            kind,
+            name,
+            short,
+            code,
+            tail,
+            log,
+            ..
+        }) => {
+            end(monitor, "failure", None);
+            let mut text = format!("{kind} {name} ({short}) failed with exit status {code}");
+            if !tail.trim().is_empty() {
+                text.push_str("\n\nthe end of its log:\n");
+                for line in tail.trim_end().lines() {
+                    text.push_str(&format!("  | {line}\n"));
+                }
+            }
+            text.push_str(&format!("\nfull log: {}", log.display()));
+            Err(Failure::failed(msg(text)))
+        }
+        Err(e @ BuildError::Io(_)) => {
+            end(monitor, "failure", None);
+            Err(Failure::failed(msg(e)))
+        }
+    }
+}
+
+pub fn inspect(common: Common, manifest: &Path) -> i32 {
+    finish(inspect_inner(common, manifest))
+}
+
+fn inspect_inner(common: Common, manifest: &Path) -> Result<(), Failure> {
+    let registry = registry(&common)?;
+    let located = load(manifest, &registry)?;
+    let store =
+        Store::open_existing(&common.store).map_err(|e| Failure::failed(msg(format!("cannot open the store: {e}"))))?;
+    let plan = plan(&located.manifest, store.as_ref()).map_err(|e| plan_error(&located, e))?;
+    print_plan(&plan, common.json);
+    Ok(())
+}
+
+/// Prints a plan as text or JSON (shared with the script front-end).
+pub fn print_plan(plan: &Plan, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan_json(plan)).expect("JSON serializes")
+        );
+        return;
+    }
+    for p in &plan.pipelines {
+        println!(
+            "{} pipeline{} (build root: {}{})",
+            p.role,
+            p.name.as_ref().map(|n| format!(" {n:?}")).unwrap_or_default(),
+            p.build_root.as_deref().unwrap_or("host"),
+            p.base.as_ref().map(|b| format!(", base: {b}")).unwrap_or_default()
+        );
+        let width = p
+            .stages
+            .iter()
+            .chain(&p.assembler)
+            .map(|s| s.stage.name.len())
+            .max()
+            .unwrap_or(0);
+        for s in &p.stages {
+            println!(
+                "  {:width$}  {}  {}",
+                s.stage.name,
+                s.id,
+                if s.stored { "stored" } else { "-" }
+            );
+        }
+        if let Some(a) = &p.assembler {
+            println!(
+                "  {:width$}  {}  {}  (assembler)",
+                a.stage.name,
+                a.id,
+                if a.stored { "stored" } else { "-" }
+            );
+        }
+    }
+}
+
+pub fn plan_json(plan: &Plan) -> serde_json::Value {
+    let stage = |s: &crate::plan::PlannedStage| json!({"name": s.stage.name, "id": s.id, "parent": s.parent, "stored": s.stored, "options": s.stage.options});
+    json!({
+        "pipelines": plan.pipelines.iter().map(|p| json!({
+            "role": p.role,
+            "name": p.name,
+            "build_root": p.build_root,
+            "base": p.base,
+            "tree": p.tree(),
+            "stages": p.stages.iter().map(stage).collect::<Vec<_>>(),
+            "assembler": p.assembler.as_ref().map(stage),
+        })).collect::<Vec<_>>()
+    })
+}
+
+pub fn stages(common: Common, name: Option<&str>) -> i32 {
+    finish(stages_inner(common, name))
+}
+
+fn stages_inner(common: Common, name: Option<&str>) -> Result<(), Failure> {
+    use osbuild_stages::Kind;
+    let registry = registry(&common)?;
+    let Some(name) = name else {
+        for kind in [Kind::Stage, Kind::Assembler] {
+            let defs: Vec<_> = registry.all(kind).collect();
+            if common.json {
+                continue;
+            }
+            println!("{}s:", kind.noun());
+            let width = defs.iter().map(|d| d.name.len()).max().unwrap_or(0);
+            for def in defs {
+                let origin = if def.is_builtin() { "" } else { " [libdir]" };
+                println!("  {:width$}  {}{origin}", def.name, def.summary);
+            }
+        }
+        if common.json {
+            let list = |kind| {
+                registry
+                    .all(kind)
+                    .map(|d| json!({"name": d.name, "summary": d.summary, "builtin": d.is_builtin(), "network": d.network}))
+                    .collect::<Vec<_>>()
+            };
+            println!(
+                "{}",
+                json!({"stages": list(Kind::Stage), "assemblers": list(Kind::Assembler)})
+            );
+        }
+        return Ok(());
+    };
+    let defs: Vec<_> = [Kind::Stage, Kind::Assembler]
+        .into_iter()
+        .filter_map(|k| registry.get(k, name))
+        .collect();
+    if defs.is_empty() {
+        let unknown = crate::check::unknown_name(&registry, Kind::Stage, name);
+        return Err(Failure::invalid(msg(format!(
+            "{}\nhelp: {}",
+            unknown.message, unknown.help
+        ))));
+    }
+    for def in defs {
+        if common.json {
+            println!(
+                "{}",
+                json!({"name": def.name, "kind": def.kind.noun(), "summary": def.summary, "network": def.network, "schema": def.schema()})
+            );
+        } else {
+            print!("{}", crate::docs::render(def));
+        }
+    }
+    Ok(())
+}
+
+pub fn store(common: Common, command: StoreCommand) -> i32 {
+    finish(store_inner(common, command))
+}
+
+fn store_inner(common: Common, command: StoreCommand) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure::failed(msg(format!("store {}: {e}", common.store.display())));
+    match command {
+        StoreCommand::Ls => {
+            let Some(store) = Store::open_existing(&common.store).map_err(io)? else {
+                return Err(Failure::invalid(msg(format!(
+                    "there is no store at {}",
+                    common.store.display()
+                ))));
+            };
+            let names = store.names().map_err(io)?;
+            let objects = store.objects().map_err(io)?;
+            if common.json {
+                println!(
+                    "{}",
+                    json!({"objects": objects, "names": names.iter().map(|(n, id)| json!({"name": n, "id": id})).collect::<Vec<_>>()})
+                );
+                return Ok(());
+            }
+            for o in &objects {
+                let named: Vec<&str> = names
+                    .iter()
+                    .filter(|(_, id)| *id == o.id)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                println!(
+                    "{}  {:5}  {:24}  {}{}",
+                    o.id,
+                    if o.kind == crate::store::ObjectKind::Tree {
+                        "tree"
+                    } else {
+                        "image"
+                    },
+                    o.stage,
+                    monitor::human(o.duration_ms),
+                    if named.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  name: {}", named.join(", "))
+                    }
+                );
+            }
+            println!("{} objects, {} names", objects.len(), names.len());
+        }
+        StoreCommand::Du => {
+            let Some(store) = Store::open_existing(&common.store).map_err(io)? else {
+                return Err(Failure::invalid(msg(format!(
+                    "there is no store at {}",
+                    common.store.display()
+                ))));
+            };
+            let usage = store.usage().map_err(io)?;
+            if common.json {
+                println!(
+                    "{}",
+                    json!({"total_bytes": usage.total_bytes, "objects": usage.objects, "per_object": usage.per_object})
+                );
+            } else {
+                let mut largest: Vec<_> = usage.per_object.iter().collect();
+                largest.sort_by_key(|(_, b)| std::cmp::Reverse(**b));
+                for (id, bytes) in largest.iter().take(10) {
+                    println!("{:>10}  {id}", bytes_human(**bytes));
+                }
+                println!(
+                    "{:>10}  total in {} objects ({})",
+                    bytes_human(usage.total_bytes),
+                    usage.objects,
+                    store.root().display()
+                );
+            }
+        }
+        StoreCommand::Gc { all, keep_days } => {
+            let store = Store::open_exclusive(&common.store).map_err(io)?;
+            let report = store.gc(&GcOptions { all, keep_days }).map_err(io)?;
+            if common.json {
+                println!(
+                    "{}",
+                    json!({"removed": report.removed, "kept": report.kept, "freed_bytes": report.freed_bytes})
+                );
+            } else {
+                println!(
+                    "removed {} objects ({}), kept {}",
+                    report.removed,
+                    bytes_human(report.freed_bytes),
+                    report.kept
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn bytes_human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,151 @@
+//! Human documentation of a stage's options, rendered from its JSON Schema:
+//! names, types, defaults, whether required, and the doc comments.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::registry::StageDef;
+
+/// The text `osbuild stages NAME` prints.
+pub fn render(def: &StageDef) -> String {
+    let mut out = String::new();
+    let origin = if def.is_builtin() {
+        "built-in"
+    } else {
+        "from the libdir"
+    };
+    let _ = writeln!(out, "{} ({}, {origin})", def.name, def.kind.noun());
+    let _ = writeln!(out, "  {}", def.summary);
+    if let Some(d) = &def.description {
+        let _ = writeln!(out, "\n  {}", d.replace('\n', "\n  "));
+    }
+    if def.network {
+        let _ = writeln!(out, "  runs with network access");
+    }
+    match def.schema() {
+        None => {
+            let _ = writeln!(out, "\noptions: not described (no schema in its meta.json)");
+        }
+        Some(schema) => {
+            let mut lines = Vec::new();
+            options(&schema, "", &mut lines);
+            if lines.is_empty() {
+                let note = if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    "none"
+                } else {
+                    "any"
+                };
+                let _ = writeln!(out, "\noptions: {note}");
+            } else {
+                let _ = writeln!(out, "\noptions:");
+                for line in lines {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every option as `path  type  [required|default]` plus its description,
+/// recursing into nested objects and arrays of objects.
+pub fn options(schema: &Value, prefix: &str, out: &mut Vec<String>) {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let depth = prefix.matches('.').count() + usize::from(!prefix.is_empty());
+    let indent = "  ".repeat(depth + 1);
+    for (key, prop) in props {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let mut line = format!("{indent}{path}: {}", type_name(prop));
+        if required.contains(&key.as_str()) {
+            line.push_str(" (required)");
+        } else if let Some(d) = prop.get("default") {
+            line.push_str(&format!(" (default: {d})"));
+        }
+        out.push(line);
+        if let Some(desc) = prop.get("description").and_then(Value::as_str) {
+            for l in desc.lines() {
+                out.push(format!("{indent}    {l}"));
+            }
+        }
+        options(prop, &path, out);
+        if let Some(items) = prop.get("items") {
+            options(items, &format!("{path}[]"), out);
+        }
+    }
+}
+
+/// A short type description: `string`, `array of object`, `one of "a", "b"`.
+pub fn type_name(schema: &Value) -> String {
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        let names: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        return format!("one of {}", names.join(", "));
+    }
+    if let Some(alts) = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+    {
+        let names: Vec<String> = alts.iter().map(type_name).filter(|n| n != "null").collect();
+        return names.join(" or ");
+    }
+    let base = match schema.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ if schema.get("properties").is_some() => "object".into(),
+        _ => "any".into(),
+    };
+    match (base.as_str(), schema.get("items")) {
+        ("array", Some(items)) => format!("array of {}", type_name(items)),
+        _ => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_nested_options() {
+        let schema = json!({
+            "type": "object",
+            "required": ["paths"],
+            "properties": {
+                "paths": {"type": "array", "description": "Dirs.", "items": {
+                    "type": "object", "required": ["path"],
+                    "properties": {"path": {"type": "string"}, "mode": {"type": ["integer", "string"], "default": "0755"}}
+                }},
+                "compression": {"type": "string", "enum": ["none", "gzip"], "default": "none"}
+            }
+        });
+        let mut lines = Vec::new();
+        options(&schema, "", &mut lines);
+        assert_eq!(
+            lines,
+            vec![
+                "  compression: one of \"none\", \"gzip\" (default: \"none\")",
+                "  paths: array of object (required)",
+                "      Dirs.",
+                "    paths[].mode: integer or string (default: \"0755\")",
+                "    paths[].path: string (required)",
+            ]
+        );
+    }
+}

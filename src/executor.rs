@@ -1,0 +1,368 @@
+//! Runs a plan: each stage that is not stored runs in its own sandbox on an
+//! overlay of its parent's layers, and its diff is committed to the store.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use osbuild_stages::{Context, Kind};
+use serde_json::{json, Value};
+
+use crate::monitor::{Event, Monitor};
+use crate::plan::{Plan, PlannedPipeline, PlannedStage};
+use crate::registry::{Implementation, Registry};
+use crate::sandbox::{self, BuildRoot, Payload, Spec, Tree};
+use crate::signals::Interrupts;
+use crate::store::{Claim, ObjectKind, ObjectMeta, Staging, Store};
+
+/// Where the tree is, inside every sandbox.
+pub const TREE: &str = "/run/osbuild/tree";
+/// Where an assembler writes, inside its sandbox.
+pub const OUTPUT: &str = "/run/osbuild/output";
+/// Where a libdir is, inside every sandbox.
+pub const LIB: &str = "/run/osbuild/lib";
+
+/// How much of a failed stage's log to show.
+const TAIL_BYTES: usize = 8 * 1024;
+
+/// Why a build stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{} {} ({}) failed with exit status {}", .0.kind, .0.name, .0.short, .0.code)]
+    StageFailed(Box<StageFailure>),
+    #[error("interrupted by {0}")]
+    Interrupted(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A stage or assembler that exited non-zero.
+#[derive(Debug)]
+pub struct StageFailure {
+    pub kind: &'static str,
+    pub name: String,
+    pub id: String,
+    pub short: String,
+    pub code: i32,
+    /// The end of its log.
+    pub tail: String,
+    /// Where the whole log is kept.
+    pub log: PathBuf,
+}
+
+fn io_err(what: &str) -> impl Fn(std::io::Error) -> BuildError + '_ {
+    move |e| BuildError::Io(format!("{what}: {e}"))
+}
+
+/// What a finished build did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub built: usize,
+    pub cached: usize,
+    /// The main pipeline's image object, if it has an assembler.
+    pub image: Option<String>,
+    /// The main pipeline's tree.
+    pub tree: Option<String>,
+}
+
+pub struct Executor<'a> {
+    pub store: &'a Store,
+    pub registry: &'a Registry,
+    pub monitor: &'a mut dyn Monitor,
+    pub interrupts: &'a Interrupts,
+}
+
+impl Executor<'_> {
+    /// Builds every pipeline of the plan, in order.
+    pub fn build(&mut self, plan: &Plan) -> Result<Outcome, BuildError> {
+        let mut outcome = Outcome::default();
+        for pipeline in &plan.pipelines {
+            self.monitor.event(&Event::PipelineBegin {
+                role: &pipeline.role,
+                name: pipeline.name.as_deref(),
+                build_root: pipeline.build_root.as_deref(),
+                stages: pipeline.stages.len(),
+            });
+            if let Some(base) = &pipeline.base {
+                if !self.store.contains(base) {
+                    return Err(BuildError::Io(format!("base {base} is not in the store")));
+                }
+            }
+            for stage in &pipeline.stages {
+                self.step(pipeline, stage, Kind::Stage, &mut outcome)?;
+            }
+            if let Some(assembler) = &pipeline.assembler {
+                self.step(pipeline, assembler, Kind::Assembler, &mut outcome)?;
+            }
+            if let (Some(name), Some(tree)) = (&pipeline.name, pipeline.tree()) {
+                self.store.set_name(name, tree).map_err(io_err("naming the tree"))?;
+            }
+            if pipeline.role == "main" {
+                outcome.tree = pipeline.tree().map(str::to_string);
+                outcome.image = pipeline.assembler.as_ref().map(|a| a.id.clone());
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn step(
+        &mut self,
+        pipeline: &PlannedPipeline,
+        planned: &PlannedStage,
+        kind: Kind,
+        outcome: &mut Outcome,
+    ) -> Result<(), BuildError> {
+        if let Some(signal) = self.interrupts.pending() {
+            return Err(BuildError::Interrupted(signal.as_str().to_string()));
+        }
+        let name = planned.stage.name.as_str();
+        let staging = match self
+            .store
+            .claim(&planned.id)
+            .map_err(io_err("claiming a store object"))?
+        {
+            Claim::Stored => {
+                self.store.touch(&planned.id);
+                outcome.cached += 1;
+                self.monitor.event(&Event::StageEnd {
+                    name,
+                    id: &planned.id,
+                    kind: kind.noun(),
+                    status: "cached",
+                    duration_ms: 0,
+                    exit_code: None,
+                });
+                return Ok(());
+            }
+            Claim::Build(staging) => staging,
+        };
+        self.monitor.event(&Event::StageBegin {
+            name,
+            id: &planned.id,
+            kind: kind.noun(),
+        });
+        let started = Instant::now();
+        let result = self.run(pipeline, planned, kind, &staging);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (status, code) = match &result {
+            Ok(()) => ("success", Some(0)),
+            Err(BuildError::StageFailed(f)) => ("failure", Some(f.code)),
+            Err(BuildError::Interrupted(_)) => ("interrupted", None),
+            Err(BuildError::Io(_)) => ("failure", None),
+        };
+        self.monitor.event(&Event::StageEnd {
+            name,
+            id: &planned.id,
+            kind: kind.noun(),
+            status,
+            duration_ms,
+            exit_code: code,
+        });
+        result?;
+        let layers = match kind {
+            Kind::Stage => {
+                let mut layers = self
+                    .store
+                    .layers(planned.parent.as_deref())
+                    .map_err(io_err("reading the parent"))?;
+                if !staging.upper_is_empty().map_err(io_err("reading the new layer"))? {
+                    layers.push(planned.id.clone());
+                }
+                layers
+            }
+            Kind::Assembler => Vec::new(),
+        };
+        let meta = ObjectMeta {
+            id: planned.id.clone(),
+            kind: if kind == Kind::Stage {
+                ObjectKind::Tree
+            } else {
+                ObjectKind::Image
+            },
+            stage: name.to_string(),
+            parent: planned.parent.clone(),
+            build: pipeline.build_root.clone(),
+            layers,
+            created: crate::store::now_secs(),
+            duration_ms,
+        };
+        staging.commit(&meta).map_err(io_err("committing to the store"))?;
+        outcome.built += 1;
+        Ok(())
+    }
+
+    /// Runs one stage or assembler in a sandbox, its log to the staging area.
+    fn run(
+        &mut self,
+        pipeline: &PlannedPipeline,
+        planned: &PlannedStage,
+        kind: Kind,
+        staging: &Staging,
+    ) -> Result<(), BuildError> {
+        let def = self
+            .registry
+            .get(kind, &planned.stage.name)
+            .ok_or_else(|| BuildError::Io(format!("unknown {} {}", kind.noun(), planned.stage.name)))?;
+        let store = self.store;
+        let build_root = match &pipeline.build_root {
+            None => BuildRoot::Host,
+            Some(id) => BuildRoot::Layers(store.layer_dirs(Some(id)).map_err(io_err("reading the build root"))?),
+        };
+        let lower = store
+            .layer_dirs(planned.parent.as_deref())
+            .map_err(io_err("reading the tree's layers"))?;
+        let (tree, output) = match kind {
+            Kind::Stage => (
+                Tree::Writable {
+                    lower,
+                    upper: staging.upper(),
+                    work: staging.work(),
+                },
+                None,
+            ),
+            Kind::Assembler => (
+                Tree::ReadOnly { lower },
+                Some(staging.output().map_err(io_err("creating the output directory"))?),
+            ),
+        };
+        let spec = Spec {
+            build_root,
+            tree,
+            output,
+            libdir: self.registry.libdir().map(PathBuf::from),
+            network: def.network,
+            scratch: staging.scratch(),
+        };
+        let options = Value::Object(planned.stage.options.clone());
+        let payload = match &def.implementation {
+            Implementation::Builtin(builtin) => {
+                let builtin = *builtin;
+                Payload::Call(Box::new(move || {
+                    // This runs in the sandbox's own process: give the tools the
+                    // stage starts the same fixed environment an executable gets.
+                    for (key, _) in std::env::vars_os() {
+                        std::env::remove_var(key);
+                    }
+                    for (key, value) in stage_env() {
+                        std::env::set_var(key, value);
+                    }
+                    let ctx = Context {
+                        tree: TREE.into(),
+                        output_dir: (kind == Kind::Assembler).then(|| OUTPUT.into()),
+                    };
+                    let code = match builtin.run(&ctx, &options) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            1
+                        }
+                    };
+                    let _ = std::io::stdout().flush();
+                    code
+                }))
+            }
+            Implementation::Program { .. } => {
+                let mut input = json!({ "tree": TREE, "options": options });
+                if kind == Kind::Assembler {
+                    input["output_dir"] = json!(OUTPUT);
+                }
+                Payload::Exec {
+                    argv: vec![format!("{LIB}/{}s/{}", kind.noun(), def.name)],
+                    stdin: serde_json::to_vec(&input).expect("JSON serializes"),
+                    env: stage_env(),
+                }
+            }
+        };
+        let running =
+            sandbox::spawn(&spec, payload).map_err(|e| BuildError::Io(format!("starting the sandbox: {e}")))?;
+        let mut log = std::fs::File::create(staging.log_path()).map_err(io_err("creating the log"))?;
+        let mut tail = Vec::new();
+        let mut interrupted = None;
+        let mut pending = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut reader = std::fs::File::from(running.log().try_clone_to_owned().map_err(io_err("log pipe"))?);
+        loop {
+            let mut fds = [
+                PollFd::new(running.log(), PollFlags::POLLIN),
+                PollFd::new(self.interrupts.fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(BuildError::Io(format!("waiting for the stage: {e}"))),
+            }
+            if interrupted.is_none() {
+                if let Some(signal) = self.interrupts.pending() {
+                    interrupted = Some(signal.as_str().to_string());
+                    // Killing PID 1 of the sandbox's pid namespace kills all of it.
+                    running.kill();
+                }
+            }
+            let readable = fds[0].revents().is_some_and(|r| !r.is_empty());
+            if !readable {
+                continue;
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(BuildError::Io(format!("reading the stage's log: {e}"))),
+            };
+            let chunk = &buf[..n];
+            log.write_all(chunk).map_err(io_err("writing the log"))?;
+            tail.extend_from_slice(chunk);
+            if tail.len() > 2 * TAIL_BYTES {
+                tail.drain(..tail.len() - TAIL_BYTES);
+            }
+            pending.extend_from_slice(chunk);
+            // Emit whole lines, so a character split across reads stays whole.
+            if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
+                let lines: Vec<u8> = pending.drain(..=end).collect();
+                self.monitor.event(&Event::Log {
+                    id: &planned.id,
+                    text: &String::from_utf8_lossy(&lines),
+                });
+            }
+        }
+        if !pending.is_empty() {
+            self.monitor.event(&Event::Log {
+                id: &planned.id,
+                text: &String::from_utf8_lossy(&pending),
+            });
+        }
+        drop(reader);
+        let code = running.wait().map_err(io_err("waiting for the sandbox"))?;
+        if let Some(signal) = interrupted {
+            return Err(BuildError::Interrupted(signal));
+        }
+        if code != 0 {
+            let start = tail.len().saturating_sub(TAIL_BYTES);
+            return Err(BuildError::StageFailed(Box::new(StageFailure {
+                kind: kind.noun(),
+                name: planned.stage.name.clone(),
+                id: planned.id.clone(),
+                short: crate::monitor::short(&planned.id),
+                code,
+                tail: String::from_utf8_lossy(&tail[start..]).into_owned(),
+                log: staging.keep_log().map_err(io_err("keeping the log"))?,
+            })));
+        }
+        Ok(())
+    }
+}
+
+/// The environment of every stage: fixed, so a build does not depend on who runs it.
+pub fn stage_env() -> Vec<(String, String)> {
+    [
+        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("HOME", "/tmp"),
+        ("TMPDIR", "/tmp"),
+        ("SOURCE_DATE_EPOCH", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}

@@ -1,0 +1,20 @@
+//! osbuild: build operating-system images from pipelines of sandboxed stages.
+//!
+//! Front-ends (JSON manifests; Rhai scripts and the REPL to come) produce a
+//! [`manifest::Manifest`]; [`plan`] gives every stage its content address;
+//! [`executor`] runs what the [`store`] lacks, each stage in a [`sandbox`].
+
+pub mod check;
+pub mod cli;
+pub mod diagnostic;
+pub mod docs;
+pub mod executor;
+pub mod manifest;
+pub mod monitor;
+pub mod output;
+pub mod plan;
+pub mod registry;
+pub mod sandbox;
+pub mod schema;
+pub mod signals;
+pub mod store;

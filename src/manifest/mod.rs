@@ -1,0 +1,165 @@
+//! The one manifest type every front-end ends in, its canonical JSON, and stage ids.
+//!
+//! A [`Pipeline`] is the seed's format: `{"name", "build", "base", "stages",
+//! "assembler"}`. Everything after this module (plan, executor, store, sandbox)
+//! works on these types and knows nothing of JSON files or Rhai scripts.
+
+pub mod json;
+mod parse;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub use parse::{parse_manifest, Located, ManifestSource, PipelineSpans, StageSpans};
+
+/// One stage or an assembler: a name and its options object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub name: String,
+    #[serde(default)]
+    pub options: Map<String, Value>,
+}
+
+/// A pipeline: stages run in order on one tree, then an optional assembler.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Names the finished tree in the store, for reuse as a `base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The pipeline whose tree is the read-only build root of this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Box<Pipeline>>,
+    /// osbuild v1's build `runner`: recorded, not used (our sandbox sets up
+    /// every build root the same way) and not part of any id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
+    /// A stored tree (an id or a name) to start from instead of an empty one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assembler: Option<Stage>,
+}
+
+/// A whole manifest: the pipeline, plus osbuild v1's `sources`, kept verbatim.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Manifest {
+    pub pipeline: Pipeline,
+    pub sources: Option<Map<String, Value>>,
+}
+
+impl Manifest {
+    /// The canonical JSON: the seed's format (with `sources` when present), keys
+    /// sorted, no insignificant whitespace. The same manifest always gives the same bytes.
+    pub fn canonical_json(&self) -> String {
+        let mut value = serde_json::to_value(&self.pipeline).expect("a pipeline always serializes");
+        if let (Some(sources), Value::Object(map)) = (&self.sources, &mut value) {
+            map.insert("sources".into(), Value::Object(sources.clone()));
+        }
+        // serde_json's Map is a BTreeMap (no `preserve_order`), so keys come out sorted.
+        serde_json::to_string(&value).expect("a JSON value always serializes")
+    }
+
+    /// The canonical JSON, indented for people (same key order).
+    pub fn pretty_json(&self) -> String {
+        let value: Value = serde_json::from_str(&self.canonical_json()).expect("canonical JSON parses");
+        serde_json::to_string_pretty(&value).expect("a JSON value always serializes")
+    }
+}
+
+/// A content address: the hex sha256 of a stage (and everything before it).
+pub type Id = String;
+
+/// The id of a stage: sha256 over the canonical JSON of
+/// `{"build": <build pipeline id or null>, "name": <stage name>, "options": <options>,
+///   "parent": <previous stage's id, the base's id, or null>}`.
+///
+/// Assemblers use the same recipe, with the pipeline's id as `parent`.
+pub fn stage_id(build: Option<&str>, stage: &Stage, parent: Option<&str>) -> Id {
+    let mut doc = Map::new();
+    doc.insert("build".into(), build.map_or(Value::Null, |b| Value::String(b.into())));
+    doc.insert("name".into(), Value::String(stage.name.clone()));
+    doc.insert("options".into(), Value::Object(stage.options.clone()));
+    doc.insert("parent".into(), parent.map_or(Value::Null, |p| Value::String(p.into())));
+    let canonical = serde_json::to_string(&Value::Object(doc)).expect("a JSON value always serializes");
+    hex(&Sha256::digest(canonical.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a string has the shape of an id (64 lowercase hex digits).
+pub fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stage(name: &str, options: Value) -> Stage {
+        Stage {
+            name: name.into(),
+            options: options.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// The recipe is a contract: stored trees are found by these ids. If this
+    /// test has to change, every store in the world is invalidated.
+    #[test]
+    fn stage_id_test_vector() {
+        let first = stage_id(None, &stage("org.osbuild.noop", json!({})), None);
+        assert_eq!(
+            first,
+            hex(&Sha256::digest(
+                br#"{"build":null,"name":"org.osbuild.noop","options":{},"parent":null}"#
+            ))
+        );
+        assert_eq!(
+            first,
+            "c0bd1ef4e0afc1d87a2a5e10e9e3bd3fb6098f0bd8ab6b4c9b4fe2b0bdef98c1"
+        );
+        let second = stage_id(
+            Some("ab"),
+            &stage("org.osbuild.hostname", json!({"hostname": "h"})),
+            Some(&first),
+        );
+        assert_eq!(second, "PLACEHOLDER");
+    }
+
+    #[test]
+    fn ids_depend_on_everything_before() {
+        let s = stage("org.osbuild.noop", json!({"a": 1}));
+        let a = stage_id(None, &s, None);
+        assert_ne!(a, stage_id(Some("b"), &s, None));
+        assert_ne!(a, stage_id(None, &s, Some("p")));
+        assert_ne!(a, stage_id(None, &stage("org.osbuild.noop", json!({"a": 2})), None));
+        // Key order in the input does not matter.
+        let x = stage("n", json!({"a": 1, "b": 2}));
+        let y = stage("n", serde_json::from_str(r#"{"b": 2, "a": 1}"#).unwrap());
+        assert_eq!(stage_id(None, &x, None), stage_id(None, &y, None));
+        assert!(is_id(&a));
+    }
+
+    #[test]
+    fn canonical_json_is_sorted_and_compact() {
+        let m = Manifest {
+            pipeline: Pipeline {
+                name: Some("img".into()),
+                stages: vec![stage("org.osbuild.hostname", json!({"hostname": "h"}))],
+                ..Default::default()
+            },
+            sources: None,
+        };
+        assert_eq!(
+            m.canonical_json(),
+            r#"{"name":"img","stages":[{"name":"org.osbuild.hostname","options":{"hostname":"h"}}]}"#
+        );
+    }
+}

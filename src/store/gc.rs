@@ -1,0 +1,121 @@
+//! Disk usage and garbage collection.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::{age, ObjectMeta, Store};
+use crate::manifest::Id;
+
+/// What `gc` may remove.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Remove every object that no name needs, however recently used.
+    pub all: bool,
+    /// Otherwise keep objects used within this many days.
+    pub keep_days: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub removed: usize,
+    pub kept: usize,
+    pub freed_bytes: u64,
+}
+
+/// Sizes on disk, counting each hard-linked inode once.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub total_bytes: u64,
+    pub objects: usize,
+    /// Per object: bytes of its own directory (its layer, image or log).
+    pub per_object: BTreeMap<Id, u64>,
+}
+
+impl Store {
+    /// Bytes used by each object and in all.
+    pub fn usage(&self) -> io::Result<Usage> {
+        let mut usage = Usage::default();
+        let mut seen = HashSet::new();
+        for meta in self.objects()? {
+            let bytes = dir_bytes(&self.object_dir(&meta.id), &mut seen)?;
+            usage.total_bytes += bytes;
+            usage.objects += 1;
+            usage.per_object.insert(meta.id, bytes);
+        }
+        usage.total_bytes += dir_bytes(&self.root.join("tmp"), &mut seen)?;
+        Ok(usage)
+    }
+
+    /// Removes objects nothing needs. Named trees are always kept, and so is
+    /// every layer and build root that a kept object stands on.
+    pub fn gc(&self, options: &GcOptions) -> io::Result<GcReport> {
+        let objects: BTreeMap<Id, ObjectMeta> = self.objects()?.into_iter().map(|m| (m.id.clone(), m)).collect();
+        let mut keep: BTreeSet<Id> = self.names()?.into_iter().map(|(_, id)| id).collect();
+        if !options.all {
+            let limit = options.keep_days * 24 * 3600;
+            for id in objects.keys() {
+                if age(&self.object_dir(id).join("meta.json")) <= limit {
+                    keep.insert(id.clone());
+                }
+            }
+        }
+        // Close over dependencies: the layers below a tree, and what an image was assembled from.
+        let mut todo: Vec<Id> = keep.iter().cloned().collect();
+        while let Some(id) = todo.pop() {
+            let Some(meta) = objects.get(&id) else { continue };
+            let deps = meta
+                .layers
+                .iter()
+                .chain(meta.parent.iter().filter(|_| meta.layers.is_empty()));
+            for dep in deps {
+                if keep.insert(dep.clone()) {
+                    todo.push(dep.clone());
+                }
+            }
+        }
+        let mut report = GcReport::default();
+        let mut seen = HashSet::new();
+        for id in objects.keys() {
+            if keep.contains(id) {
+                report.kept += 1;
+                continue;
+            }
+            let dir = self.object_dir(id);
+            report.freed_bytes += dir_bytes(&dir, &mut seen)?;
+            // Rename out of `objects/` first, so a crash mid-delete leaves no half object.
+            let doomed = self.root.join("tmp").join(format!("gc-{id}"));
+            fs::rename(&dir, &doomed)?;
+            fs::remove_dir_all(&doomed)?;
+            let _ = fs::remove_file(self.root.join("locks").join(id));
+            report.removed += 1;
+        }
+        // Names whose object is gone mean nothing any more.
+        for (name, id) in self.names()? {
+            if !self.contains(&id) {
+                let _ = fs::remove_file(self.root.join("refs").join(super::ref_file(&name)));
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn dir_bytes(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut total = 0;
+    if seen.insert((meta.dev(), meta.ino())) {
+        total += meta.blocks() * 512;
+    }
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            total += dir_bytes(&entry?.path(), seen)?;
+        }
+    }
+    Ok(total)
+}

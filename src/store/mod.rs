@@ -1,0 +1,437 @@
+//! The content-addressed object store.
+//!
+//! ```text
+//! STORE/
+//!   lock                 shared by every build, exclusive for gc
+//!   objects/<id>/        complete and immutable, created by one rename
+//!     meta.json          ObjectMeta; its mtime is the object's last use
+//!     tree/              a stage's layer: the overlayfs upper dir of its run
+//!     output/            an assembler's image files
+//!     log                everything the stage printed
+//!   refs/<name>          a name given to a tree: the id, one line
+//!   locks/<id>           flock held while <id> is being built
+//!   tmp/<job>/           work in progress; `lock` inside is held by its builder
+//!   logs/<id>.failed     the log of the last failed run of <id>
+//! ```
+//!
+//! A stage's tree is a stack of layers: its own diff on top of its parent's
+//! stack, so checkpointing every stage costs only what the stage changed.
+
+mod gc;
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use gc::{GcOptions, GcReport, Usage};
+
+use crate::manifest::{is_id, Id};
+
+/// What kind of thing an object holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    /// A stage's layer of a tree.
+    Tree,
+    /// An assembler's output files.
+    Image,
+}
+
+/// What the store knows about an object, in its `meta.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub id: Id,
+    pub kind: ObjectKind,
+    /// The stage or assembler that made it.
+    pub stage: String,
+    /// The object below it: the previous stage's tree (or, for an image, the tree assembled).
+    pub parent: Option<Id>,
+    /// The build root's tree, if not the host.
+    pub build: Option<Id>,
+    /// The objects whose `tree/` directories stack into this tree, bottom first.
+    /// Layers that changed nothing are left out.
+    #[serde(default)]
+    pub layers: Vec<Id>,
+    /// Seconds since the epoch.
+    pub created: u64,
+    pub duration_ms: u64,
+}
+
+/// A store opened by one process.
+pub struct Store {
+    root: PathBuf,
+    _lock: File,
+}
+
+/// Whether an object is there already or is ours to build.
+pub enum Claim {
+    Stored,
+    Build(Staging),
+}
+
+impl Store {
+    /// Opens (creating if needed) a store for building: any number of builds
+    /// may share it; `gc` waits for them.
+    pub fn open(root: &Path) -> io::Result<Store> {
+        Self::open_with(root, nix::fcntl::FlockArg::LockShared)
+    }
+
+    /// Opens a store for maintenance, waiting until no build uses it.
+    pub fn open_exclusive(root: &Path) -> io::Result<Store> {
+        Self::open_with(root, nix::fcntl::FlockArg::LockExclusive)
+    }
+
+    fn open_with(root: &Path, how: nix::fcntl::FlockArg) -> io::Result<Store> {
+        for dir in ["objects", "refs", "locks", "tmp", "logs"] {
+            fs::create_dir_all(root.join(dir)).map_err(|e| context(e, &root.join(dir)))?;
+        }
+        let root = fs::canonicalize(root)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join("lock"))?;
+        flock(&lock, how)?;
+        let store = Store { root, _lock: lock };
+        store.remove_abandoned()?;
+        Ok(store)
+    }
+
+    /// Opens a store only to look at it; `None` when it does not exist.
+    pub fn open_existing(root: &Path) -> io::Result<Option<Store>> {
+        if root.join("objects").is_dir() {
+            Self::open(root).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn object_dir(&self, id: &str) -> PathBuf {
+        self.root.join("objects").join(id)
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.object_dir(id).join("meta.json").is_file()
+    }
+
+    pub fn meta(&self, id: &str) -> io::Result<ObjectMeta> {
+        let path = self.object_dir(id).join("meta.json");
+        let text = fs::read_to_string(&path).map_err(|e| context(e, &path))?;
+        serde_json::from_str(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+    }
+
+    /// The layer directories of a stored tree, bottom first; an empty tree for `None`.
+    pub fn layer_dirs(&self, id: Option<&str>) -> io::Result<Vec<PathBuf>> {
+        let Some(id) = id else { return Ok(Vec::new()) };
+        Ok(self
+            .meta(id)?
+            .layers
+            .iter()
+            .map(|l| self.object_dir(l).join("tree"))
+            .collect())
+    }
+
+    /// The layer ids of a stored tree, bottom first.
+    pub fn layers(&self, id: Option<&str>) -> io::Result<Vec<Id>> {
+        match id {
+            Some(id) => Ok(self.meta(id)?.layers),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Where an image object's files are.
+    pub fn output_dir(&self, id: &str) -> PathBuf {
+        self.object_dir(id).join("output")
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.object_dir(id).join("log")
+    }
+
+    /// Marks an object as used now, so `gc` keeps it.
+    pub fn touch(&self, id: &str) {
+        if let Ok(f) = File::open(self.object_dir(id).join("meta.json")) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+    }
+
+    /// Claims `id` for building. Blocks while another process builds the same
+    /// id, then reports it stored, so two builds never do the same work twice.
+    pub fn claim(&self, id: &str) -> io::Result<Claim> {
+        if self.contains(id) {
+            return Ok(Claim::Stored);
+        }
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("locks").join(id))?;
+        flock(&lock, nix::fcntl::FlockArg::LockExclusive)?;
+        if self.contains(id) {
+            return Ok(Claim::Stored);
+        }
+        Ok(Claim::Build(Staging::new(self, id, lock)?))
+    }
+
+    /// Resolves a `base`: an id in the store, or a name given to a tree.
+    pub fn resolve(&self, id_or_name: &str) -> Option<Id> {
+        if is_id(id_or_name) && self.contains(id_or_name) {
+            return Some(id_or_name.to_string());
+        }
+        let text = fs::read_to_string(self.root.join("refs").join(ref_file(id_or_name))).ok()?;
+        let id = text.trim().to_string();
+        self.contains(&id).then_some(id)
+    }
+
+    /// Gives a stored tree a name (replacing what the name meant before).
+    pub fn set_name(&self, name: &str, id: &str) -> io::Result<()> {
+        let refs = self.root.join("refs");
+        let tmp = refs.join(format!(".{}.{}", ref_file(name), unique()));
+        fs::write(&tmp, format!("{id}\n"))?;
+        fs::rename(&tmp, refs.join(ref_file(name)))
+    }
+
+    /// Every name and the id it points at, sorted by name.
+    pub fn names(&self) -> io::Result<Vec<(String, Id)>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.root.join("refs"))? {
+            let entry = entry?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.starts_with('.') {
+                continue;
+            }
+            let id = fs::read_to_string(entry.path())?.trim().to_string();
+            out.push((unref_file(&file), id));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every complete object's metadata.
+    pub fn objects(&self) -> io::Result<Vec<ObjectMeta>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.root.join("objects"))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if is_id(&name) {
+                if let Ok(meta) = self.meta(&name) {
+                    out.push(meta);
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(out)
+    }
+
+    /// Removes work left behind by builds that died (their lock is free).
+    fn remove_abandoned(&self) -> io::Result<()> {
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            let dir = entry?.path();
+            let Ok(lock) = File::open(dir.join("lock")) else {
+                // A job dir is created with its lock inside; none means a crash
+                // between the two: abandoned too, unless it is brand new.
+                if age(&dir) > 60 {
+                    let _ = fs::remove_dir_all(&dir);
+                }
+                continue;
+            };
+            if flock(&lock, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+                let _ = fs::remove_dir_all(&dir);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn age(path: &Path) -> u64 {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An object being built: a private directory in `tmp/`, renamed into
+/// `objects/` in one step when complete, removed if dropped uncommitted.
+pub struct Staging {
+    dir: PathBuf,
+    objects: PathBuf,
+    id: Id,
+    _job_lock: File,
+    _id_lock: File,
+    committed: bool,
+}
+
+impl Staging {
+    fn new(store: &Store, id: &str, id_lock: File) -> io::Result<Staging> {
+        let dir = store.root.join("tmp").join(format!("{}-{}", &id[..12], unique()));
+        fs::create_dir(&dir)?;
+        let job_lock = File::create(dir.join("lock"))?;
+        flock(&job_lock, nix::fcntl::FlockArg::LockExclusive)?;
+        for sub in ["object", "object/tree", "work", "scratch"] {
+            fs::create_dir(dir.join(sub))?;
+        }
+        Ok(Staging {
+            dir,
+            objects: store.root.join("objects"),
+            id: id.to_string(),
+            _job_lock: job_lock,
+            _id_lock: id_lock,
+            committed: false,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The overlayfs upper directory: becomes the object's `tree/`.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("object/tree")
+    }
+
+    /// The overlayfs work directory (same filesystem as `upper`).
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// An empty directory for the sandbox's own use.
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.join("scratch")
+    }
+
+    /// Where an assembler writes: becomes the object's `output/`.
+    pub fn output(&self) -> io::Result<PathBuf> {
+        let out = self.dir.join("object/output");
+        fs::create_dir_all(&out)?;
+        Ok(out)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("object/log")
+    }
+
+    /// Moves the log of a failed run out of the staging area, which is about
+    /// to be removed, to `logs/<id>.failed`.
+    pub fn keep_log(&self) -> io::Result<PathBuf> {
+        let logs = self.objects.with_file_name("logs");
+        let target = logs.join(format!("{}.failed", self.id));
+        fs::rename(self.log_path(), &target)?;
+        Ok(target)
+    }
+
+    /// Whether the stage changed nothing in its tree.
+    pub fn upper_is_empty(&self) -> io::Result<bool> {
+        Ok(fs::read_dir(self.upper())?.next().is_none())
+    }
+
+    /// Writes the metadata and moves the object into place atomically.
+    pub fn commit(mut self, meta: &ObjectMeta) -> io::Result<()> {
+        let object = self.dir.join("object");
+        if meta.kind == ObjectKind::Image {
+            let _ = fs::remove_dir(object.join("tree"));
+        }
+        let json = serde_json::to_string_pretty(meta).map_err(io::Error::other)?;
+        fs::write(object.join("meta.json"), json)?;
+        // rename(2) is atomic: readers see no object or a whole one. If another
+        // process got there first (it cannot while we hold the id lock, but a
+        // store shared across machines might), keep theirs.
+        match fs::rename(&object, self.objects.join(&self.id)) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {}
+            Err(e) => return Err(e),
+        }
+        self.committed = true;
+        let _ = fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A name unique within this machine for now: pid plus a counter plus time.
+fn unique() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Tree names may hold any character; file names in `refs/` keep
+/// `[A-Za-z0-9._-]` and percent-encode the rest.
+fn ref_file(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(b as char),
+            b'.' if !out.is_empty() => out.push('.'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn unref_file(file: &str) -> String {
+    let bytes = file.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&file[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn flock(file: &File, how: nix::fcntl::FlockArg) -> io::Result<()> {
+    #[allow(deprecated)] // nix's Flock wrapper takes ownership of the file; we keep ours.
+    nix::fcntl::flock(file.as_raw_fd(), how).map_err(io::Error::from)
+}
+
+fn context(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ref_names_round_trip() {
+        for name in ["Example Image", "web/db", "..", ".hidden", "plain-name_1.2", "ünï"] {
+            let file = ref_file(name);
+            assert!(!file.starts_with('.') && !file.contains('/'), "{file}");
+            assert_eq!(unref_file(&file), name);
+        }
+    }
+}
