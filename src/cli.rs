@@ -189,15 +189,16 @@ pub fn run_plan(
                 )),
             })
         }
-        Err(BuildError::StageFailed {
-            kind,
-            name,
-            short,
-            code,
-            tail,
-            log,
-            ..
-        }) => {
+        Err(BuildError::StageFailed(failure)) => {
+            let StageFailure {
+                kind,
+                name,
+                short,
+                code,
+                tail,
+                log,
+                ..
+            } = *failure;
             end(monitor, "failure", None);
             let mut text = format!("{kind} {name} ({short}) failed with exit status {code}");
             if !tail.trim().is_empty() {
