@@ -1,1 +1,11 @@
+//! One integration-test binary that drives the real `osbuild` CLI: real
+//! sandboxes, real overlayfs stores, real tar. Needs root (namespaces, mounts).
 
+mod support;
+
+mod assembler_tar;
+mod caching;
+mod interrupt;
+mod manifest_errors;
+mod sandbox;
+mod store_cmd;

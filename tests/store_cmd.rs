@@ -1,0 +1,106 @@
+//! `osbuild store ls|du|gc`, `osbuild stages` and `osbuild inspect` output.
+
+use serde_json::{json, Value};
+
+use crate::support::Scratch;
+
+fn stdout(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn gc_keeps_named_trees_and_their_layers() {
+    let s = Scratch::new("store-gc");
+    let named = s.manifest(
+        "named.json",
+        &json!({"name": "keep-me", "stages": [{"name": "org.osbuild.noop", "options": {"a": 1}}, {"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/kept"}]}}]}),
+    );
+    let other = s.manifest(
+        "other.json",
+        &json!({"stages": [{"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/gone"}]}}]}),
+    );
+    s.build(&named, None).ok();
+    s.build(&other, None).ok();
+    assert_eq!(s.objects().len(), 3);
+    // Recently used: a plain gc keeps everything.
+    let out = stdout(s.osbuild().args(["store", "gc", "--json"]));
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["removed"], 0);
+    let out = stdout(s.osbuild().args(["store", "gc", "--all", "--json"]));
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["removed"], 1);
+    assert_eq!(s.objects().len(), 2);
+    let rebuilt = s.build(&named, None).ok();
+    assert_eq!(rebuilt.cached(), 2);
+    let ls = stdout(s.osbuild().args(["store", "ls"]));
+    assert!(ls.contains("name: keep-me"), "{ls}");
+    let du = stdout(s.osbuild().args(["store", "du"]));
+    assert!(du.contains("total in 2 objects"), "{du}");
+}
+
+#[test]
+fn stages_lists_builtins_and_libdir_entries_and_documents_options() {
+    let s = Scratch::new("store-stages");
+    s.stage("stage", "test.custom", "#!/bin/sh\n", Some(&json!({"summary": "A custom stage", "schema": {"properties": {"size": {"type": "integer", "description": "How big."}}}})));
+    let list = stdout(s.osbuild().arg("stages"));
+    for name in [
+        "org.osbuild.noop",
+        "org.osbuild.mkdir",
+        "org.osbuild.files",
+        "org.osbuild.hostname",
+        "org.osbuild.tar",
+        "test.custom",
+    ] {
+        assert!(list.contains(name), "{name} missing from:\n{list}");
+    }
+    assert!(list.contains("A custom stage [libdir]"));
+    let mkdir = stdout(s.osbuild().args(["stages", "org.osbuild.mkdir"]));
+    assert!(mkdir.contains("paths: array of object (required)"), "{mkdir}");
+    assert!(
+        mkdir.contains("paths[].mode: integer or string (default: \"0755\")"),
+        "{mkdir}"
+    );
+    assert!(mkdir.contains("paths[].exist_ok: boolean (default: false)"), "{mkdir}");
+    assert!(mkdir.contains("Create missing parent directories too."), "{mkdir}");
+    let tar = stdout(s.osbuild().args(["stages", "org.osbuild.tar"]));
+    assert!(
+        tar.contains("compression: one of \"none\", \"gzip\", \"xz\", \"zstd\""),
+        "{tar}"
+    );
+    let custom = stdout(s.osbuild().args(["stages", "test.custom"]));
+    assert!(
+        custom.contains("size: integer") && custom.contains("How big."),
+        "{custom}"
+    );
+    let unknown = s.osbuild().args(["stages", "org.osbuild.mkdri"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("did you mean `org.osbuild.mkdir`?"));
+}
+
+#[test]
+fn inspect_builds_nothing_and_the_legacy_command_line_builds() {
+    let s = Scratch::new("store-inspect");
+    let m = s.manifest(
+        "m.json",
+        &json!({"stages": [{"name": "org.osbuild.hostname", "options": {"hostname": "h"}}], "assembler": {"name": "org.osbuild.tar", "options": {"filename": "t.tar"}}}),
+    );
+    let text = stdout(s.osbuild().arg("inspect").arg(&m));
+    assert!(text.contains("org.osbuild.hostname") && text.contains("  -"), "{text}");
+    assert!(!s.store().exists(), "inspect created no store");
+    // The seed's command line: osbuild --store DIR --libdir DIR -o DIR PIPELINE
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .arg("--store")
+        .arg(s.store())
+        .arg("-l")
+        .arg(s.libdir())
+        .arg("-o")
+        .arg(s.path("out"))
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.path("out/t.tar").is_file());
+    let plan: Value = serde_json::from_str(&stdout(s.osbuild().args(["inspect", "--json"]).arg(&m))).unwrap();
+    assert_eq!(plan["pipelines"][0]["stages"][0]["stored"], true);
+    assert_eq!(plan["pipelines"][0]["assembler"]["stored"], true);
+}

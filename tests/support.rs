@@ -1,0 +1,188 @@
+//! Shared test helpers: a scratch directory per test, the real `osbuild`
+//! binary, and libdirs of stages written as shell scripts.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A directory for one test, removed when the test passes.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir()
+            .join("osbuild-tests")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path("store")
+    }
+
+    pub fn libdir(&self) -> PathBuf {
+        self.path("lib")
+    }
+
+    /// Writes a file (creating parents) and returns its path.
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    pub fn manifest(&self, rel: &str, manifest: &Value) -> PathBuf {
+        self.write(rel, &serde_json::to_string_pretty(manifest).unwrap())
+    }
+
+    /// Adds an executable stage (or assembler) to the test libdir.
+    pub fn stage(&self, kind: &str, name: &str, script: &str, meta: Option<&Value>) {
+        let path = self.write(&format!("lib/{kind}s/{name}"), script);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if let Some(meta) = meta {
+            self.write(&format!("lib/{kind}s/{name}.meta.json"), &meta.to_string());
+        }
+    }
+
+    /// `osbuild` with this test's store and libdir.
+    pub fn osbuild(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild"));
+        cmd.arg("--store").arg(self.store()).arg("--libdir").arg(self.libdir());
+        cmd.env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Builds a manifest with JSON events; returns the events and the output.
+    pub fn build(&self, manifest: &Path, out: Option<&Path>) -> Build {
+        let mut cmd = self.osbuild();
+        cmd.arg("build").arg("--json").arg(manifest);
+        if let Some(out) = out {
+            cmd.arg("-o").arg(out);
+        }
+        Build::from(cmd.output().unwrap())
+    }
+
+    /// The ids of the objects in the store.
+    pub fn objects(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.store().join("objects"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Entries left in the store's `tmp/` (work in progress).
+    pub fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(self.store().join("tmp"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The result of one `osbuild build --json`.
+pub struct Build {
+    pub code: i32,
+    pub events: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Build {
+    fn from(out: Output) -> Build {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let events = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        Build {
+            code: out.status.code().unwrap_or(-1),
+            events,
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Build {
+    #[track_caller]
+    pub fn ok(self) -> Build {
+        assert_eq!(self.code, 0, "build failed:\n{}\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// `(name, status)` of every stage-end event, in order.
+    pub fn stages(&self) -> Vec<(String, String)> {
+        self.events
+            .iter()
+            .filter(|e| e["type"] == "stage-end")
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// How many stages (and assemblers) ran rather than came from the store.
+    pub fn ran(&self) -> usize {
+        self.stages().iter().filter(|(_, s)| s == "success").count()
+    }
+
+    pub fn cached(&self) -> usize {
+        self.stages().iter().filter(|(_, s)| s == "cached").count()
+    }
+}
+
+/// The host's mount table, to prove a build left nothing mounted.
+pub fn mounts() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap()
+}
+
+/// Lists every file under `dir` with type, mode, owner, size and content hash
+/// (via `find`), for comparing trees.
+pub fn listing(dir: &Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . -printf '%p %y %m %U:%G %s %l\\n' | sort")
+        .arg("sh")
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Extracts a tarball (as root, keeping owners and xattrs) into a new directory.
+pub fn untar(tarball: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    let status = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
+        .arg(tarball)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
