@@ -20,6 +20,8 @@ use crate::store::{Claim, ObjectKind, ObjectMeta, Staging, Store};
 pub const TREE: &str = "/run/osbuild/tree";
 /// Where an assembler writes, inside its sandbox.
 pub const OUTPUT: &str = "/run/osbuild/output";
+/// Where a built-in's cache directory is, inside its sandbox.
+pub const CACHE: &str = "/run/osbuild/cache";
 /// Where a libdir is, inside every sandbox.
 pub const LIB: &str = "/run/osbuild/lib";
 
@@ -250,6 +252,7 @@ impl Executor<'_> {
                     let ctx = Context {
                         tree: TREE.into(),
                         output_dir: (kind == Kind::Assembler).then(|| OUTPUT.into()),
+                        cache: builtin.cache.map(|_| CACHE.into()),
                     };
                     let code = match builtin.run(&ctx, &options) {
                         Ok(()) => 0,

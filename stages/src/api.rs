@@ -30,6 +30,9 @@ pub struct Context {
     pub tree: PathBuf,
     /// Where an assembler writes its image; `None` for a stage.
     pub output_dir: Option<PathBuf>,
+    /// A writable directory that outlives the build, shared by every build on
+    /// the store (downloaded packages), for built-ins that ask for one.
+    pub cache: Option<PathBuf>,
 }
 
 /// A stage's failure, shown at the end of its log.
@@ -108,6 +111,14 @@ pub struct Builtin {
     pub summary: &'static str,
     /// Whether it runs with the host's network; every other built-in has loopback only.
     pub network: bool,
+    /// A boolean option that, when true, gives this use of the stage the network.
+    pub network_option: Option<&'static str>,
+    /// The name of a cache directory (`STORE/cache/<name>`) mounted read-write
+    /// at `/run/osbuild/cache` for this built-in.
+    pub cache: Option<&'static str>,
+    /// Whether the tree gets `/proc`, `/dev` and `/tmp` mounted inside it, so
+    /// the stage can `chroot` into it and run the tree's own programs.
+    pub tree_mounts: bool,
     schema: fn() -> Value,
     check: fn(&Value) -> Result<(), OptionsError>,
     run: fn(&Context, &Value) -> StageResult,
@@ -127,6 +138,9 @@ impl Builtin {
             kind,
             summary,
             network: false,
+            network_option: None,
+            cache: None,
+            tree_mounts: false,
             schema: schema_of::<T>,
             check: check_as::<T>,
             run: run_as::<T>,
@@ -136,6 +150,27 @@ impl Builtin {
     pub const fn with_network(mut self) -> Self {
         self.network = true;
         self
+    }
+
+    /// This use of the stage has network when its boolean option `key` is true.
+    pub const fn with_network_option(mut self, key: &'static str) -> Self {
+        self.network_option = Some(key);
+        self
+    }
+
+    pub const fn with_cache(mut self, name: &'static str) -> Self {
+        self.cache = Some(name);
+        self
+    }
+
+    pub const fn with_tree_mounts(mut self) -> Self {
+        self.tree_mounts = true;
+        self
+    }
+
+    /// Whether a stage with these options runs with the host's network.
+    pub fn needs_network(&self, options: &Value) -> bool {
+        self.network || self.network_option.is_some_and(|k| options.get(k) == Some(&Value::Bool(true)))
     }
 
     pub const fn with_aliases(mut self, aliases: &'static [&'static str]) -> Self {
