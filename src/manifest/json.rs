@@ -202,7 +202,14 @@ impl<'a> Parser<'a> {
     fn describe_char(&self, pos: usize) -> String {
         match self.src[pos..].chars().next() {
             None => "the end of the input".to_string(),
-            Some(c) if c.is_control() => format!("{c:?}"),
+            // Invisible characters are shown escaped.
+            Some(c)
+                if c.is_control()
+                    || (c.is_whitespace() && c != ' ')
+                    || matches!(c, '\u{200b}'..='\u{200f}' | '\u{feff}') =>
+            {
+                format!("{c:?}")
+            }
             Some(c) => format!("'{c}'"),
         }
     }
@@ -327,7 +334,10 @@ impl<'a> Parser<'a> {
             if self.digits() == 0 {
                 return Err(self.err_at(
                     self.char_span(self.pos),
-                    format!("expected a digit in the exponent, found {}", self.describe_char(self.pos)),
+                    format!(
+                        "expected a digit in the exponent, found {}",
+                        self.describe_char(self.pos)
+                    ),
                 ));
             }
         }
@@ -459,10 +469,7 @@ impl<'a> Parser<'a> {
                 Some(d) => v = v * 16 + d,
                 None => {
                     let end = self.char_span(self.pos + i).end;
-                    return Err(self.err_at(
-                        esc_start..end,
-                        "invalid \\u escape: expected four hexadecimal digits",
-                    ));
+                    return Err(self.err_at(esc_start..end, "invalid \\u escape: expected four hexadecimal digits"));
                 }
             }
         }
@@ -596,7 +603,10 @@ impl<'a> Parser<'a> {
                 Some(_) => {
                     return Err(self.err_at(
                         self.char_span(self.pos),
-                        format!("expected ':' after an object key, found {}", self.describe_char(self.pos)),
+                        format!(
+                            "expected ':' after an object key, found {}",
+                            self.describe_char(self.pos)
+                        ),
                     ))
                 }
             }
@@ -752,7 +762,7 @@ mod tests {
         assert_eq!(root.span, 3..src.len());
         assert_eq!(root.to_value(), serde_json::json!({"a": 1}));
         // Only at the start.
-        assert_eq!(err("[\u{feff}]").span, 1..4);
+        check_err("[\u{feff}]", 1..4, "expected a JSON value, found '\\u{feff}'");
     }
 
     #[test]
@@ -770,7 +780,13 @@ mod tests {
         assert!(root.find(&[k("k"), k("x")]).is_none());
         assert!(root.find(&[PathSegment::Index(0)]).is_none());
         // Deepest reachable node for a missing key is its parent object.
-        let missing = [k("stages"), PathSegment::Index(0), k("options"), k("missing"), k("more")];
+        let missing = [
+            k("stages"),
+            PathSegment::Index(0),
+            k("options"),
+            k("missing"),
+            k("more"),
+        ];
         let (node, n) = root.deepest(&missing);
         assert_eq!(n, 3);
         assert_eq!(&src[node.span.clone()], r#"{"mode": 1}"#);
@@ -798,16 +814,32 @@ mod tests {
         check_err("[-01]", 1..4, "a number cannot have leading zeros");
         check_err("-", 1..1, "expected a digit after '-', found the end of the input");
         check_err("-x", 1..2, "expected a digit after '-', found 'x'");
-        check_err("1.", 2..2, "expected a digit after the decimal point, found the end of the input");
+        check_err(
+            "1.",
+            2..2,
+            "expected a digit after the decimal point, found the end of the input",
+        );
         check_err("[1.e5]", 3..4, "expected a digit after the decimal point, found 'e'");
-        check_err("1e", 2..2, "expected a digit in the exponent, found the end of the input");
+        check_err(
+            "1e",
+            2..2,
+            "expected a digit in the exponent, found the end of the input",
+        );
         check_err("1e+]", 3..4, "expected a digit in the exponent, found ']'");
         check_err("1e400", 0..5, "number out of range");
         check_err("-Infinity", 0..2, "JSON numbers must be finite");
         check_err("NaN", 0..3, "invalid literal `NaN` (JSON numbers must be finite)");
         check_err("[True]", 1..5, "invalid literal `True` (did you mean true?)");
-        check_err("nul", 0..3, "invalid literal `nul` (expected a JSON value; strings need double quotes)");
-        check_err("nulls", 0..5, "invalid literal `nulls` (expected a JSON value; strings need double quotes)");
+        check_err(
+            "nul",
+            0..3,
+            "invalid literal `nul` (expected a JSON value; strings need double quotes)",
+        );
+        check_err(
+            "nulls",
+            0..5,
+            "invalid literal `nulls` (expected a JSON value; strings need double quotes)",
+        );
         check_err("'x'", 0..1, "strings must use double quotes");
         check_err("{'x': 1}", 1..2, "keys must use double quotes");
         check_err("// c\n1", 0..1, "comments are not allowed in JSON");
@@ -816,8 +848,16 @@ mod tests {
         check_err("\"\\u12", 5..5, "unterminated string");
         check_err("\"a\\qb\"", 2..4, "invalid escape \\q");
         check_err("\"a\\éb\"", 2..5, "invalid escape \\é");
-        check_err("\"\\u12G4\"", 1..6, "invalid \\u escape: expected four hexadecimal digits");
-        check_err("\"a\nb\"", 2..3, "control character U+000A in a string (write it as \\n)");
+        check_err(
+            "\"\\u12G4\"",
+            1..6,
+            "invalid \\u escape: expected four hexadecimal digits",
+        );
+        check_err(
+            "\"a\nb\"",
+            2..3,
+            "control character U+000A in a string (write it as \\n)",
+        );
         check_err("\"a\u{1}b\"", 2..3, "control character U+0001 in a string");
         check_err(
             "\"\\uD800\"",
@@ -831,17 +871,29 @@ mod tests {
         );
         check_err("\"\\uDC00\"", 1..7, "lone surrogate \\uDC00");
         check_err("\"\\uD800\\u0041\"", 1..13, "invalid surrogate pair \\uD800\\u0041");
-        check_err("\"\\uD800\\n\"", 1..7, "lone surrogate \\uD800 (a high surrogate must be followed by a low one)");
+        check_err(
+            "\"\\uD800\\n\"",
+            1..7,
+            "lone surrogate \\uD800 (a high surrogate must be followed by a low one)",
+        );
         check_err("[1 2]", 3..4, "expected ',' or ']' after an array element, found '2'");
         check_err("[1,]", 2..3, "trailing comma before ']'");
         check_err("[1", 2..2, "unexpected end of input: unclosed array");
         check_err("[1,", 3..3, "unexpected end of input: unclosed array");
         check_err("[", 1..1, "unexpected end of input: unclosed array");
         check_err("[,1]", 1..2, "expected a JSON value, found ','");
-        check_err("{\"a\": 1 \"b\": 2}", 8..9, "expected ',' or '}' after an object member, found '\"'");
+        check_err(
+            "{\"a\": 1 \"b\": 2}",
+            8..9,
+            "expected ',' or '}' after an object member, found '\"'",
+        );
         check_err("{\"a\": 1,}", 7..8, "trailing comma before '}'");
         check_err("{\"a\" 1}", 5..6, "expected ':' after an object key, found '1'");
-        check_err("{\"a\"", 4..4, "unexpected end of input: expected ':' after an object key");
+        check_err(
+            "{\"a\"",
+            4..4,
+            "unexpected end of input: expected ':' after an object key",
+        );
         check_err("{\"a\":", 5..5, "unexpected end of input: expected a JSON value");
         check_err("{\"a\":1", 6..6, "unexpected end of input: unclosed object");
         check_err("{", 1..1, "unexpected end of input: unclosed object");
@@ -851,7 +903,7 @@ mod tests {
         check_err("[é]", 1..3, "expected a JSON value, found 'é'");
         check_err("[\u{7f}]", 1..2, "expected a JSON value, found '\\u{7f}'");
         check_err("\u{0}", 0..1, "expected a JSON value, found '\\0'");
-        check_err("[1,\u{a0}2]", 3..5, "expected a JSON value, found '\u{a0}'");
+        check_err("[1,\u{a0}2]", 3..5, "expected a JSON value, found '\\u{a0}'");
     }
 
     #[test]
@@ -940,7 +992,11 @@ mod tests {
             match (ours, theirs) {
                 (Ok(a), Ok(b)) => assert_eq!(a.to_string(), b.to_string(), "{src:?}"),
                 (Err(_), Err(_)) => {}
-                (a, b) => panic!("{src:?}: ours {:?}, serde_json {:?}", a.map(|v| v.to_string()), b.map(|v| v.to_string())),
+                (a, b) => panic!(
+                    "{src:?}: ours {:?}, serde_json {:?}",
+                    a.map(|v| v.to_string()),
+                    b.map(|v| v.to_string())
+                ),
             }
         }
     }
@@ -959,7 +1015,7 @@ mod tests {
             let pick = next() % if depth > 4 { 4 } else { 6 };
             match pick {
                 0 => Value::Null,
-                1 => Value::Bool(next() % 2 == 0),
+                1 => Value::Bool(next().is_multiple_of(2)),
                 2 => match next() % 4 {
                     0 => Value::from(next()),
                     1 => Value::from(-((next() >> 2) as i64)),

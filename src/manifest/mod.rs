@@ -123,14 +123,14 @@ mod tests {
         );
         assert_eq!(
             first,
-            "c0bd1ef4e0afc1d87a2a5e10e9e3bd3fb6098f0bd8ab6b4c9b4fe2b0bdef98c1"
+            "b5018cd90fd26a5acd22ddb4ca8eabdb9e17d8126764786124c31eeefcf095df"
         );
         let second = stage_id(
             Some("ab"),
             &stage("org.osbuild.hostname", json!({"hostname": "h"})),
             Some(&first),
         );
-        assert_eq!(second, "PLACEHOLDER");
+        assert_eq!(second, "057c73d9ce891a2e92dd213d8d4a9b9853c998d5e4d52b039d24b4de5e159199");
     }
 
     #[test]

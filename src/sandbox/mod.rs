@@ -1,45 +1,540 @@
-// TEMPORARY STUB (compile-check only)
+//! Runs one program isolated from the host: in fresh mount, pid, ipc, uts and
+//! (unless asked for the host's) network namespaces, on a read-only root made
+//! of a build root, with the tree at `/run/osbuild/tree`, a minimal `/dev`, its
+//! own `/proc`, and a reduced set of capabilities.
+//!
+//! The module knows build roots, trees and payloads, nothing about stages.
+//!
+//! # Processes
+//!
+//! ```text
+//! caller ── fork ──> A (outermost child, in the caller's pid namespace)
+//!                    setsid, unshare(NEWNS|NEWPID|NEWIPC|NEWUTS[|NEWNET])
+//!                    └─ fork ──> B = PID 1 of the new pid namespace
+//!                                 mounts (the plan), pivot_root, hostname, lo,
+//!                                 drops capabilities
+//!                                 └─ fork ──> C = the payload (exec or call)
+//! ```
+//!
+//! `unshare(CLONE_NEWPID)` only puts the *children* of the caller of unshare
+//! in the new pid namespace, hence A then B. We use `fork` + `unshare` rather
+//! than `clone(CLONE_NEW*)` straight from the caller because glibc's `fork`
+//! runs its at-fork handlers (the child's malloc is consistent even if the
+//! caller has threads; a raw `clone` child could deadlock allocating), and
+//! because A, living in the caller's pid namespace, is what [`Running`]
+//! waits for and kills. The extra fork costs tens of microseconds.
+//!
+//! B reaps every orphan (`waitpid(-1)`) and exits with C's status as soon as C
+//! exits; when PID 1 of a pid namespace dies the kernel SIGKILLs everything
+//! left in it, so a payload's background processes never outlive it. A exits
+//! with B's status. Every level sets `PR_SET_PDEATHSIG(SIGKILL)` and then
+//! checks its parent is still there (the parent could have died before the
+//! prctl), so if the caller is SIGKILLed the whole sandbox dies too.
+//! (`PDEATHSIG` fires when the parent *thread* exits: spawn from a thread
+//! that outlives the sandbox, e.g. the main thread.)
+//!
+//! # Errors
+//!
+//! A failure in the sandbox before the payload starts (a mount, `pivot_root`,
+//! dropping capabilities, the `execve` itself...) is written to the log pipe
+//! as one line `osbuild sandbox: <operation> <path>: <error>` and the sandbox
+//! exits with [`SETUP_FAILED`] (125), which [`Running::wait`] returns.
+
+mod caps;
+mod plan;
+mod sys;
+
+use std::ffi::CString;
+use std::io::{Seek, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+pub use caps::{cap, keep_mask, KEEP};
+pub use plan::{expand_top_level, flatten, plan, Cond, EntryKind, HostFacts, Op, PlanError, HOSTNAME, LIB, OUTPUT, TREE};
+pub use sys::{execute, RealSys, SetupError, Sys};
+
+/// The exit status of a sandbox whose set-up failed before the payload
+/// started (the reason is the last line of the log).
+pub const SETUP_FAILED: i32 = 125;
+
+/// What the sandbox's root is made of.
 pub enum BuildRoot {
+    /// The host: only /usr and /etc are bound read-only; /bin, /sbin, /lib,
+    /// /lib32, /lib64, /libx32 are re-created as the same symlinks when they
+    /// are symlinks on the host (merged /usr), else bound read-only. Nothing
+    /// else of the host (not /root, /home, /work, /var, /srv, /opt, /mnt,
+    /// /media, /boot) is visible.
     Host,
+    /// A stored tree made of overlayfs layers, bottom first (each a
+    /// directory). All its top-level entries (except proc, sys, dev, tmp, run)
+    /// become the root, read-only. An empty Vec means an empty tree.
     Layers(Vec<PathBuf>),
 }
+
+/// The tree the payload works on, at `/run/osbuild/tree` ([`TREE`]), nodev.
 pub enum Tree {
+    /// Overlay: `lower` layers bottom first (may be empty: an empty tree),
+    /// `upper` and `work` are empty dirs on the same filesystem, writable.
+    /// Mounted read-write at /run/osbuild/tree. The caller keeps `upper` as
+    /// the diff afterwards (plain: redirect_dir, metacopy and index are off;
+    /// deletions are overlayfs whiteouts).
     Writable {
         lower: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
     },
-    ReadOnly {
-        lower: Vec<PathBuf>,
-    },
+    /// Overlay of `lower` (bottom first) with no upper: read-only at
+    /// /run/osbuild/tree.
+    ReadOnly { lower: Vec<PathBuf> },
 }
+
+/// Everything a sandbox is made of.
 pub struct Spec {
     pub build_root: BuildRoot,
     pub tree: Tree,
+    /// Bound read-write at /run/osbuild/output (assemblers).
     pub output: Option<PathBuf>,
+    /// Bound read-only at /run/osbuild/lib (user-supplied stage executables
+    /// live there).
     pub libdir: Option<PathBuf>,
+    /// true: share the host's network namespace. false: a new network
+    /// namespace with only `lo`, brought up.
     pub network: bool,
+    /// An empty directory of the caller's on the host that the sandbox may
+    /// fill (mount points, layer symlinks, an empty lower dir). The caller
+    /// deletes it afterwards. Mounts on it exist only in the sandbox's mount
+    /// namespace, so it is an ordinary directory again once the sandbox is
+    /// gone.
     pub scratch: PathBuf,
 }
+
+/// What runs in the sandbox.
 pub enum Payload {
+    /// Exec a program by its path inside the sandbox (`argv[0]`, absolute,
+    /// e.g. "/run/osbuild/lib/stages/foo" or "/usr/bin/tar"), with `stdin` fed
+    /// as the program's standard input (a memfd, so any size works) and
+    /// exactly this environment (env is cleared first).
     Exec {
         argv: Vec<String>,
         stdin: Vec<u8>,
         env: Vec<(String, String)>,
     },
+    /// Run a function in the sandboxed child (after all mounts, pivot_root and
+    /// capability dropping), no exec; its return value is the exit status. A
+    /// panic exits with 101. stdin is /dev/null; the environment is the
+    /// caller's (the function sets its own). Used for built-in stages compiled
+    /// into our binary, so they work in any build root.
     Call(Box<dyn FnOnce() -> i32>),
 }
-pub struct Running;
-pub fn spawn(_spec: &Spec, _payload: Payload) -> std::io::Result<Running> {
-    todo!()
+
+/// A started sandbox. Dropping it without [`Running::wait`] kills and reaps it.
+pub struct Running {
+    /// The outermost child (A), in the caller's pid namespace.
+    pid: Pid,
+    /// Read end of the log pipe.
+    log: OwnedFd,
+    reaped: bool,
 }
+
 impl Running {
-    pub fn log(&self) -> std::os::fd::BorrowedFd<'_> {
-        todo!()
+    /// Read end of a pipe that carries the payload's stdout and stderr,
+    /// merged. EOF means every process in the sandbox has exited. The caller
+    /// polls it (together with its own signalfd) and reads it. Close-on-exec.
+    pub fn log(&self) -> BorrowedFd<'_> {
+        self.log.as_fd()
     }
-    pub fn kill(&self) {}
-    pub fn wait(self) -> std::io::Result<i32> {
-        todo!()
+
+    /// The pid of the outermost sandbox process, in the caller's namespace.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// SIGKILL the whole sandbox: A dies, B (PID 1 of the pid namespace) gets
+    /// SIGKILL from its parent-death signal, and with it every process in the
+    /// namespace; mounts vanish with the mount namespace. The log reaches EOF
+    /// once they are all gone; then [`Running::wait`] returns 128+9.
+    pub fn kill(&self) {
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+    }
+
+    /// Wait for the payload's result: Ok(0) success, Ok(n) exit code n,
+    /// signal death as 128+signo, [`SETUP_FAILED`] if the sandbox couldn't be
+    /// set up. The caller reads the log to EOF first, then calls this.
+    pub fn wait(mut self) -> std::io::Result<i32> {
+        let code = reap(self.pid)?;
+        self.reaped = true;
+        Ok(code)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            let _ = reap(self.pid);
+        }
+    }
+}
+
+fn reap(pid: Pid) -> std::io::Result<i32> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(status) => {
+                if let Some(code) = exit_code(status) {
+                    return Ok(code);
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e)),
+        }
+    }
+}
+
+/// The shell's convention: exit code, or 128+signal.
+fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, signal, _) => Some(128 + signal as i32),
+        _ => None,
+    }
+}
+
+fn err(context: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{context}: {e}"))
+}
+
+/// An exec'd payload, ready before forking.
+struct Exec {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+}
+
+fn prepare_exec(argv: &[String], env: &[(String, String)]) -> std::io::Result<Exec> {
+    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
+    if argv.is_empty() {
+        return Err(invalid("the payload's argv is empty"));
+    }
+    let argv = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| invalid("the payload's argv holds a NUL byte"))?;
+    let env = env
+        .iter()
+        .map(|(k, v)| {
+            if k.is_empty() || k.contains('=') {
+                return Err(invalid("the payload's environment holds an invalid name"));
+            }
+            CString::new(format!("{k}={v}")).map_err(|_| invalid("the payload's environment holds a NUL byte"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Exec {
+        path: argv[0].clone(),
+        argv,
+        env,
+    })
+}
+
+fn memfd_with(bytes: &[u8]) -> std::io::Result<OwnedFd> {
+    let fd = nix::sys::memfd::memfd_create(c"osbuild-stdin", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| err("creating the stdin memfd", e))?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes).map_err(|e| err("filling the stdin memfd", e))?;
+    file.rewind().map_err(|e| err("rewinding the stdin memfd", e))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Starts `payload` in a new sandbox described by `spec`.
+///
+/// Errors here are the caller's side (a spec that can't be planned, no fork);
+/// failures inside the sandbox come back as [`SETUP_FAILED`] and a log line.
+pub fn spawn(spec: &Spec, payload: Payload) -> std::io::Result<Running> {
+    let host = match spec.build_root {
+        BuildRoot::Host => HostFacts::probe(),
+        BuildRoot::Layers(_) => HostFacts::default(),
+    };
+    let ops = plan(spec, &host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let (run, stdin) = match payload {
+        Payload::Exec { argv, stdin, env } => (Run::Exec(prepare_exec(&argv, &env)?), Some(memfd_with(&stdin)?)),
+        Payload::Call(f) => (Run::Call(f), None),
+    };
+    let (log_r, log_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err("creating the log pipe", e))?;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    if !spec.network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let child = Child {
+        caller: nix::unistd::getpid(),
+        flags,
+        ops,
+        log: log_w.as_raw_fd(),
+        stdin: stdin.as_ref().map(|fd| fd.as_raw_fd()),
+        run,
+    };
+    // SAFETY: the child only runs `outer`, which never returns (it ends in
+    // _exit); see the module doc on why fork is fine with threads in glibc.
+    match unsafe { fork() }.map_err(|e| err("forking the sandbox", e))? {
+        ForkResult::Child => outer(child),
+        ForkResult::Parent { child: pid } => {
+            // `child` (with the payload) is dropped here, in the caller.
+            drop(log_w);
+            drop(stdin);
+            Ok(Running {
+                pid,
+                log: log_r,
+                reaped: false,
+            })
+        }
+    }
+}
+
+enum Run {
+    Exec(Exec),
+    Call(Box<dyn FnOnce() -> i32>),
+}
+
+/// What the forked children need, prepared by the caller.
+struct Child {
+    caller: Pid,
+    flags: CloneFlags,
+    ops: Vec<Op>,
+    /// The write end of the log pipe (the caller's fd number).
+    log: RawFd,
+    /// The stdin memfd (the caller's fd number), for Exec.
+    stdin: Option<RawFd>,
+    run: Run,
+}
+
+/// In the children, after fd 3 holds the stdin memfd (if any).
+const STDIN_FD: RawFd = 3;
+
+fn write_fd(fd: RawFd, msg: &str) {
+    let line = format!("osbuild sandbox: {msg}\n");
+    let mut bytes = line.as_bytes();
+    while !bytes.is_empty() {
+        // SAFETY: writing a buffer we own to a raw fd.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Reports a set-up failure on stderr (the log pipe) and exits 125.
+fn die(msg: &str) -> ! {
+    write_fd(2, msg);
+    exit(SETUP_FAILED)
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit: no atexit handlers, no flushing of the caller's buffers
+    // copied by fork.
+    unsafe { libc::_exit(code) }
+}
+
+/// PR_SET_PDEATHSIG(SIGKILL). Returns false if the parent already died.
+fn die_with_parent(alive: impl FnOnce() -> bool) -> bool {
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+        return false;
+    }
+    alive()
+}
+
+fn close_from(first: RawFd) {
+    // SAFETY: close_range on fds this process owns (all of them, after fork).
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) };
+    if r == 0 {
+        return;
+    }
+    // Kernels before 5.9: close what /proc/self/fd lists.
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd >= first)
+            .collect(),
+        Err(_) => (first..1024).collect(),
+    };
+    for fd in fds {
+        // SAFETY: closing an fd of ours (one may be the read_dir's, gone).
+        unsafe { libc::close(fd) };
+    }
+}
+
+fn reset_signals() {
+    for signo in 1..=64 {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to the default; invalid numbers
+        // (glibc's internal real-time signals) just fail.
+        unsafe { libc::signal(signo, libc::SIG_DFL) };
+    }
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// A: the outermost child, still in the caller's namespaces.
+fn outer(child: Child) -> ! {
+    let caller = child.caller;
+    if !die_with_parent(|| nix::unistd::getppid() == caller) {
+        exit(SETUP_FAILED);
+    }
+    // Its own session and process group: the terminal's Ctrl-C reaches only
+    // the caller, which decides what to do with the sandbox.
+    let _ = nix::unistd::setsid();
+
+    // File descriptors: 0 = /dev/null, 1 and 2 = the log, 3 = the stdin
+    // memfd; nothing else of the caller's survives. Move the ones we keep out
+    // of the way first, in case the caller had 0-3 closed and pipe2/memfd
+    // returned such low numbers.
+    // SAFETY: fcntl/open/dup2 on raw fds owned by this (forked) process.
+    unsafe {
+        let log = libc::fcntl(child.log, libc::F_DUPFD_CLOEXEC, 10);
+        if log < 0 {
+            write_fd(child.log, &format!("duplicating the log pipe: {}", Errno::last().desc()));
+            exit(SETUP_FAILED);
+        }
+        let stdin = child.stdin.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10));
+        if libc::dup2(log, 1) < 0 || libc::dup2(log, 2) < 0 {
+            write_fd(log, &format!("redirecting to the log pipe: {}", Errno::last().desc()));
+            exit(SETUP_FAILED);
+        }
+        match stdin {
+            Some(fd) if fd < 0 || libc::dup2(fd, STDIN_FD) < 0 => {
+                die(&format!("duplicating the stdin memfd: {}", Errno::last().desc()))
+            }
+            _ => {}
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 || libc::dup2(null, 0) < 0 {
+            die(&format!("opening /dev/null: {}", Errno::last().desc()));
+        }
+    }
+    close_from(if child.stdin.is_some() { STDIN_FD + 1 } else { STDIN_FD });
+    // The caller blocks SIGINT, SIGTERM, SIGHUP, SIGCHLD for its signalfd and
+    // Rust ignores SIGPIPE: the sandbox starts from the defaults.
+    reset_signals();
+
+    if let Err(e) = nix::sched::unshare(child.flags) {
+        die(&format!("creating namespaces (unshare): {}", e.desc()));
+    }
+    // B's way of knowing A is still alive after setting its PDEATHSIG: B's
+    // getppid() is 0 (A is outside B's pid namespace), so A holds the write
+    // end of this pipe; it reads as hung up once A is gone.
+    let (alive_r, alive_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(pair) => pair,
+        Err(e) => die(&format!("creating a pipe: {}", e.desc())),
+    };
+    // SAFETY: as in spawn: the child ends in _exit.
+    match unsafe { fork() } {
+        Err(e) => die(&format!("forking PID 1: {}", e.desc())),
+        Ok(ForkResult::Child) => {
+            drop(alive_w);
+            init(child, alive_r)
+        }
+        Ok(ForkResult::Parent { child: pid }) => {
+            drop(alive_r);
+            // A needs no fds but the liveness pipe: the log's EOF must not
+            // wait for A.
+            for fd in 0..=STDIN_FD {
+                // SAFETY: closing our own fds.
+                unsafe { libc::close(fd) };
+            }
+            let code = reap(pid).unwrap_or(SETUP_FAILED);
+            drop(alive_w);
+            exit(code)
+        }
+    }
+}
+
+/// B: PID 1 of the new pid namespace.
+fn init(child: Child, alive: OwnedFd) -> ! {
+    if !die_with_parent(|| {
+        let mut fds = [nix::poll::PollFd::new(alive.as_fd(), nix::poll::PollFlags::POLLIN)];
+        matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(0))
+    }) {
+        exit(SETUP_FAILED);
+    }
+    drop(alive);
+
+    if let Err(e) = execute(&mut RealSys, &child.ops) {
+        die(&e.to_string());
+    }
+    if let Err(e) = caps::drop_all_but_keep() {
+        die(&e);
+    }
+    // SAFETY: as in spawn: the child ends in _exit.
+    let payload = match unsafe { fork() } {
+        Err(e) => die(&format!("forking the payload: {}", e.desc())),
+        Ok(ForkResult::Child) => payload(child),
+        Ok(ForkResult::Parent { child: pid }) => pid,
+    };
+    // SAFETY: closing our own fds (stdin and the memfd; 1, 2 stay for errors).
+    unsafe {
+        libc::close(0);
+        libc::close(STDIN_FD);
+    }
+    // Reap everything (orphans are re-parented to us); leave with the payload.
+    loop {
+        match waitpid(None::<Pid>, None) {
+            Ok(status) if status.pid() == Some(payload) => {
+                if let Some(code) = exit_code(status) {
+                    // Our exit makes the kernel SIGKILL the rest of the namespace.
+                    exit(code);
+                }
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => die(&format!("waiting for the payload: {}", e.desc())),
+        }
+    }
+}
+
+/// C: the payload, child of PID 1.
+fn payload(child: Child) -> ! {
+    if !die_with_parent(|| nix::unistd::getppid() == Pid::from_raw(1)) {
+        exit(SETUP_FAILED);
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    // SAFETY: dup2/open/close on fds owned by this process.
+    unsafe {
+        match child.run {
+            Run::Exec(_) => {
+                if libc::dup2(STDIN_FD, 0) < 0 {
+                    die(&format!("setting up stdin: {}", Errno::last().desc()));
+                }
+            }
+            Run::Call(_) => {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+                if null < 0 || libc::dup2(null, 0) < 0 {
+                    die(&format!("opening /dev/null: {}", Errno::last().desc()));
+                }
+            }
+        }
+    }
+    close_from(STDIN_FD);
+    match child.run {
+        Run::Exec(exec) => {
+            let e = nix::unistd::execve(&exec.path, &exec.argv, &exec.env).unwrap_err();
+            let path = std::ffi::OsStr::from_bytes(exec.path.as_bytes());
+            die(&format!("executing {}: {}", std::path::Path::new(path).display(), e.desc()))
+        }
+        Run::Call(f) => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            exit(code)
+        }
     }
 }
