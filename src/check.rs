@@ -132,11 +132,8 @@ fn label_for(message: &str) -> &'static str {
 /// with a key (an unknown option), else the deepest value the path reaches.
 fn best_span(located: &Located, path: &[PathSegment], about_key: bool) -> std::ops::Range<usize> {
     let root = &located.source.root;
-    if let Some(span) = root.key_span(path).filter(|_| about_key) {
-        return span;
+    match root.key_span(path).filter(|_| about_key) {
+        Some(span) => span,
+        None => root.best_span(path),
     }
-    (0..=path.len())
-        .rev()
-        .find_map(|n| root.find(&path[..n]).map(|node| node.span.clone()))
-        .unwrap_or(0..0)
 }

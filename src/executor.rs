@@ -12,18 +12,9 @@ use serde_json::{json, Value};
 use crate::monitor::{Event, Monitor};
 use crate::plan::{Plan, PlannedPipeline, PlannedStage};
 use crate::registry::{Implementation, Registry};
-use crate::sandbox::{self, BuildRoot, Payload, Spec, Tree};
+use crate::sandbox::{self, BuildRoot, Payload, Spec, Tree, CACHE, LIB, OUTPUT, TREE};
 use crate::signals::Interrupts;
 use crate::store::{Claim, ObjectKind, ObjectMeta, Staging, Store};
-
-/// Where the tree is, inside every sandbox.
-pub const TREE: &str = "/run/osbuild/tree";
-/// Where an assembler writes, inside its sandbox.
-pub const OUTPUT: &str = "/run/osbuild/output";
-/// Where a built-in's cache directory is, inside its sandbox.
-pub const CACHE: &str = "/run/osbuild/cache";
-/// Where a libdir is, inside every sandbox.
-pub const LIB: &str = "/run/osbuild/lib";
 
 /// How much of a failed stage's log to show.
 const TAIL_BYTES: usize = 8 * 1024;
@@ -214,6 +205,7 @@ impl Executor<'_> {
         let lower = store
             .layer_dirs(planned.parent.as_deref())
             .map_err(io_err("reading the tree's layers"))?;
+        let options = Value::Object(planned.stage.options.clone());
         let (tree, output) = match kind {
             Kind::Stage => (
                 Tree::Writable {
@@ -233,10 +225,14 @@ impl Executor<'_> {
             tree,
             output,
             libdir: self.registry.libdir().map(PathBuf::from),
-            network: def.network,
+            network: def.needs_network(&options),
+            cache: match def.cache() {
+                Some(name) => Some(store.cache_dir(name).map_err(io_err("creating the cache"))?),
+                None => None,
+            },
+            tree_mounts: def.tree_mounts(),
             scratch: staging.scratch(),
         };
-        let options = Value::Object(planned.stage.options.clone());
         let payload = match &def.implementation {
             Implementation::Builtin(builtin) => {
                 let builtin = *builtin;

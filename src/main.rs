@@ -10,13 +10,10 @@ use osbuild::cli::{self, BuildArgs, Common, StoreCommand};
 /// `osbuild [--store DIR] [--libdir DIR] -o DIR PIPELINE.json` builds a
 /// manifest, as `osbuild build` does.
 #[derive(Parser)]
-#[command(
-    name = "osbuild",
-    version,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
+#[command(name = "osbuild", version, subcommand_negates_reqs = true)]
 struct Cli {
+    #[command(flatten)]
+    common: CommonOpts,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -38,8 +35,6 @@ struct CommonOpts {
 
 #[derive(Args)]
 struct BuildOpts {
-    #[command(flatten)]
-    common: CommonOpts,
     /// Where to put the image: an empty or absent directory.
     #[arg(short = 'o', long = "output", value_name = "DIRECTORY")]
     output: Option<PathBuf>,
@@ -57,22 +52,16 @@ enum Command {
     Build(BuildOpts),
     /// Show every pipeline's stages, their ids and whether each is stored, without building.
     Inspect {
-        #[command(flatten)]
-        common: CommonOpts,
         /// The manifest to inspect.
         manifest: PathBuf,
     },
     /// List the stages and assemblers, or show one's options.
     Stages {
-        #[command(flatten)]
-        common: CommonOpts,
         /// A stage or assembler name.
         name: Option<String>,
     },
     /// Look after the store.
     Store {
-        #[command(flatten)]
-        common: CommonOpts,
         #[command(subcommand)]
         command: StoreCmd,
     },
@@ -103,9 +92,9 @@ fn common(c: CommonOpts) -> Common {
     }
 }
 
-fn build_args(b: BuildOpts) -> BuildArgs {
+fn build_args(c: CommonOpts, b: BuildOpts) -> BuildArgs {
     BuildArgs {
-        common: common(b.common),
+        common: common(c),
         output: b.output,
         verbose: b.verbose,
         manifest: b.manifest,
@@ -114,12 +103,13 @@ fn build_args(b: BuildOpts) -> BuildArgs {
 
 fn main() {
     let cli = Cli::parse();
+    let c = cli.common;
     let code = match cli.command {
-        None => cli::build(build_args(cli.build)),
-        Some(Command::Build(b)) => cli::build(build_args(b)),
-        Some(Command::Inspect { common: c, manifest }) => cli::inspect(common(c), &manifest),
-        Some(Command::Stages { common: c, name }) => cli::stages(common(c), name.as_deref()),
-        Some(Command::Store { common: c, command }) => cli::store(
+        None => cli::build(build_args(c, cli.build)),
+        Some(Command::Build(b)) => cli::build(build_args(c, b)),
+        Some(Command::Inspect { manifest }) => cli::inspect(common(c), &manifest),
+        Some(Command::Stages { name }) => cli::stages(common(c), name.as_deref()),
+        Some(Command::Store { command }) => cli::store(
             common(c),
             match command {
                 StoreCmd::Ls => StoreCommand::Ls,

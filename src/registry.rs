@@ -60,6 +60,27 @@ impl StageDef {
         }
     }
 
+    /// Whether this use of the stage gets the host's network.
+    pub fn needs_network(&self, options: &Value) -> bool {
+        match &self.implementation {
+            Implementation::Builtin(b) => b.needs_network(options),
+            Implementation::Program { .. } => self.network,
+        }
+    }
+
+    /// The store cache directory this stage writes to, if any.
+    pub fn cache(&self) -> Option<&'static str> {
+        match &self.implementation {
+            Implementation::Builtin(b) => b.cache,
+            Implementation::Program { .. } => None,
+        }
+    }
+
+    /// Whether the stage chroots into the tree and needs /proc, /dev and /tmp there.
+    pub fn tree_mounts(&self) -> bool {
+        matches!(&self.implementation, Implementation::Builtin(b) if b.tree_mounts)
+    }
+
     pub fn is_builtin(&self) -> bool {
         matches!(self.implementation, Implementation::Builtin(_))
     }
@@ -119,6 +140,12 @@ impl Registry {
             }
         }
         if let Some(dir) = libdir {
+            if !dir.is_dir() {
+                return Err(LibdirError {
+                    path: dir.display().to_string(),
+                    message: "the libdir is not a directory".into(),
+                });
+            }
             for kind in [Kind::Stage, Kind::Assembler] {
                 for def in scan(dir, kind)? {
                     registry.insert(def);

@@ -8,7 +8,7 @@ fn manifest(s: &Scratch, compression: &str) -> std::path::PathBuf {
     s.stage(
         "stage",
         "test.special-files",
-        "#!/bin/sh\nset -e\nt=/run/osbuild/tree\nmkdir -p $t/d\necho data > $t/d/file\nchmod 4750 $t/d/file\nchown 1234:5678 $t/d/file\n\
+        "#!/bin/sh\nset -e\nt=/run/osbuild/tree\nmkdir -p $t/d\necho data > $t/d/file\nchown 1234:5678 $t/d/file\nchmod 4750 $t/d/file\n\
          ln $t/d/file $t/d/hardlink\nln -s file $t/d/symlink\nmkfifo $t/d/fifo\nsetfattr -n user.osbuild -v kept $t/d/file\n\
          touch -d @2000000000 $t/d/future\n",
         None,

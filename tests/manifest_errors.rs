@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::Scratch;
+use crate::support::{unwrapped, Scratch};
 
 /// Runs `osbuild build` on `text`; returns (exit code, stderr).
 fn build_text(s: &Scratch, text: &str) -> (i32, String) {
@@ -18,7 +18,7 @@ fn build_text(s: &Scratch, text: &str) -> (i32, String) {
         .unwrap();
     (
         out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        unwrapped(&String::from_utf8_lossy(&out.stderr)),
     )
 }
 

@@ -18,7 +18,7 @@ impl Scratch {
             .join("osbuild-tests")
             .join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
         Scratch { dir }
     }
 
@@ -154,6 +154,15 @@ impl Build {
     pub fn cached(&self) -> usize {
         self.stages().iter().filter(|(_, s)| s == "cached").count()
     }
+}
+
+/// A diagnostic as one line: miette wraps long messages in a box-drawn margin.
+pub fn unwrapped(report: &str) -> String {
+    report
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches('│').trim())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The host's mount table, to prove a build left nothing mounted.

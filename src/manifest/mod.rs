@@ -130,7 +130,10 @@ mod tests {
             &stage("org.osbuild.hostname", json!({"hostname": "h"})),
             Some(&first),
         );
-        assert_eq!(second, "057c73d9ce891a2e92dd213d8d4a9b9853c998d5e4d52b039d24b4de5e159199");
+        assert_eq!(
+            second,
+            "057c73d9ce891a2e92dd213d8d4a9b9853c998d5e4d52b039d24b4de5e159199"
+        );
     }
 
     #[test]

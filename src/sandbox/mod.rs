@@ -58,7 +58,9 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 pub use caps::{cap, keep_mask, KEEP};
-pub use plan::{expand_top_level, flatten, plan, Cond, EntryKind, HostFacts, Op, PlanError, HOSTNAME, LIB, OUTPUT, TREE};
+pub use plan::{
+    expand_top_level, flatten, plan, Cond, EntryKind, HostFacts, Op, PlanError, CACHE, HOSTNAME, LIB, OUTPUT, TREE,
+};
 pub use sys::{execute, RealSys, SetupError, Sys};
 
 /// The exit status of a sandbox whose set-up failed before the payload
@@ -108,11 +110,19 @@ pub struct Spec {
     /// true: share the host's network namespace. false: a new network
     /// namespace with only `lo`, brought up.
     pub network: bool,
+    /// Bound read-write at /run/osbuild/cache: a directory that outlives the
+    /// build (downloaded packages), for the stages that ask for one.
+    pub cache: Option<PathBuf>,
+    /// Mount /proc, /dev and /tmp inside the (writable) tree too, for stages
+    /// that chroot into it to run the tree's own programs (dpkg maintainer
+    /// scripts expect them). The stage cannot mount them itself: it has no
+    /// CAP_SYS_ADMIN.
+    pub tree_mounts: bool,
     /// An empty directory of the caller's on the host that the sandbox may
     /// fill (mount points, layer symlinks, an empty lower dir). The caller
-    /// deletes it afterwards. Mounts on it exist only in the sandbox's mount
-    /// namespace, so it is an ordinary directory again once the sandbox is
-    /// gone.
+    /// deletes it afterwards. The sandbox mounts a small tmpfs over it, in
+    /// its own mount namespace only, and builds everything there: seen from
+    /// the host it stays empty and nothing is written to the caller's disk.
     pub scratch: PathBuf,
 }
 
@@ -268,7 +278,8 @@ pub fn spawn(spec: &Spec, payload: Payload) -> std::io::Result<Running> {
         Payload::Call(f) => (Run::Call(f), None),
     };
     let (log_r, log_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| err("creating the log pipe", e))?;
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    let mut flags =
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
     if !spec.network {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -403,7 +414,10 @@ fn outer(child: Child) -> ! {
     unsafe {
         let log = libc::fcntl(child.log, libc::F_DUPFD_CLOEXEC, 10);
         if log < 0 {
-            write_fd(child.log, &format!("duplicating the log pipe: {}", Errno::last().desc()));
+            write_fd(
+                child.log,
+                &format!("duplicating the log pipe: {}", Errno::last().desc()),
+            );
             exit(SETUP_FAILED);
         }
         let stdin = child.stdin.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10));
@@ -528,7 +542,11 @@ fn payload(child: Child) -> ! {
         Run::Exec(exec) => {
             let e = nix::unistd::execve(&exec.path, &exec.argv, &exec.env).unwrap_err();
             let path = std::ffi::OsStr::from_bytes(exec.path.as_bytes());
-            die(&format!("executing {}: {}", std::path::Path::new(path).display(), e.desc()))
+            die(&format!(
+                "executing {}: {}",
+                std::path::Path::new(path).display(),
+                e.desc()
+            ))
         }
         Run::Call(f) => {
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);

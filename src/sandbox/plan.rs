@@ -6,7 +6,8 @@
 //! root. [`super::sys::execute`] carries it out through the [`super::sys::Sys`]
 //! trait, whose real implementation calls the kernel.
 //!
-//! Layout of `scratch` (all of it on the host filesystem, created by the plan):
+//! Layout of `scratch` (all of it on a tmpfs mounted over `scratch` in the
+//! sandbox's mount namespace, so the caller's directory stays empty):
 //!
 //! * `scratch/l/`: short symlinks to the layers (`b0`, `b1`, ... for the build
 //!   root, `t0`, `t1`, ... for the tree, `u` and `w` for the tree's upper and
@@ -29,6 +30,8 @@ use super::{BuildRoot, Spec, Tree};
 pub const TREE: &str = "/run/osbuild/tree";
 /// Where the output directory is bound inside the sandbox.
 pub const OUTPUT: &str = "/run/osbuild/output";
+/// Where a stage's cache directory is bound inside the sandbox.
+pub const CACHE: &str = "/run/osbuild/cache";
 /// Where the libdir is bound inside the sandbox.
 pub const LIB: &str = "/run/osbuild/lib";
 /// The sandbox's hostname.
@@ -117,7 +120,12 @@ pub enum Op {
     /// Create an empty regular file (a bind-mount target for a file).
     CreateFile { path: PathBuf, mode: u32 },
     /// `mknod(path, S_IFCHR|mode, makedev(major, minor))`.
-    Mknod { path: PathBuf, mode: u32, major: u64, minor: u64 },
+    Mknod {
+        path: PathBuf,
+        mode: u32,
+        major: u64,
+        minor: u64,
+    },
     /// `mount(source, target, fstype, flags, data)`. With `MS_BIND` the kernel
     /// ignores every other flag but `MS_REC` (a new bind copies the source
     /// mount's flags), hence the [`Op::Remount`] that follows each bind.
@@ -141,9 +149,18 @@ pub enum Op {
     /// regular file likewise, a symlink is re-created, anything else is
     /// skipped. Expanded at execution time by [`expand_top_level`] from the
     /// directory's listing (the overlay only exists then).
-    BindTopLevel { from: PathBuf, to: PathBuf, skip: Vec<String> },
+    BindTopLevel {
+        from: PathBuf,
+        to: PathBuf,
+        skip: Vec<String>,
+    },
     /// Run `then` if `path` satisfies `cond`, else `otherwise`.
-    If { path: PathBuf, cond: Cond, then: Vec<Op>, otherwise: Vec<Op> },
+    If {
+        path: PathBuf,
+        cond: Cond,
+        then: Vec<Op>,
+        otherwise: Vec<Op>,
+    },
     /// With the new root as the working directory: `pivot_root(".", ".")`,
     /// which stacks the old root on top of the new one at `/`, then
     /// `umount2(".", MNT_DETACH)` to detach the old root (and every host
@@ -168,7 +185,11 @@ fn show_flags(flags: MsFlags) -> String {
         (MsFlags::MS_NOEXEC, "noexec"),
         (MsFlags::MS_PRIVATE, "private"),
     ];
-    let shown: Vec<&str> = names.iter().filter(|(f, _)| flags.contains(*f)).map(|(_, n)| *n).collect();
+    let shown: Vec<&str> = names
+        .iter()
+        .filter(|(f, _)| flags.contains(*f))
+        .map(|(_, n)| *n)
+        .collect();
     if shown.is_empty() {
         "rw".into()
     } else {
@@ -330,6 +351,14 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
     let mut ops = vec![
         Op::Umask(0),
         Op::MakePrivate,
+        // Everything the set-up creates lives on a tmpfs over `scratch`, in
+        // our mount namespace only: nothing is written to the caller's disk
+        // (faster), and `scratch` is still empty for the caller afterwards.
+        tmpfs(
+            spec.scratch.clone(),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=0700,size=1m",
+        ),
         Op::Mkdir {
             path: d.links.clone(),
             mode: 0o700,
@@ -427,7 +456,11 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
     // /run, and the tree, output and libdir in it.
     let run = root.join("run");
     ops.push(mkdir(run.clone()));
-    ops.push(tmpfs(run.clone(), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=0755,size=64m"));
+    ops.push(tmpfs(
+        run.clone(),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        "mode=0755,size=64m",
+    ));
     ops.push(mkdir(run.join("osbuild")));
     let tree = inside(root, TREE);
     ops.push(mkdir(tree.clone()));
@@ -453,6 +486,12 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
         let target = inside(root, OUTPUT);
         ops.push(mkdir(target.clone()));
         ops.push(bind(output, target.clone()));
+        ops.push(remount(target, MsFlags::MS_NODEV | MsFlags::MS_NOSUID));
+    }
+    if let Some(cache) = &spec.cache {
+        let target = inside(root, CACHE);
+        ops.push(mkdir(target.clone()));
+        ops.push(bind(cache, target.clone()));
         ops.push(remount(target, MsFlags::MS_NODEV | MsFlags::MS_NOSUID));
     }
     if let Some(libdir) = &spec.libdir {
@@ -544,7 +583,7 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
         // newinstance: a private pty namespace, not the host's ptys.
         data: Some("newinstance,ptmxmode=0666,mode=0620".into()),
     });
-    ops.push(remount(dev, RO));
+    ops.push(remount(dev.clone(), RO));
 
     // /proc of the new pid namespace: procfs shows the pid namespace of the
     // process that mounts it, so this runs in PID 1 of the new namespace.
@@ -568,6 +607,43 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
             then: vec![bind(&path, path.clone()), remount(path.clone(), RO)],
             otherwise: vec![],
         });
+    }
+
+    // For stages that chroot into the tree: the same /proc, /dev and a private
+    // /tmp inside it. Mounts are not part of the overlay's upper dir, so none
+    // of this is stored; only a missing mount point directory would be.
+    if spec.tree_mounts && tree_rw.is_some() {
+        let tree = inside(root, TREE);
+        let (tproc, tdev, ttmp) = (tree.join("proc"), tree.join("dev"), tree.join("tmp"));
+        ops.push(mkdir(tproc.clone()));
+        ops.push(Op::Mount {
+            source: Some("proc".into()),
+            target: tproc.clone(),
+            fstype: Some("proc".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: None,
+        });
+        for name in ["sys", "sysrq-trigger", "irq", "bus"] {
+            let path = tproc.join(name);
+            ops.push(Op::If {
+                path: path.clone(),
+                cond: Cond::Exists,
+                then: vec![bind(&path, path.clone()), remount(path.clone(), RO)],
+                otherwise: vec![],
+            });
+        }
+        ops.push(mkdir(tdev.clone()));
+        // Recursive, to bring /dev/pts and /dev/shm along.
+        ops.push(Op::Mount {
+            source: Some(dev.clone()),
+            target: tdev.clone(),
+            fstype: None,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            data: None,
+        });
+        ops.push(remount(tdev, RO));
+        ops.push(mkdir(ttmp.clone()));
+        ops.push(tmpfs(ttmp, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777"));
     }
 
     // Everything is in place: the root itself becomes read-only, then it
@@ -641,6 +717,8 @@ mod tests {
             tree,
             output: None,
             libdir: None,
+            cache: None,
+            tree_mounts: false,
             network: false,
             scratch: "/s".into(),
         }
@@ -684,7 +762,9 @@ mod tests {
     fn data_of(op: &Op) -> (&str, MsFlags) {
         match op {
             Op::Mount {
-                data: Some(data), flags, ..
+                data: Some(data),
+                flags,
+                ..
             } => (data, *flags),
             other => panic!("not a mount with data: {other:?}"),
         }
@@ -696,12 +776,24 @@ mod tests {
         let private = position(&ops, |op| *op == Op::MakePrivate);
         let first_mount = position(&ops, |op| matches!(op, Op::Mount { .. }));
         assert!(private < first_mount);
+        // The first mount is the scratch tmpfs, before anything is created.
+        let (data, _) = data_of(&ops[first_mount]);
+        assert!(data.starts_with("mode=0700"));
+        assert!(matches!(&ops[first_mount], Op::Mount { target, .. } if target == Path::new("/s")));
+        assert!(!ops[..first_mount]
+            .iter()
+            .any(|op| matches!(op, Op::Mkdir { .. } | Op::Symlink { .. })));
         let pivot = position(&ops, |op| *op == Op::PivotRoot);
         assert_eq!(ops[pivot - 1], Op::Chdir("/s/root".into()));
         // The root is read-only before pivot_root, and nothing is mounted after.
-        let root_ro = position(&ops, |op| matches!(op, Op::Remount { target, .. } if target == Path::new("/s/root")));
+        let root_ro = position(
+            &ops,
+            |op| matches!(op, Op::Remount { target, .. } if target == Path::new("/s/root")),
+        );
         assert!(root_ro < pivot);
-        assert!(!ops[pivot..].iter().any(|op| matches!(op, Op::Mount { .. } | Op::Remount { .. })));
+        assert!(!ops[pivot..]
+            .iter()
+            .any(|op| matches!(op, Op::Mount { .. } | Op::Remount { .. })));
         assert!(ops.contains(&Op::Hostname("osbuild".into())));
         assert!(ops.contains(&Op::LoopbackUp));
     }
@@ -735,7 +827,9 @@ mod tests {
         }));
         assert!(remount_at(&ops, "/s/root/lib64").unwrap().contains(MsFlags::MS_RDONLY));
         // Nothing else of the host.
-        for hidden in ["root", "home", "work", "var/lib", "srv", "opt", "mnt", "media", "boot", "sys", "sbin"] {
+        for hidden in [
+            "root", "home", "work", "var/lib", "srv", "opt", "mnt", "media", "boot", "sys", "sbin",
+        ] {
             let at = PathBuf::from("/s/root").join(hidden);
             assert!(
                 !flatten(&ops).iter().any(|op| match op {
@@ -806,7 +900,10 @@ mod tests {
             link: "/s/root/dev/ptmx".into()
         }));
         // Device nodes are made before /dev turns read-only.
-        let ro = position(&ops, |op| matches!(op, Op::Remount { target, .. } if target == Path::new("/s/root/dev")));
+        let ro = position(
+            &ops,
+            |op| matches!(op, Op::Remount { target, .. } if target == Path::new("/s/root/dev")),
+        );
         assert!(ops[ro..].iter().all(|op| !matches!(op, Op::Mknod { .. })));
     }
 
@@ -828,7 +925,10 @@ mod tests {
         }));
         // Relative names resolve against scratch/l.
         let chdir = position(&ops, |op| *op == Op::Chdir("/s/l".into()));
-        let tree = position(&ops, |op| matches!(op, Op::Mount { target, .. } if target.ends_with("osbuild/tree")));
+        let tree = position(
+            &ops,
+            |op| matches!(op, Op::Mount { target, .. } if target.ends_with("osbuild/tree")),
+        );
         assert!(chdir < tree);
         assert!(!ops[chdir + 1..tree].iter().any(|op| matches!(op, Op::Chdir(_))));
     }
@@ -846,8 +946,20 @@ mod tests {
         let (data, _) = data_of(mount_at(&ops, "/s/root/run/osbuild/tree").unwrap());
         assert!(data.starts_with("lowerdir=e,upperdir=u,"));
         // A single read-only layer gets an empty dir below it.
-        let ops = plan(&spec(BuildRoot::Host, Tree::ReadOnly { lower: vec!["/a".into()] }), &host()).unwrap();
-        assert_eq!(data_of(mount_at(&ops, "/s/root/run/osbuild/tree").unwrap()).0, "lowerdir=t0:e");
+        let ops = plan(
+            &spec(
+                BuildRoot::Host,
+                Tree::ReadOnly {
+                    lower: vec!["/a".into()],
+                },
+            ),
+            &host(),
+        )
+        .unwrap();
+        assert_eq!(
+            data_of(mount_at(&ops, "/s/root/run/osbuild/tree").unwrap()).0,
+            "lowerdir=t0:e"
+        );
     }
 
     #[test]
@@ -908,7 +1020,9 @@ mod tests {
         assert!(remount_at(&ops, "/s/root/proc/sysrq-trigger")
             .unwrap()
             .contains(MsFlags::MS_RDONLY));
-        assert!(remount_at(&ops, "/s/root/proc/sys").unwrap().contains(MsFlags::MS_RDONLY));
+        assert!(remount_at(&ops, "/s/root/proc/sys")
+            .unwrap()
+            .contains(MsFlags::MS_RDONLY));
         assert!(!flatten(&ops).iter().any(|op| match op {
             Op::Mount { target, .. } => target == Path::new("/s/root/sys"),
             _ => false,
@@ -992,6 +1106,9 @@ mod tests {
             flags: MsFlags::MS_NODEV,
             data: Some("lowerdir=e".into()),
         };
-        assert_eq!(op.to_string(), "mounting overlay on /s/root/run/osbuild/tree (nodev,lowerdir=e)");
+        assert_eq!(
+            op.to_string(),
+            "mounting overlay on /s/root/run/osbuild/tree (nodev,lowerdir=e)"
+        );
     }
 }

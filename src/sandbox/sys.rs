@@ -78,13 +78,7 @@ pub fn execute(sys: &mut dyn Sys, ops: &[Op]) -> Result<(), SetupError> {
         match op {
             Op::Umask(mode) => sys.umask(*mode),
             Op::MakePrivate => sys
-                .mount(
-                    None,
-                    Path::new("/"),
-                    None,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None,
-                )
+                .mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
                 .map_err(fail)?,
             Op::Mkdir { path, mode } => sys.mkdir(path, *mode).map_err(fail)?,
             Op::Symlink { target, link } => sys.symlink(target, link).map_err(fail)?,
@@ -375,7 +369,8 @@ mod tests {
             Ok(())
         }
         fn symlink(&mut self, target: &Path, link: &Path) -> nix::Result<()> {
-            self.calls.push(format!("symlink {} {}", target.display(), link.display()));
+            self.calls
+                .push(format!("symlink {} {}", target.display(), link.display()));
             Ok(())
         }
         fn create_file(&mut self, path: &Path, _: u32) -> nix::Result<()> {
@@ -388,11 +383,7 @@ mod tests {
         }
         fn umask(&mut self, _: u32) {}
         fn lstat(&mut self, path: &Path) -> nix::Result<Option<EntryKind>> {
-            Ok(self
-                .existing
-                .iter()
-                .find(|(p, _)| p == path)
-                .map(|(_, k)| k.clone()))
+            Ok(self.existing.iter().find(|(p, _)| p == path).map(|(_, k)| k.clone()))
         }
         fn read_dir(&mut self, _: &Path) -> nix::Result<Vec<(OsString, EntryKind)>> {
             Ok(self.listing.clone())
@@ -413,6 +404,8 @@ mod tests {
             tree: Tree::ReadOnly { lower: vec![] },
             output: None,
             libdir: None,
+            cache: None,
+            tree_mounts: false,
             network: false,
             scratch: "/s".into(),
         }
@@ -447,7 +440,10 @@ mod tests {
         let ops = plan(&layered(), &HostFacts::default()).unwrap();
         execute(&mut fake, &ops).unwrap();
         let calls = fake.calls.join("\n");
-        assert!(calls.contains("mount Some(\"/s/broot/usr\") /s/root/usr None MsFlags(MS_BIND) None"), "{calls}");
+        assert!(
+            calls.contains("mount Some(\"/s/broot/usr\") /s/root/usr None MsFlags(MS_BIND) None"),
+            "{calls}"
+        );
         assert!(calls.contains("symlink usr/bin /s/root/bin"));
         assert!(!calls.contains("/s/broot/proc"));
         assert!(calls.contains("mkdir /s/root/var/tmp"));

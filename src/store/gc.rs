@@ -50,7 +50,7 @@ impl Store {
     }
 
     /// Removes objects nothing needs. Named trees are always kept, and so is
-    /// every layer and build root that a kept object stands on.
+    /// every stage before them and every build root they were built in.
     pub fn gc(&self, options: &GcOptions) -> io::Result<GcReport> {
         let objects: BTreeMap<Id, ObjectMeta> = self.objects()?.into_iter().map(|m| (m.id.clone(), m)).collect();
         let mut keep: BTreeSet<Id> = self.names()?.into_iter().map(|(_, id)| id).collect();
@@ -62,15 +62,12 @@ impl Store {
                 }
             }
         }
-        // Close over dependencies: the layers below a tree, and what an image was assembled from.
+        // Close over what a kept object stands on: its parent chain (which
+        // holds its layers, and makes rebuilding it a no-op) and its build root.
         let mut todo: Vec<Id> = keep.iter().cloned().collect();
         while let Some(id) = todo.pop() {
             let Some(meta) = objects.get(&id) else { continue };
-            let deps = meta
-                .layers
-                .iter()
-                .chain(meta.parent.iter().filter(|_| meta.layers.is_empty()));
-            for dep in deps {
+            for dep in meta.parent.iter().chain(&meta.build).chain(&meta.layers) {
                 if keep.insert(dep.clone()) {
                     todo.push(dep.clone());
                 }

@@ -12,6 +12,7 @@
 //!   locks/<id>           flock held while <id> is being built
 //!   tmp/<job>/           work in progress; `lock` inside is held by its builder
 //!   logs/<id>.failed     the log of the last failed run of <id>
+//!   cache/<name>/        caches stages share across builds (downloaded packages)
 //! ```
 //!
 //! A stage's tree is a stack of layers: its own diff on top of its parent's
@@ -156,6 +157,14 @@ impl Store {
 
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.object_dir(id).join("log")
+    }
+
+    /// A named cache directory shared by every build on this store
+    /// (`cache/<name>`), created on first use.
+    pub fn cache_dir(&self, name: &str) -> io::Result<PathBuf> {
+        let dir = self.root.join("cache").join(name);
+        fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     /// Marks an object as used now, so `gc` keeps it.

@@ -170,7 +170,10 @@ impl Builtin {
 
     /// Whether a stage with these options runs with the host's network.
     pub fn needs_network(&self, options: &Value) -> bool {
-        self.network || self.network_option.is_some_and(|k| options.get(k) == Some(&Value::Bool(true)))
+        self.network
+            || self
+                .network_option
+                .is_some_and(|k| options.get(k) == Some(&Value::Bool(true)))
     }
 
     pub const fn with_aliases(mut self, aliases: &'static [&'static str]) -> Self {
