@@ -17,7 +17,10 @@ pub fn render(def: &StageDef) -> String {
     };
     let _ = writeln!(out, "{} ({}, {origin})", def.name, def.kind.noun());
     let _ = writeln!(out, "  {}", def.summary);
-    if let Some(d) = &def.description {
+    let schema_doc = def
+        .schema()
+        .and_then(|s| s.get("description").and_then(Value::as_str).map(str::to_string));
+    if let Some(d) = def.description.as_ref().or(schema_doc.as_ref()) {
         let _ = writeln!(out, "\n  {}", d.replace('\n', "\n  "));
     }
     if def.network {
@@ -82,6 +85,20 @@ pub fn options(schema: &Value, prefix: &str, out: &mut Vec<String>) {
         options(prop, &path, out);
         if let Some(items) = prop.get("items") {
             options(items, &format!("{path}[]"), out);
+        }
+        // A map (users by name, say): document the schema of its values.
+        let values = prop
+            .get("additionalProperties")
+            .filter(|v| v.is_object())
+            .into_iter()
+            .chain(
+                prop.get("patternProperties")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flat_map(|m| m.values()),
+            );
+        for value in values {
+            options(value, &format!("{path}.<name>"), out);
         }
     }
 }

@@ -146,3 +146,63 @@ fn an_assembler_cannot_change_the_stored_tree() {
     assert_eq!(std::fs::read_to_string(s.path("x/f")).unwrap(), "keep");
     assert!(!s.path("x/new").exists());
 }
+
+#[test]
+fn a_chroot_stage_gets_proc_dev_and_tmp_inside_the_tree_and_stores_none_of_them() {
+    let s = Scratch::new("sbx-chroot");
+    s.stage(
+        "stage",
+        "test.busybox-tree",
+        "#!/bin/sh\nset -e\nt=/run/osbuild/tree\nmkdir -p $t/bin\ncp /bin/busybox $t/bin/busybox\n/bin/busybox --install -s $t/bin\n",
+        None,
+    );
+    let script = "ls /dev | tr '\\n' ' ' > /report; echo >> /report\n\
+                  cat /proc/self/comm >> /report\n\
+                  echo scratch > /tmp/x && echo tmp-writable >> /report\n\
+                  tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | wc -l >> /report";
+    let manifest = |network: bool| {
+        json!({"stages": [
+            {"name": "test.busybox-tree"},
+            {"name": "org.osbuild.script", "options": {"script": script, "network": network}}
+        ], "assembler": {"name": "org.osbuild.tar", "options": {"filename": "t.tar"}}})
+    };
+    let before = mounts();
+    let m = s.manifest("m.json", &manifest(false));
+    s.build(&m, Some(&s.path("out"))).ok();
+    assert_eq!(before, mounts());
+    untar(&s.path("out/t.tar"), &s.path("x"));
+    let report = std::fs::read_to_string(s.path("x/report")).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert!(
+        lines[0].contains("null") && lines[0].contains("urandom") && lines[0].contains("pts"),
+        "{report}"
+    );
+    assert_eq!(lines[1], "cat");
+    assert_eq!(lines[2], "tmp-writable");
+    assert_eq!(lines[3], "1", "only loopback without network");
+    // The mounts were not stored: the tree's /proc, /dev and /tmp are empty directories.
+    for dir in ["proc", "dev", "tmp"] {
+        assert_eq!(
+            std::fs::read_dir(s.path("x").join(dir)).unwrap().count(),
+            0,
+            "/{dir} was stored"
+        );
+    }
+    let with_network = Scratch::new("sbx-chroot-net");
+    with_network.stage(
+        "stage",
+        "test.busybox-tree",
+        &std::fs::read_to_string(s.libdir().join("stages/test.busybox-tree")).unwrap(),
+        None,
+    );
+    let m = with_network.manifest("m.json", &manifest(true));
+    with_network.build(&m, Some(&with_network.path("out"))).ok();
+    untar(&with_network.path("out/t.tar"), &with_network.path("x"));
+    let report = std::fs::read_to_string(with_network.path("x/report")).unwrap();
+    let host_ifaces = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .count();
+    assert_eq!(report.lines().nth(3).unwrap(), host_ifaces.to_string(), "{report}");
+}

@@ -207,8 +207,7 @@ impl DbFile {
         f.write_all(text.as_bytes()).at(&tmp)?;
         // Same owner and mode as the file it replaces (shadow is root:shadow 0640 on Debian).
         std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid())).at(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from(meta.permissions()))
-            .at(&tmp)?;
+        f.set_permissions(meta.permissions()).at(&tmp)?;
         drop(f);
         std::fs::rename(&tmp, &self.path).at(&self.path)?;
         Ok(())
@@ -219,6 +218,11 @@ impl DbFile {
 pub struct LoginDefs(HashMap<String, String>);
 
 impl LoginDefs {
+    /// No settings: every default applies.
+    pub fn empty() -> Self {
+        LoginDefs(HashMap::new())
+    }
+
     pub fn load(tree: &Path) -> Self {
         let text = std::fs::read_to_string(tree.join("etc/login.defs")).unwrap_or_default();
         LoginDefs(
@@ -250,8 +254,11 @@ impl LoginDefs {
     }
 }
 
+/// `KEY=VALUE` settings of `/etc/default/useradd`.
+pub type UseraddDefaults = HashMap<String, String>;
+
 /// `KEY=VALUE` settings from the tree's `/etc/default/useradd`.
-pub fn useradd_defaults(tree: &Path) -> HashMap<String, String> {
+pub fn useradd_defaults(tree: &Path) -> UseraddDefaults {
     let text = std::fs::read_to_string(tree.join("etc/default/useradd")).unwrap_or_default();
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
@@ -312,7 +319,11 @@ mod tests {
     #[test]
     fn login_defs_numbers() {
         let defs = LoginDefs(
-            [("UMASK".to_string(), "022".to_string()), ("UID_MIN".to_string(), "1000".to_string())].into(),
+            [
+                ("UMASK".to_string(), "022".to_string()),
+                ("UID_MIN".to_string(), "1000".to_string()),
+            ]
+            .into(),
         );
         assert_eq!(defs.num("UMASK", 0), 0o22);
         assert_eq!(defs.num("UID_MIN", 0), 1000);

@@ -7,17 +7,45 @@
 //! after the mounts are in place, so a built-in works in any build root, even one
 //! with no shell or libc of its own.
 
+mod accounts;
 pub mod api;
 mod files;
+mod fstab;
+mod groups;
 mod hostname;
+mod kernel_cmdline;
+mod keymap;
+mod locale;
+mod machine_id;
 mod mkdir;
 mod noop;
 pub mod passwd;
+mod script;
+mod systemd;
+#[cfg(test)]
+mod testutil;
+mod timezone;
+mod users;
 
 pub use api::{Builtin, Context, Kind, OptionsError, PathSegment, StageError, StageResult};
 pub use noop::AnyOptions;
 
 /// Every built-in stage, in the order `osbuild stages` lists them.
 pub fn all() -> Vec<&'static Builtin> {
-    vec![&noop::STAGE, &mkdir::STAGE, &files::STAGE, &hostname::STAGE]
+    vec![
+        &noop::STAGE,
+        &mkdir::STAGE,
+        &files::STAGE,
+        &hostname::STAGE,
+        &locale::STAGE,
+        &timezone::STAGE,
+        &keymap::STAGE,
+        &machine_id::STAGE,
+        &groups::STAGE,
+        &users::STAGE,
+        &fstab::STAGE,
+        &kernel_cmdline::STAGE,
+        &systemd::STAGE,
+        &script::STAGE,
+    ]
 }

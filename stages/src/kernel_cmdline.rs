@@ -1,0 +1,112 @@
+//! `org.osbuild.kernel-cmdline`: writes `/etc/kernel/cmdline` (osbuild's schema).
+
+use crate::api::{Builtin, Context, Kind, Options, StageResult, WithPath};
+
+/// Writes the kernel command line to `/etc/kernel/cmdline`, where
+/// `kernel-install` (systemd-boot, UKIs) and osbuild's boot loader stages read
+/// it: `root=UUID=...` followed by `kernel_opts`. The file is replaced.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KernelCmdline {
+    /// UUID of the root file system, giving `root=UUID=<uuid>`: the usual
+    /// `8-4-4-4-12` form, or the `XXXX-XXXX` form of FAT.
+    root_fs_uuid: Option<FsUuid>,
+    /// Further kernel parameters, space-separated, such as `ro console=ttyS0,115200n8`.
+    #[serde(default)]
+    kernel_opts: String,
+}
+
+/// A file system UUID in one of the two shapes of osbuild's schema.
+#[derive(Debug, Clone)]
+struct FsUuid(String);
+
+impl<'de> serde::Deserialize<'de> for FsUuid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if valid_uuid(&s) {
+            Ok(FsUuid(s))
+        } else {
+            Err(serde::de::Error::custom(format!("{s:?} is not a file system UUID")))
+        }
+    }
+}
+
+impl schemars::JsonSchema for FsUuid {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FsUuid".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([0-9A-Za-z]{8}(-[0-9A-Za-z]{4}){3}-[0-9A-Za-z]{12}|[0-9A-Za-z]{4}-[0-9A-Za-z]{4})$",
+            "examples": ["9c6ae55b-cf88-45b8-84e8-64990759f39d", "6699-AFB5"],
+        })
+    }
+}
+
+fn valid_uuid(uuid: &str) -> bool {
+    let groups: Vec<&str> = uuid.split('-').collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    (lens == [8, 4, 4, 4, 12] || lens == [4, 4]) && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+impl Options for KernelCmdline {
+    fn run(self, ctx: &Context) -> StageResult {
+        let mut params = Vec::new();
+        if let Some(FsUuid(uuid)) = &self.root_fs_uuid {
+            params.push(format!("root=UUID={uuid}"));
+        }
+        if self.kernel_opts.contains(['\n', '\r']) {
+            return Err("kernel_opts must be a single line".into());
+        }
+        let opts = self.kernel_opts.trim();
+        if !opts.is_empty() {
+            params.push(opts.to_string());
+        }
+        let line = params.join(" ");
+        let dir = ctx.tree.join("etc/kernel");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let path = dir.join("cmdline");
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, format!("{line}\n")).at(&path)?;
+        println!("kernel command line: {line}");
+        Ok(())
+    }
+}
+
+pub static STAGE: Builtin = Builtin::new::<KernelCmdline>(
+    "org.osbuild.kernel-cmdline",
+    Kind::Stage,
+    "Writes the kernel command line to /etc/kernel/cmdline",
+);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::STAGE;
+    use crate::testutil::TempTree;
+
+    #[test]
+    fn writes_cmdline() {
+        let t = TempTree::new("kernel-cmdline");
+        // From osbuild's test/data/stages/kernel-cmdline manifest.
+        let options = json!({"root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "kernel_opts": "ro biosdevname=0 net.ifnames=0"});
+        STAGE.check(&options).unwrap();
+        STAGE.run(&t.ctx(), &options).unwrap();
+        assert_eq!(
+            t.read("etc/kernel/cmdline"),
+            "root=UUID=6e4ff95f-f662-45ee-a82a-bdf44a2d0b75 ro biosdevname=0 net.ifnames=0\n"
+        );
+        STAGE.run(&t.ctx(), &json!({"root_fs_uuid": "6699-AFB5"})).unwrap();
+        assert_eq!(t.read("etc/kernel/cmdline"), "root=UUID=6699-AFB5\n");
+        STAGE
+            .run(&t.ctx(), &json!({"kernel_opts": "console=ttyS0 quiet"}))
+            .unwrap();
+        assert_eq!(t.read("etc/kernel/cmdline"), "console=ttyS0 quiet\n");
+        let e = STAGE.check(&json!({"root_fs_uuid": "not-a-uuid"})).unwrap_err();
+        assert_eq!(e.message, "\"not-a-uuid\" is not a file system UUID");
+        assert!(STAGE.check(&json!({"kernel_opts": "x", "extra": 1})).is_err());
+    }
+}
