@@ -153,7 +153,8 @@ fn a_chroot_stage_gets_proc_dev_and_tmp_inside_the_tree_and_stores_none_of_them(
     s.stage(
         "stage",
         "test.busybox-tree",
-        "#!/bin/sh\nset -e\nt=/run/osbuild/tree\nmkdir -p $t/bin\ncp /bin/busybox $t/bin/busybox\n/bin/busybox --install -s $t/bin\n",
+        "#!/bin/sh\nset -e\nt=/run/osbuild/tree\nmkdir -p $t/bin\ncp /bin/busybox $t/bin/busybox\n\
+         for c in sh ls cat tr tail cut wc; do ln -s busybox $t/bin/$c; done\n",
         None,
     );
     let script = "ls /dev | tr '\\n' ' ' > /report; echo >> /report\n\
