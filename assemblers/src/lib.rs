@@ -1,7 +1,11 @@
 //! Built-in assemblers: they turn a finished tree (read-only at
 //! `/run/osbuild/tree`) into image files in `/run/osbuild/output`.
 
+mod ext4;
+mod qemu;
+mod rawfs;
 mod tar;
+mod util;
 
 use osbuild_stages::{AnyOptions, Builtin, Kind};
 
@@ -14,5 +18,5 @@ static NOOP: Builtin = Builtin::new::<AnyOptions>(
 
 /// Every built-in assembler, in the order `osbuild stages` lists them.
 pub fn all() -> Vec<&'static Builtin> {
-    vec![&NOOP, &tar::ASSEMBLER]
+    vec![&NOOP, &tar::ASSEMBLER, &qemu::ASSEMBLER, &rawfs::ASSEMBLER]
 }

@@ -12,6 +12,7 @@ pub mod api;
 mod files;
 mod fstab;
 mod groups;
+mod grub2;
 mod hostname;
 mod kernel_cmdline;
 mod keymap;
@@ -47,5 +48,6 @@ pub fn all() -> Vec<&'static Builtin> {
         &kernel_cmdline::STAGE,
         &systemd::STAGE,
         &script::STAGE,
+        &grub2::STAGE,
     ]
 }

@@ -1,0 +1,1262 @@
+//! `org.osbuild.qemu`: a bootable, partitioned disk image, made without loop
+//! devices or mounts and byte for byte the same for the same tree and options.
+//!
+//! The steps: a sparse raw file; `sfdisk` writes the partition table; every
+//! file system is made straight into its partition (`mkfs.ext4 -d -E offset=`,
+//! `mkfs.fat --offset` plus mtools), holding the tree's subtree at its mount
+//! point, the root file system leaving out what the other partitions hold;
+//! GRUB for BIOS (`grub-mkimage -O i386-pc`, `boot.img` into the MBR and the
+//! core into the MBR gap or the BIOS boot partition, with the sector numbers
+//! patched in as `grub-install` does) and, when there is an EFI system
+//! partition, GRUB for UEFI at the removable-media path `EFI/BOOT/BOOTX64.EFI`;
+//! then `qemu-img convert` into the requested format, with the random
+//! identifiers some formats carry replaced by ones derived from `ptuuid`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use osbuild_stages::api::{Builtin, Context, Kind, Options, StageError, StageResult};
+use serde_json::Value;
+
+use crate::ext4::{source_dir, Ext4};
+use crate::util::{check_uuid, derive_bytes, derive_uuid, plain_filename, run, tool, TempDir, TempFile};
+
+const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
+const ESP_GPT: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+const LINUX_FS_GPT: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+/// FAT cannot store times before 1980.
+const FAT_EPOCH_MIN: u64 = 315_532_800;
+
+/// Assembles the tree into a bootable, partitioned disk image.
+///
+/// Either give `root_fs_uuid` (one bootable partition holding the whole tree,
+/// osbuild's legacy layout), or `pttype` and `partitions`. Each partition with
+/// a `filesystem` gets the tree's subtree at its mount point; the partitions
+/// mounted above it leave that subtree out.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Qemu {
+    /// Image file format.
+    format: Format,
+    /// Name of the image in the output directory.
+    filename: String,
+    /// Virtual disk size in bytes, a multiple of 512.
+    size: u64,
+    /// Identifier of the partition table: a UUID for GPT, a 32-bit hex number
+    /// such as `0x14fc63d2` for MBR. It also seeds every identifier the
+    /// options leave out (GPT partition UUIDs, image-format ids).
+    ptuuid: String,
+    /// Partition table type; `mbr` and `dos` are the same.
+    #[serde(default)]
+    pttype: Option<PtType>,
+    /// The partitions, in table order (with `pttype`).
+    #[serde(default)]
+    partitions: Option<Vec<Partition>>,
+    /// UUID of the root file system in the legacy single-partition layout.
+    #[serde(default)]
+    root_fs_uuid: Option<String>,
+    /// Type of the root file system in the legacy layout.
+    #[serde(default)]
+    root_fs_type: Option<FsType>,
+    /// Boot loader options.
+    #[serde(default)]
+    bootloader: Option<Bootloader>,
+    /// qcow2 compatibility level (`0.10` or `1.1`).
+    #[serde(default)]
+    qcow2_compat: Option<String>,
+    /// qcow2 cluster compression: `zlib` (the default, as osbuild; any qemu
+    /// reads it, but it is slow: about 17 s for 550 MB here), `zstd` (about
+    /// 4 s, same size; needs qemu 5.1 or later to read) or `none` (under 1 s,
+    /// about 3 times larger).
+    #[serde(default)]
+    qcow2_compression: Qcow2Compression,
+    /// VMDK sub-format.
+    #[serde(default)]
+    vmdk_subformat: Option<VmdkSubformat>,
+    /// Modification times later than this (seconds since the epoch) are
+    /// clamped to it; the other file times follow the modification time, and
+    /// the file systems' own times are this.
+    #[serde(default)]
+    source_epoch: u64,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    #[serde(rename = "raw")]
+    Raw,
+    /// raw, compressed with xz (one thread, so reproducible)
+    #[serde(rename = "raw.xz")]
+    RawXz,
+    #[serde(rename = "qcow2")]
+    Qcow2,
+    #[serde(rename = "vdi")]
+    Vdi,
+    #[serde(rename = "vmdk")]
+    Vmdk,
+    /// VHD, fixed size
+    #[serde(rename = "vpc")]
+    Vpc,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Qcow2Compression {
+    #[default]
+    Zlib,
+    Zstd,
+    None,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum PtType {
+    Mbr,
+    Dos,
+    Gpt,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum FsType {
+    Ext4,
+    Vfat,
+    /// accepted for compatibility; cannot be made without mounting
+    Xfs,
+    /// accepted for compatibility; cannot be made without mounting
+    Btrfs,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(non_camel_case_types)]
+pub enum VmdkSubformat {
+    monolithicSparse,
+    monolithicFlat,
+    twoGbMaxExtentSparse,
+    twoGbMaxExtentFlat,
+    streamOptimized,
+}
+
+/// One partition.
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    /// Start, in 512-byte sectors (default: after the previous partition, 1 MiB aligned).
+    #[serde(default)]
+    start: Option<u64>,
+    /// Size, in 512-byte sectors (default: the rest of the disk).
+    #[serde(default)]
+    size: Option<u64>,
+    /// Partition type: an MBR type such as `83` or `ef`, or a GPT type UUID
+    /// (`21686148-6449-6E6F-744E-656564454649` is a BIOS boot partition,
+    /// where GRUB's core goes on GPT).
+    #[serde(default, rename = "type")]
+    ptype: Option<String>,
+    /// Mark the partition bootable (MBR).
+    #[serde(default)]
+    bootable: bool,
+    /// Partition name (GPT).
+    #[serde(default)]
+    name: Option<String>,
+    /// Partition UUID (GPT); derived from `ptuuid` when not given.
+    #[serde(default)]
+    uuid: Option<String>,
+    /// The file system to make in the partition.
+    #[serde(default)]
+    filesystem: Option<Filesystem>,
+}
+
+/// A file system and where the tree mounts it.
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Filesystem {
+    /// File system type: ext4, or vfat (for an EFI system partition).
+    #[serde(rename = "type")]
+    fstype: FsType,
+    /// File system UUID (for vfat, a volume id such as `7B77-95E7`).
+    uuid: String,
+    /// File system label.
+    #[serde(default)]
+    label: Option<String>,
+    /// Where the tree mounts it, such as `/`, `/boot` or `/boot/efi`.
+    mountpoint: String,
+}
+
+/// Which boot loader to install.
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Bootloader {
+    /// `grub2` (the default with an MBR, or with a GPT that has a BIOS boot
+    /// partition or an EFI system partition), or `none`.
+    #[serde(rename = "type")]
+    kind: BootloaderType,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum BootloaderType {
+    Grub2,
+    None,
+}
+
+/// A partition as laid out on the disk.
+#[derive(Debug, Clone)]
+struct Placed {
+    index: usize,
+    start: u64,
+    size: u64,
+    ptype: String,
+    fs: Option<Filesystem>,
+}
+
+impl Placed {
+    fn is(&self, gpt_type: &str, mbr_type: &str) -> bool {
+        self.ptype.eq_ignore_ascii_case(gpt_type) || self.ptype.eq_ignore_ascii_case(mbr_type)
+    }
+}
+
+impl Options for Qemu {
+    fn run(self, ctx: &Context) -> StageResult {
+        plain_filename(&self.filename)?;
+        if self.size == 0 || !self.size.is_multiple_of(512) {
+            return Err(format!(
+                "size {} must be a positive multiple of the sector size (512)",
+                self.size
+            )
+            .into());
+        }
+        let output = ctx
+            .output_dir
+            .as_ref()
+            .ok_or("the qemu assembler needs an output directory")?;
+        let gpt = self.pttype == Some(PtType::Gpt);
+        let partitions = self.layout(gpt)?;
+
+        let raw = TempFile::new(output.join(format!(".{}.raw.tmp", self.filename)));
+        let f = File::create(raw.path()).map_err(|e| format!("{}: {e}", raw.path().display()))?;
+        f.set_len(self.size)
+            .map_err(|e| format!("{}: {e}", raw.path().display()))?;
+        drop(f);
+
+        let placed = self.partition(raw.path(), gpt, &partitions)?;
+        let tmp = TempDir::new("osbuild-qemu")?;
+        let grub = self.grub_plan(ctx, &placed, gpt, tmp.path())?;
+        self.make_filesystems(ctx, raw.path(), &placed, grub.as_ref(), tmp.path())?;
+        if let Some(grub) = &grub {
+            if let Some(bios) = &grub.bios {
+                install_bios(raw.path(), &placed, gpt, bios)?;
+            }
+        }
+        self.convert(raw, output)?;
+        println!(
+            "wrote {} ({:?}, {} bytes virtual)",
+            self.filename, self.format, self.size
+        );
+        Ok(())
+    }
+}
+
+/// What GRUB needs: where its files are, and the early configuration.
+struct GrubPlan {
+    /// The i386-pc image: (core.img, boot.img) paths, when BIOS boot applies.
+    bios: Option<(PathBuf, PathBuf)>,
+    /// BOOTX64.EFI, when UEFI boot applies.
+    efi: Option<PathBuf>,
+}
+
+impl Qemu {
+    /// The partitions asked for, the legacy layout spelled out.
+    fn layout(&self, gpt: bool) -> Result<Vec<Partition>, StageError> {
+        match (&self.root_fs_uuid, &self.partitions) {
+            (Some(_), Some(_)) => Err("give either root_fs_uuid or partitions, not both".into()),
+            (None, None) => Err("give either root_fs_uuid, or pttype and partitions".into()),
+            (None, Some(p)) => {
+                if self.pttype.is_none() {
+                    return Err("partitions need pttype (mbr or gpt)".into());
+                }
+                let roots = p
+                    .iter()
+                    .filter(|p| p.filesystem.as_ref().is_some_and(|f| f.mountpoint == "/"))
+                    .count();
+                if roots != 1 {
+                    return Err(format!("exactly one partition must be mounted at /, not {roots}").into());
+                }
+                Ok(p.clone())
+            }
+            (Some(uuid), None) => {
+                let root = Partition {
+                    start: None,
+                    size: None,
+                    ptype: Some(if gpt { LINUX_FS_GPT } else { "83" }.into()),
+                    bootable: !gpt,
+                    name: gpt.then(|| "root".into()),
+                    uuid: None,
+                    filesystem: Some(Filesystem {
+                        fstype: self.root_fs_type.unwrap_or(FsType::Ext4),
+                        uuid: uuid.clone(),
+                        label: None,
+                        mountpoint: "/".into(),
+                    }),
+                };
+                let mut parts = Vec::new();
+                if gpt {
+                    parts.push(Partition {
+                        start: None,
+                        size: Some(2048),
+                        ptype: Some(BIOS_BOOT.into()),
+                        bootable: false,
+                        name: Some("bios".into()),
+                        uuid: None,
+                        filesystem: None,
+                    });
+                }
+                parts.push(root);
+                Ok(parts)
+            }
+        }
+    }
+
+    /// Writes the partition table with sfdisk and reads back where each
+    /// partition landed.
+    fn partition(&self, image: &Path, gpt: bool, parts: &[Partition]) -> Result<Vec<Placed>, StageError> {
+        let mut script = format!(
+            "label: {}\nlabel-id: {}\nunit: sectors\n",
+            if gpt { "gpt" } else { "dos" },
+            self.ptuuid
+        );
+        for (i, p) in parts.iter().enumerate() {
+            let mut fields = Vec::new();
+            if let Some(s) = p.start {
+                fields.push(format!("start={s}"));
+            }
+            if let Some(s) = p.size {
+                fields.push(format!("size={s}"));
+            }
+            if let Some(t) = &p.ptype {
+                fields.push(format!("type={t}"));
+            }
+            if gpt {
+                let uuid = match &p.uuid {
+                    Some(u) => check_uuid(u)?,
+                    None => derive_uuid(&format!("{}/partition/{i}", self.ptuuid)),
+                };
+                fields.push(format!("uuid={uuid}"));
+                if let Some(n) = &p.name {
+                    if n.contains(['"', '\n']) {
+                        return Err(format!("partition name {n:?} has a quote or newline").into());
+                    }
+                    fields.push(format!("name=\"{n}\""));
+                }
+            } else if p.uuid.is_some() || p.name.is_some() {
+                return Err("partition uuid and name need a GPT (pttype gpt)".into());
+            }
+            if p.bootable {
+                fields.push("bootable".into());
+            }
+            script.push_str(&fields.join(", "));
+            script.push('\n');
+        }
+        run(
+            tool("sfdisk", self.source_epoch)
+                .args(["-q", "--no-reread", "--no-tell-kernel", "--wipe", "never"])
+                .arg(image),
+            Some(&script),
+        )?;
+        let json = run(tool("sfdisk", self.source_epoch).arg("--json").arg(image), None)?;
+        let table: Value = serde_json::from_str(&json).map_err(|e| format!("sfdisk --json: {e}"))?;
+        let on_disk = table["partitiontable"]["partitions"]
+            .as_array()
+            .ok_or("sfdisk --json shows no partitions")?;
+        if on_disk.len() != parts.len() {
+            return Err(format!("sfdisk made {} partitions, not {}", on_disk.len(), parts.len()).into());
+        }
+        Ok(on_disk
+            .iter()
+            .zip(parts)
+            .enumerate()
+            .map(|(index, (d, p))| Placed {
+                index,
+                start: d["start"].as_u64().unwrap_or(0),
+                size: d["size"].as_u64().unwrap_or(0),
+                ptype: d["type"].as_str().unwrap_or("").to_string(),
+                fs: p.filesystem.clone(),
+            })
+            .collect())
+    }
+
+    /// Builds GRUB's images, when a boot loader is wanted and possible.
+    fn grub_plan(
+        &self,
+        ctx: &Context,
+        placed: &[Placed],
+        gpt: bool,
+        tmp: &Path,
+    ) -> Result<Option<GrubPlan>, StageError> {
+        let explicit = self.bootloader.map(|b| b.kind);
+        if explicit == Some(BootloaderType::None) {
+            return Ok(None);
+        }
+        let has_bios_part = placed.iter().any(|p| p.is(BIOS_BOOT, "-"));
+        let esp = placed
+            .iter()
+            .find(|p| p.is(ESP_GPT, "ef") && p.fs.as_ref().is_some_and(|f| f.fstype == FsType::Vfat));
+        let want_bios = !gpt || has_bios_part;
+        if !want_bios && esp.is_none() {
+            if explicit == Some(BootloaderType::Grub2) {
+                return Err("grub2 on a GPT needs a BIOS boot partition (type 21686148-6449-6E6F-744E-656564454649) or an EFI system partition".into());
+            }
+            return Ok(None);
+        }
+        // GRUB's files live on the partition mounted at /boot, else on /.
+        let boot = placed
+            .iter()
+            .find(|p| p.fs.as_ref().is_some_and(|f| f.mountpoint == "/boot"))
+            .or_else(|| {
+                placed
+                    .iter()
+                    .find(|p| p.fs.as_ref().is_some_and(|f| f.mountpoint == "/"))
+            })
+            .ok_or("no root partition")?;
+        let bootfs = boot.fs.as_ref().expect("has a file system");
+        let grub_name = if !ctx.tree.join("boot/grub").exists() && ctx.tree.join("boot/grub2").exists() {
+            "grub2"
+        } else {
+            "grub"
+        };
+        let grub_dir = if bootfs.mountpoint == "/boot" {
+            format!("/{grub_name}")
+        } else {
+            format!("/boot/{grub_name}")
+        };
+        let fs_module = match bootfs.fstype {
+            FsType::Ext4 => "ext2",
+            FsType::Vfat => "fat",
+            FsType::Xfs => "xfs",
+            FsType::Btrfs => "btrfs",
+        };
+        let early = tmp.join("early.cfg");
+        let search = if bootfs.fstype == FsType::Vfat {
+            bootfs.uuid.to_ascii_uppercase()
+        } else {
+            bootfs.uuid.to_ascii_lowercase()
+        };
+        std::fs::write(
+            &early,
+            format!("search --no-floppy --fs-uuid --set=root {search}\nset prefix=($root){grub_dir}\n"),
+        )
+        .map_err(|e| format!("{}: {e}", early.display()))?;
+        let common = [
+            "part_msdos",
+            "part_gpt",
+            fs_module,
+            "search",
+            "search_fs_uuid",
+            "search_fs_file",
+            "search_label",
+            "normal",
+            "configfile",
+            "linux",
+            "echo",
+            "test",
+            "gzio",
+            "serial",
+            "terminal",
+            "halt",
+            "reboot",
+            "loadenv",
+            "ls",
+            "cat",
+            "all_video",
+            "minicmd",
+            "sleep",
+            "true",
+        ];
+
+        let mut plan = GrubPlan { bios: None, efi: None };
+        if want_bios {
+            let dir = grub_lib(&ctx.tree, "i386-pc").ok_or(
+                "BIOS boot needs GRUB's i386-pc modules (/usr/lib/grub/i386-pc, package grub-pc-bin) in the tree or the build root",
+            )?;
+            let core = tmp.join("core.img");
+            let mut cmd = tool("grub-mkimage", self.source_epoch);
+            cmd.args(["-O", "i386-pc", "-d"])
+                .arg(&dir)
+                .args(["-p", &grub_dir, "-c"])
+                .arg(&early)
+                .arg("-o")
+                .arg(&core)
+                .args(["biosdisk", "boot"])
+                .args(common);
+            run(&mut cmd, None)?;
+            println!(
+                "grub: i386-pc core from {}, prefix ({}){grub_dir}",
+                dir.display(),
+                bootfs.uuid
+            );
+            plan.bios = Some((core, dir.join("boot.img")));
+        }
+        if esp.is_some() {
+            match grub_lib(&ctx.tree, "x86_64-efi") {
+                Some(dir) => {
+                    let efi = tmp.join("BOOTX64.EFI");
+                    let mut cmd = tool("grub-mkimage", self.source_epoch);
+                    cmd.args(["-O", "x86_64-efi", "-d"])
+                        .arg(&dir)
+                        .args(["-p", &grub_dir, "-c"])
+                        .arg(&early)
+                        .arg("-o")
+                        .arg(&efi)
+                        .args(["fat", "efi_gop"])
+                        .args(common);
+                    run(&mut cmd, None)?;
+                    println!("grub: x86_64-efi image from {}", dir.display());
+                    plan.efi = Some(efi);
+                }
+                None => println!("grub: no x86_64-efi modules (grub-efi-amd64-bin): no UEFI boot loader"),
+            }
+        }
+        Ok(Some(plan))
+    }
+
+    fn make_filesystems(
+        &self,
+        ctx: &Context,
+        image: &Path,
+        placed: &[Placed],
+        grub: Option<&GrubPlan>,
+        tmp: &Path,
+    ) -> Result<(), StageError> {
+        let empty = tmp.join("empty");
+        std::fs::create_dir_all(&empty).map_err(|e| format!("{}: {e}", empty.display()))?;
+        let mut with_fs: Vec<&Placed> = placed.iter().filter(|p| p.fs.is_some()).collect();
+        with_fs.sort_by_key(|p| p.fs.as_ref().map(|f| f.mountpoint.len()));
+        let mountpoints: Vec<String> = with_fs
+            .iter()
+            .map(|p| normalize_mountpoint(&p.fs.as_ref().expect("filtered").mountpoint))
+            .collect::<Result<_, _>>()?;
+        for (p, mp) in with_fs.iter().zip(&mountpoints) {
+            let fs = p.fs.as_ref().expect("filtered");
+            // The mount points below this one, relative to it.
+            let exclude: Vec<String> = mountpoints
+                .iter()
+                .filter(|other| *other != mp)
+                .filter_map(|other| {
+                    let rel = if mp == "/" {
+                        Some(other.as_str())
+                    } else {
+                        other.strip_prefix(mp.as_str()).filter(|r| r.starts_with('/'))
+                    };
+                    rel.map(str::to_owned)
+                })
+                .collect();
+            let source = source_dir(&ctx.tree, mp, &empty);
+            let offset = p.start * 512;
+            let size = p.size * 512;
+            let started = std::time::Instant::now();
+            match fs.fstype {
+                FsType::Ext4 => {
+                    let uuid = check_uuid(&fs.uuid)?;
+                    Ext4 {
+                        image,
+                        offset,
+                        size,
+                        uuid: &uuid,
+                        label: fs.label.as_deref(),
+                        source: &source,
+                        exclude: &exclude,
+                        epoch: self.source_epoch,
+                    }
+                    .create()?;
+                }
+                FsType::Vfat => {
+                    if !exclude.is_empty() {
+                        return Err(format!("a vfat file system at {mp} cannot hold other mount points").into());
+                    }
+                    let esp = p.is(ESP_GPT, "ef");
+                    let efi = grub.and_then(|g| g.efi.as_deref()).filter(|_| esp);
+                    make_vfat(image, p, fs, &source, efi, self.source_epoch)?;
+                }
+                FsType::Xfs | FsType::Btrfs => {
+                    return Err(format!(
+                        "{:?} at {mp}: only ext4 and vfat can be made without mounting",
+                        fs.fstype
+                    )
+                    .into())
+                }
+            }
+            println!(
+                "partition {} ({}): {:?} {} at {mp}, {} bytes at {offset}, {:.1}s",
+                p.index + 1,
+                p.ptype,
+                fs.fstype,
+                fs.uuid,
+                size,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    /// Turns the raw image into the final file, and makes the format's own
+    /// identifiers reproducible.
+    fn convert(&self, raw: TempFile, output: &Path) -> Result<(), StageError> {
+        let dest = output.join(&self.filename);
+        let fmt = match self.format {
+            Format::Raw => {
+                std::fs::rename(raw.keep(), &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+                return Ok(());
+            }
+            Format::RawXz => {
+                let out = File::create(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+                let status = tool("xz", self.source_epoch)
+                    .args(["-T1", "-0", "--stdout"])
+                    .arg(raw.path())
+                    .stdout(out)
+                    .status()
+                    .map_err(|e| format!("cannot run xz: {e}"))?;
+                if !status.success() {
+                    return Err(format!("xz failed: {status}").into());
+                }
+                return Ok(());
+            }
+            Format::Qcow2 => "qcow2",
+            Format::Vdi => "vdi",
+            Format::Vmdk => "vmdk",
+            Format::Vpc => "vpc",
+        };
+        let mut cmd = tool("qemu-img", self.source_epoch);
+        cmd.args(["convert", "-O", fmt]);
+        match self.format {
+            Format::Qcow2 => {
+                match self.qcow2_compression {
+                    Qcow2Compression::Zlib => {
+                        cmd.arg("-c");
+                    }
+                    Qcow2Compression::Zstd => {
+                        cmd.args(["-c", "-o", "compression_type=zstd"]);
+                    }
+                    Qcow2Compression::None => {}
+                }
+                if let Some(compat) = &self.qcow2_compat {
+                    cmd.args(["-o", &format!("compat={compat}")]);
+                }
+            }
+            Format::Vmdk => {
+                cmd.arg("-c");
+                if let Some(sub) = self.vmdk_subformat {
+                    cmd.args(["-o", &format!("subformat={sub:?}")]);
+                }
+            }
+            Format::Vpc => {
+                cmd.args(["-o", "subformat=fixed,force_size"]);
+            }
+            _ => {}
+        }
+        cmd.arg(raw.path()).arg(&dest);
+        run(&mut cmd, None)?;
+        drop(raw);
+        let seed = format!("{}/{}", self.ptuuid, self.filename);
+        match self.format {
+            Format::Vdi => fix_vdi(&dest, &seed),
+            Format::Vmdk => fix_vmdk(&dest, &seed),
+            Format::Vpc => fix_vpc(&dest, &seed, self.source_epoch),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `/`, or an absolute path without a trailing slash or `..`.
+fn normalize_mountpoint(mp: &str) -> Result<String, StageError> {
+    osbuild_stages::api::in_tree(Path::new("/"), mp)?;
+    let trimmed = mp.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.replace("//", "/")
+    })
+}
+
+/// GRUB's modules for `platform`: the tree's own, so the boot loader matches
+/// the GRUB the image has, else the build root's.
+fn grub_lib(tree: &Path, platform: &str) -> Option<PathBuf> {
+    [
+        tree.join("usr/lib/grub").join(platform),
+        Path::new("/usr/lib/grub").join(platform),
+    ]
+    .into_iter()
+    .find(|d| d.join("moddep.lst").is_file() && d.join("kernel.img").is_file())
+}
+
+/// Writes `boot.img` into the MBR and the core image into the MBR gap or the
+/// BIOS boot partition, patching the sector numbers as grub-install does.
+fn install_bios(
+    image: &Path,
+    placed: &[Placed],
+    gpt: bool,
+    (core_path, boot_path): &(PathBuf, PathBuf),
+) -> StageResult {
+    let core = std::fs::read(core_path).map_err(|e| format!("{}: {e}", core_path.display()))?;
+    let boot = std::fs::read(boot_path).map_err(|e| format!("{}: {e}", boot_path.display()))?;
+    if boot.len() != 512 || core.len() < 512 {
+        return Err("GRUB's boot.img or core.img has an unexpected size".into());
+    }
+    let core_sectors = (core.len() as u64).div_ceil(512);
+    let mut core = core;
+    let core_sector = if gpt {
+        let bb = placed
+            .iter()
+            .find(|p| p.is(BIOS_BOOT, "-"))
+            .ok_or("GRUB on GPT needs a BIOS boot partition")?;
+        if bb.size < core_sectors {
+            return Err(format!(
+                "the BIOS boot partition has {} sectors; GRUB's core needs {core_sectors}",
+                bb.size
+            )
+            .into());
+        }
+        // diskboot.img's first blocklist entry: where the rest of the core starts.
+        core[0x1f4..0x1fc].copy_from_slice(&(bb.start + 1).to_le_bytes());
+        bb.start
+    } else {
+        let first = placed.iter().map(|p| p.start).min().unwrap_or(0);
+        if first < 1 + core_sectors {
+            return Err(format!(
+                "GRUB's core needs {core_sectors} sectors before the first partition, which starts at sector {first}"
+            )
+            .into());
+        }
+        1
+    };
+    let f = File::options()
+        .write(true)
+        .open(image)
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    let io = |e: std::io::Error| StageError(format!("{}: {e}", image.display()));
+    let mut mbr = boot[..440].to_vec();
+    // GRUB_BOOT_MACHINE_KERNEL_SECTOR: where boot.img loads the core from.
+    mbr[0x5c..0x64].copy_from_slice(&core_sector.to_le_bytes());
+    // GRUB_BOOT_MACHINE_DRIVE_CHECK: on hard disks, always trust the BIOS
+    // drive number, as grub-install does (two NOPs over the jump).
+    mbr[0x66] = 0x90;
+    mbr[0x67] = 0x90;
+    f.write_all_at(&mbr, 0).map_err(io)?;
+    f.write_all_at(&core, core_sector * 512).map_err(io)?;
+    println!("grub: boot.img in the MBR, core ({core_sectors} sectors) at sector {core_sector}");
+    Ok(())
+}
+
+/// A FAT file system in the partition, filled with mtools in sorted order
+/// (mcopy -s would follow the source's directory order).
+fn make_vfat(image: &Path, p: &Placed, fs: &Filesystem, source: &Path, efi: Option<&Path>, epoch: u64) -> StageResult {
+    let epoch = epoch.max(FAT_EPOCH_MIN);
+    let volid: String = fs.uuid.chars().filter(|c| *c != '-').take(8).collect();
+    if volid.len() != 8 || !volid.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("vfat uuid {:?} must be a volume id such as 7B77-95E7", fs.uuid).into());
+    }
+    let mut mkfs = tool("mkfs.fat", epoch);
+    // --invariant: the volume label entry gets a fixed time (mkfs.fat 4.2
+    // ignores SOURCE_DATE_EPOCH there); -i still sets the volume id.
+    mkfs.args(["--invariant", "--offset", &p.start.to_string(), "-i", &volid]);
+    if let Some(label) = &fs.label {
+        mkfs.args(["-n", label]);
+    }
+    mkfs.arg(image).arg((p.size * 512 / 1024).to_string());
+    run(&mut mkfs, None)?;
+
+    let drive = format!("{}@@{}", image.display(), p.start * 512);
+    let mtool = |name: &str| {
+        let mut c = tool(name, epoch);
+        c.env("MTOOLS_SKIP_CHECK", "1").args(["-i", &drive]);
+        c
+    };
+    copy_fat_dir(&mtool, source, "::")?;
+    if let Some(efi) = efi {
+        if !source.join("EFI/BOOT/BOOTX64.EFI").exists() {
+            for d in ["::/EFI", "::/EFI/BOOT"] {
+                let exists = run(mtool("mdir").arg(d), None).is_ok();
+                if !exists {
+                    run(mtool("mmd").arg(d), None)?;
+                }
+            }
+            run(mtool("mcopy").arg(efi).arg("::/EFI/BOOT/BOOTX64.EFI"), None)?;
+            println!("grub: EFI/BOOT/BOOTX64.EFI on the EFI system partition");
+        }
+    }
+    Ok(())
+}
+
+fn copy_fat_dir(mtool: &dyn Fn(&str) -> Command, dir: &Path, at: &str) -> StageResult {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for e in entries {
+        // Follows symbolic links: FAT has none.
+        match std::fs::metadata(e.path()) {
+            Ok(m) if m.is_dir() => dirs.push(e),
+            Ok(m) if m.is_file() => files.push(e.path()),
+            _ => println!("vfat: skipping {}", e.path().display()),
+        }
+    }
+    if !files.is_empty() {
+        run(mtool("mcopy").args(&files).arg(format!("{at}/")), None)?;
+    }
+    for d in dirs {
+        let name = d.file_name();
+        let sub = format!("{at}/{}", name.to_string_lossy());
+        run(mtool("mmd").arg(&sub), None)?;
+        copy_fat_dir(mtool, &d.path(), &sub)?;
+    }
+    Ok(())
+}
+
+fn patch(path: &Path, at: u64, bytes: &[u8]) -> StageResult {
+    let f = File::options()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all_at(bytes, at)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// VDI: the image and last-snapshot UUIDs qemu-img draws at random.
+fn fix_vdi(path: &Path, seed: &str) -> StageResult {
+    patch(path, 0x188, &derive_bytes(&format!("{seed}/vdi/image")))?;
+    patch(path, 0x198, &derive_bytes(&format!("{seed}/vdi/snap")))
+}
+
+/// VMDK: the content id (`CID=`) in the descriptor, drawn at random.
+fn fix_vmdk(path: &Path, seed: &str) -> StageResult {
+    let io = |e: std::io::Error| StageError(format!("{}: {e}", path.display()));
+    let f = File::options().read(true).write(true).open(path).map_err(io)?;
+    let mut head = vec![0u8; 64 * 1024];
+    let n = f.read_at(&mut head, 0).map_err(io)?;
+    head.truncate(n);
+    let cid: String = derive_bytes(&format!("{seed}/vmdk"))[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let at = head
+        .windows(5)
+        .position(|w| w == b"\nCID=")
+        .ok_or("qemu-img wrote a VMDK without a CID")?
+        + 5;
+    // qemu-img prints the CID with %x: its length varies, so the rest of
+    // the descriptor text moves with it.
+    let line_end = at
+        + head[at..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or("VMDK descriptor without newline")?;
+    let text_end = head[at..].iter().position(|b| *b == 0).map(|p| at + p);
+    let mut tail = cid.into_bytes();
+    tail.extend_from_slice(&head[line_end..text_end.unwrap_or(head.len())]);
+    match text_end {
+        // An embedded descriptor, padded with zeros: rewrite it in place.
+        Some(end) => {
+            let old_len = end - at;
+            if tail.len() > old_len && head[end..].iter().take(tail.len() - old_len).any(|b| *b != 0) {
+                return Err("no room to rewrite the VMDK descriptor".into());
+            }
+            tail.resize(tail.len().max(old_len), 0);
+            f.write_all_at(&tail, at as u64).map_err(io)?;
+        }
+        // A descriptor file of its own (the flat sub-formats).
+        None => {
+            if n == head.len() {
+                return Err("VMDK descriptor file larger than expected".into());
+            }
+            f.set_len(at as u64).map_err(io)?;
+            f.write_all_at(&tail, at as u64).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// VHD (fixed): the footer's time stamp and unique id, then its checksum.
+fn fix_vpc(path: &Path, seed: &str, epoch: u64) -> StageResult {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let at = len - 512;
+    let mut footer = [0u8; 512];
+    f.read_exact_at(&mut footer, at)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if &footer[..8] != b"conectix" {
+        return Err("qemu-img wrote a VHD without a footer".into());
+    }
+    let stamp = epoch.saturating_sub(946_684_800).min(u64::from(u32::MAX)) as u32;
+    footer[24..28].copy_from_slice(&stamp.to_be_bytes());
+    footer[68..84].copy_from_slice(&derive_bytes(&format!("{seed}/vhd")));
+    footer[64..68].copy_from_slice(&[0; 4]);
+    let sum: u32 = footer.iter().map(|b| u32::from(*b)).sum();
+    footer[64..68].copy_from_slice(&(!sum).to_be_bytes());
+    f.write_all_at(&footer, at)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+pub static ASSEMBLER: Builtin = Builtin::new::<Qemu>(
+    "org.osbuild.qemu",
+    Kind::Assembler,
+    "Makes a bootable partitioned disk image (raw, qcow2, vdi, vmdk, vpc) with GRUB, without loop devices or mounts",
+)
+.with_aliases(&["io.weldr.qcow2"]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::testing::{debugfs, fsck, make_tree, output};
+    use serde_json::json;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    const MARKER: &str = "OSBUILD-BOOT-MARKER";
+
+    fn grub_cfg() -> String {
+        format!("serial --unit=0 --speed=115200\nterminal_output serial\necho {MARKER}\nhalt\n")
+    }
+
+    /// Assembles `opts` from a fresh tree whose mtimes are `mtime`.
+    fn assemble(tmp: &Path, name: &str, mtime: u64, opts: &Value) -> PathBuf {
+        let tree = tmp.join(format!("tree-{name}"));
+        make_tree(&tree, mtime, &grub_cfg());
+        let out = tmp.join(format!("out-{name}"));
+        std::fs::create_dir(&out).unwrap();
+        let ctx = Context {
+            tree,
+            output_dir: Some(out.clone()),
+            cache: None,
+        };
+        let started = Instant::now();
+        ASSEMBLER.run(&ctx, opts).unwrap();
+        println!("assembled {name} in {:.2}s", started.elapsed().as_secs_f64());
+        let files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files.len(), 1, "only the image is left in the output: {files:?}");
+        out.join(opts["filename"].as_str().unwrap())
+    }
+
+    fn table(image: &Path) -> Value {
+        serde_json::from_str(&output(Command::new("sfdisk").arg("-J").arg(image))).unwrap()
+    }
+
+    fn read_at(image: &Path, at: u64, len: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; len];
+        File::open(image).unwrap().read_exact_at(&mut buf, at).unwrap();
+        buf
+    }
+
+    /// Boots the image under TCG and reports whether GRUB printed the marker.
+    /// `None` when qemu-system-x86_64 (or OVMF, for UEFI) is missing.
+    fn boots(image: &Path, uefi: bool) -> Option<bool> {
+        let ovmf = Path::new("/usr/share/ovmf/OVMF.fd");
+        if Command::new("qemu-system-x86_64").arg("--version").output().is_err() || (uefi && !ovmf.exists()) {
+            println!("skipping the boot check: no qemu-system-x86_64 or OVMF");
+            return None;
+        }
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-m",
+            "256",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-nodefaults",
+        ])
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=ide,snapshot=on", image.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+        if uefi {
+            cmd.arg("-bios").arg(ovmf);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&seen).contains(MARKER) {
+                    let _ = tx.send(true);
+                    return;
+                }
+            }
+            let _ = tx.send(false);
+        });
+        let found = rx.recv_timeout(Duration::from_secs(60)).unwrap_or(false);
+        let _ = child.kill();
+        let _ = child.wait();
+        Some(found)
+    }
+
+    #[test]
+    fn mbr_legacy_layout_boots_and_is_reproducible() {
+        let tmp = TempDir::new("qemu-test").unwrap();
+        let uuid = "76a22bf4-f153-4541-b6c7-0332c0dfaeac";
+        let mut opts = json!({
+            "format": "qcow2", "filename": "disk.qcow2", "size": 128 << 20,
+            "ptuuid": "0x14fc63d2", "root_fs_uuid": uuid, "source_epoch": 1_700_000_000
+        });
+        let a = assemble(tmp.path(), "a", 1_800_000_000, &opts);
+        let b = assemble(tmp.path(), "b", 1_750_000_000, &opts);
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "two assemblies differ"
+        );
+        let info = output(Command::new("qemu-img").arg("info").arg(&a));
+        assert!(info.contains("file format: qcow2"), "{info}");
+
+        opts["format"] = json!("raw");
+        opts["filename"] = json!("disk.raw");
+        let raw = assemble(tmp.path(), "raw", 1_800_000_000, &opts);
+        assert_eq!(std::fs::metadata(&raw).unwrap().len(), 128 << 20);
+        let t = table(&raw);
+        let pt = &t["partitiontable"];
+        assert_eq!(pt["label"], "dos");
+        assert_eq!(pt["id"], "0x14fc63d2");
+        let p = &pt["partitions"][0];
+        assert_eq!(
+            (p["start"].as_u64(), p["type"].as_str(), p["bootable"].as_bool()),
+            (Some(2048), Some("83"), Some(true))
+        );
+        assert_eq!(p["size"].as_u64(), Some((128 << 11) - 2048));
+        let offset = 2048 * 512;
+        fsck(&raw, offset);
+        let sb = debugfs(&raw, offset, "stats");
+        assert!(sb.contains(uuid), "{sb}");
+        let boot = debugfs(&raw, offset, "ls -l /boot/grub");
+        assert!(boot.contains("grub.cfg"), "{boot}");
+
+        // boot.img in the MBR (code only: the partition table survives),
+        // pointing at the core in sector 1, which starts with diskboot.img.
+        let mbr = read_at(&raw, 0, 512);
+        let boot_img = std::fs::read("/usr/lib/grub/i386-pc/boot.img").unwrap();
+        assert_eq!(&mbr[..0x5c], &boot_img[..0x5c]);
+        assert_eq!(u64::from_le_bytes(mbr[0x5c..0x64].try_into().unwrap()), 1);
+        assert_eq!(&mbr[510..], &[0x55, 0xaa]);
+        let core = read_at(&raw, 512, 512);
+        let diskboot = std::fs::read("/usr/lib/grub/i386-pc/diskboot.img").unwrap();
+        assert_eq!(&core[..0x1f4], &diskboot[..0x1f4]);
+        assert_eq!(u64::from_le_bytes(core[0x1f4..0x1fc].try_into().unwrap()), 2);
+
+        if let Some(ok) = boots(&raw, false) {
+            assert!(ok, "GRUB did not print the marker from /boot/grub/grub.cfg");
+        }
+    }
+
+    fn split_opts(format: &str, filename: &str) -> Value {
+        json!({
+            "format": format, "filename": filename, "size": 160 << 20,
+            "ptuuid": "d2c6c8b4-52a4-4bb0-a32b-3f1f44a8b6a2", "pttype": "gpt", "source_epoch": 1_700_000_000,
+            "partitions": [
+                {"start": 2048, "size": 2048, "type": BIOS_BOOT, "name": "bios"},
+                {"start": 4096, "size": 40960, "type": ESP_GPT, "name": "esp",
+                 "filesystem": {"type": "vfat", "uuid": "7B77-95E7", "label": "ESP", "mountpoint": "/boot/efi"}},
+                {"start": 45056, "size": 65536, "type": LINUX_FS_GPT, "name": "boot",
+                 "filesystem": {"type": "ext4", "uuid": "0194fdc2-fa2f-4cc0-81d3-ff12045b73c8", "mountpoint": "/boot"}},
+                {"type": LINUX_FS_GPT, "uuid": "6264d520-3fb9-423f-8ab8-7a0a8e3d3562", "name": "root",
+                 "filesystem": {"type": "ext4", "uuid": "f4b3bd3a-0c8e-4b0a-a3c8-7e2c5bca6e39", "label": "root", "mountpoint": "/"}}
+            ]
+        })
+    }
+
+    #[test]
+    fn gpt_with_boot_and_esp_partitions() {
+        let tmp = TempDir::new("qemu-test").unwrap();
+        let raw = assemble(tmp.path(), "gpt", 1_800_000_000, &split_opts("raw", "disk.raw"));
+        let t = table(&raw);
+        let pt = &t["partitiontable"];
+        assert_eq!(pt["label"], "gpt");
+        assert_eq!(pt["id"], "D2C6C8B4-52A4-4BB0-A32B-3F1F44A8B6A2");
+        let parts = pt["partitions"].as_array().unwrap();
+        let starts: Vec<_> = parts.iter().map(|p| p["start"].as_u64().unwrap()).collect();
+        assert_eq!(starts, [2048, 4096, 45056, 110592]);
+        assert_eq!(parts[1]["type"], ESP_GPT);
+        assert_eq!(parts[3]["uuid"], "6264D520-3FB9-423F-8AB8-7A0A8E3D3562");
+        // A partition uuid left out is derived from ptuuid, not random.
+        let derived = derive_uuid("d2c6c8b4-52a4-4bb0-a32b-3f1f44a8b6a2/partition/0").to_ascii_uppercase();
+        assert_eq!(parts[0]["uuid"].as_str(), Some(derived.as_str()));
+
+        // The root file system has /boot and /boot/efi as empty mount points.
+        let root = 110592 * 512;
+        fsck(&raw, root);
+        let entries = |ls: &str| ls.split_whitespace().filter(|w| w.starts_with('(')).count();
+        let ls = debugfs(&raw, root, "ls /boot");
+        assert_eq!(entries(&ls), 2, "only . and ..: {ls}");
+        let rootls = debugfs(&raw, root, "ls /");
+        assert!(rootls.contains("usr") && rootls.contains("home"), "{rootls}");
+        // The /boot file system holds the kernel and GRUB's files at its root.
+        let bootfs = 45056 * 512;
+        fsck(&raw, bootfs);
+        let ls = debugfs(&raw, bootfs, "ls /");
+        assert!(
+            ls.contains("vmlinuz-6.1.0-test-amd64") && ls.contains("grub") && ls.contains("efi"),
+            "{ls}"
+        );
+        let ls = debugfs(&raw, bootfs, "ls /efi");
+        assert_eq!(entries(&ls), 2, "only . and ..: {ls}");
+        // The ESP: the tree's files plus GRUB for UEFI.
+        let esp = format!("{}@@{}", raw.display(), 4096 * 512);
+        let dir = output(
+            Command::new("mdir")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .args(["-i", &esp, "-/", "-b", "::/EFI"]),
+        );
+        assert!(dir.contains("::/EFI/BOOT/BOOTX64.EFI"), "{dir}");
+        assert!(dir.contains("::/EFI/debian/grub.cfg"), "{dir}");
+        // boot.img points at the BIOS boot partition; the core's blocklist at the sector after.
+        let mbr = read_at(&raw, 0, 512);
+        assert_eq!(u64::from_le_bytes(mbr[0x5c..0x64].try_into().unwrap()), 2048);
+        let core = read_at(&raw, 2048 * 512, 512);
+        assert_eq!(u64::from_le_bytes(core[0x1f4..0x1fc].try_into().unwrap()), 2049);
+
+        if let Some(ok) = boots(&raw, false) {
+            assert!(ok, "GRUB (BIOS, GPT) did not print the marker");
+        }
+    }
+
+    #[test]
+    fn other_formats_are_reproducible() {
+        let tmp = TempDir::new("qemu-test").unwrap();
+        for (fmt, name, magic) in [
+            ("raw", "d.raw", "raw"),
+            ("vdi", "d.vdi", "vdi"),
+            ("qcow2", "d.qcow2", "qcow2"),
+            ("vmdk", "d.vmdk", "vmdk"),
+            ("vpc", "d.vhd", "vpc"),
+        ] {
+            let mut opts = split_opts(fmt, name);
+            if fmt == "qcow2" {
+                opts["qcow2_compression"] = json!("zstd");
+            }
+            let a = assemble(tmp.path(), &format!("{fmt}-a"), 1_800_000_000, &opts);
+            if fmt == "raw" {
+                // Change times (which no one can set) then differ by a second.
+                std::thread::sleep(Duration::from_millis(1100));
+            }
+            let b = assemble(tmp.path(), &format!("{fmt}-b"), 1_750_000_000, &opts);
+            let (x, y) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+            let diff: Vec<usize> = (0..x.len().min(y.len())).filter(|i| x[*i] != y[*i]).take(20).collect();
+            assert!(x == y, "{fmt}: two assemblies differ at {diff:?}");
+            let info = output(Command::new("qemu-img").args(["info", "--output=json"]).arg(&a));
+            let info: Value = serde_json::from_str(&info).unwrap();
+            if fmt == "vpc" {
+                // A fixed VHD is a raw image with a footer: probing sees raw.
+                let len = std::fs::metadata(&a).unwrap().len();
+                assert_eq!(&read_at(&a, len - 512, 8), b"conectix");
+            } else {
+                assert_eq!(info["format"], magic);
+            }
+            if fmt == "vdi" || fmt == "vmdk" {
+                output(Command::new("qemu-img").args(["check"]).arg(&a).arg("-f").arg(fmt));
+            }
+        }
+    }
+
+    #[test]
+    fn uefi_boot() {
+        let tmp = TempDir::new("qemu-test").unwrap();
+        let mut opts = split_opts("raw", "disk.raw");
+        opts["partitions"].as_array_mut().unwrap().remove(0);
+        let raw = assemble(tmp.path(), "uefi", 1_800_000_000, &opts);
+        // No BIOS boot partition: no boot.img in the protective MBR.
+        assert!(read_at(&raw, 0, 440).iter().all(|b| *b == 0));
+        if let Some(ok) = boots(&raw, true) {
+            assert!(ok, "GRUB (UEFI) did not print the marker");
+        }
+    }
+
+    #[test]
+    fn vmdk_cid_of_any_length() {
+        let tmp = TempDir::new("qemu-test").unwrap();
+        let p = tmp.path().join("x.vmdk");
+        let mut data = b"KDMV....# Disk DescriptorFile\nversion=1\nCID=abc\nparentCID=ffffffff\n".to_vec();
+        data.resize(1024, 0);
+        std::fs::write(&p, &data).unwrap();
+        fix_vmdk(&p, "seed").unwrap();
+        let out = std::fs::read(&p).unwrap();
+        assert_eq!(out.len(), 1024);
+        let text = String::from_utf8_lossy(&out[..out.iter().position(|b| *b == 0).unwrap()]).into_owned();
+        let cid = text.split("\nCID=").nth(1).unwrap().split('\n').next().unwrap();
+        assert_eq!(cid.len(), 8);
+        assert!(text.ends_with("\nparentCID=ffffffff\n"), "{text}");
+    }
+
+    #[test]
+    fn bad_options() {
+        let tmp = TempDir::new("qemu-test").unwrap();
+        let ctx = Context {
+            tree: tmp.path().to_path_buf(),
+            output_dir: Some(tmp.path().to_path_buf()),
+            cache: None,
+        };
+        let run = |v: Value| ASSEMBLER.run(&ctx, &v).unwrap_err().0;
+        let base = json!({"format": "raw", "filename": "x", "size": 1 << 26, "ptuuid": "0x1"});
+        let mut o = base.clone();
+        o["size"] = json!(1000);
+        assert!(run(o).contains("multiple"));
+        assert!(run(base.clone()).contains("root_fs_uuid"));
+        let mut o = base.clone();
+        o["root_fs_uuid"] = json!("6e4ff95f-f662-45ee-a82a-bdf44a2d0b75");
+        o["root_fs_type"] = json!("xfs");
+        assert!(run(o).contains("without mounting"));
+        assert!(ASSEMBLER
+            .check(&json!({"format": "vhdx", "filename": "x", "size": 512, "ptuuid": "0x1", "root_fs_uuid": "u"}))
+            .is_err());
+        assert!(ASSEMBLER.answers_to("io.weldr.qcow2"));
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use serde_json::json;
+
+    /// `OSBUILD_BIG_TREE=/path cargo test -p osbuild-assemblers big_tree -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn big_tree() {
+        let Some(tree) = std::env::var_os("OSBUILD_BIG_TREE") else {
+            return;
+        };
+        let tmp = TempDir::new("qemu-bench").unwrap();
+        for format in ["raw", "qcow2"] {
+            let opts = json!({
+                "format": format, "filename": format!("big.{format}"), "size": 2u64 << 30,
+                "qcow2_compression": std::env::var("OSBUILD_QCOW2_COMPRESSION").unwrap_or("zlib".into()),
+                "ptuuid": "0x14fc63d2", "root_fs_uuid": "76a22bf4-f153-4541-b6c7-0332c0dfaeac"
+            });
+            let ctx = Context {
+                tree: PathBuf::from(&tree),
+                output_dir: Some(tmp.path().to_path_buf()),
+                cache: None,
+            };
+            let started = std::time::Instant::now();
+            ASSEMBLER.run(&ctx, &opts).unwrap();
+            println!("{format}: {:.2}s", started.elapsed().as_secs_f64());
+        }
+    }
+}

@@ -1,0 +1,656 @@
+//! `org.osbuild.grub2`: GRUB's configuration in Debian's layout.
+//!
+//! It writes what the installed system boots with and keeps: a
+//! `/boot/grub/grub.cfg` with a menu entry for every kernel in `/boot`
+//! (`vmlinuz-VERSION`, with `initrd.img-VERSION` when there is one, newest
+//! first), `/boot/grub/grubenv`, and `/etc/default/grub` with the same
+//! settings so a later `update-grub` in the image keeps them. Not Fedora's
+//! Boot Loader Specification layout.
+
+use std::path::Path;
+
+use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
+
+/// Configures GRUB 2 the Debian way and sets the kernel command line.
+///
+/// The root file system is `root_fs_uuid` or `rootfs`; a separate `/boot` is
+/// `boot_fs_uuid` or `bootfs`. With `uefi`, the EFI system partition gets
+/// `EFI/<vendor>/grub.cfg`, which hands over to `/boot/grub/grub.cfg`.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grub2 {
+    /// UUID of the root file system.
+    #[serde(default)]
+    root_fs_uuid: Option<String>,
+    /// The root file system, by UUID or label (instead of `root_fs_uuid`).
+    #[serde(default)]
+    rootfs: Option<FsSpec>,
+    /// UUID of the `/boot` file system, when `/boot` is a partition of its own.
+    #[serde(default)]
+    boot_fs_uuid: Option<String>,
+    /// The `/boot` file system, by UUID or label (instead of `boot_fs_uuid`).
+    #[serde(default)]
+    bootfs: Option<FsSpec>,
+    /// Extra kernel command-line options, after `root=... ro`.
+    #[serde(default)]
+    kernel_opts: String,
+    /// Seconds the menu waits (default 0; `config.timeout` is the same).
+    #[serde(default)]
+    timeout: Option<u32>,
+    /// Use the serial console for GRUB's menu and the kernel: adds
+    /// `serial --unit=N --speed=S`, `terminal_input/output serial console`,
+    /// and `console=tty0 console=ttySN,S` to the command line.
+    #[serde(default)]
+    serial_console: Option<SerialConsole>,
+    /// BIOS support: copies GRUB's modules for this platform (`true` means
+    /// `i386-pc`) into `/boot/grub/<platform>`, and its font, as grub-install
+    /// would; from the tree's `/usr/lib/grub`, else the build root's.
+    #[serde(default)]
+    legacy: Option<Legacy>,
+    /// UEFI support.
+    #[serde(default)]
+    uefi: Option<Uefi>,
+    /// The `saved_entry` variable in grubenv.
+    #[serde(default)]
+    saved_entry: Option<String>,
+    /// Whether to write `/etc/default/grub`.
+    #[serde(default = "yes")]
+    write_defaults: bool,
+    /// Accepted for compatibility with osbuild: Debian keeps the command line in
+    /// grub.cfg and `/etc/default/grub`, not in grubenv.
+    #[serde(default = "yes")]
+    write_cmdline: bool,
+    /// osbuild's ignition support (Fedora CoreOS): not supported here.
+    #[serde(default)]
+    ignition: bool,
+    /// osbuild's greenboot support (boot counting): not supported here.
+    #[serde(default)]
+    greenboot: bool,
+    /// GRUB settings, as in osbuild.
+    #[serde(default)]
+    config: Config,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A file system, by UUID or by label.
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FsSpec {
+    #[serde(default)]
+    uuid: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// `true` (i386-pc), `false`, or a GRUB platform name such as `i386-pc`.
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Debug)]
+#[serde(untagged)]
+pub enum Legacy {
+    Enabled(bool),
+    Platform(String),
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Uefi {
+    /// The directory under `EFI/` on the EFI system partition, such as `debian`.
+    vendor: String,
+    /// Copy the signed shim and GRUB from the tree (packages shim-signed and
+    /// grub-efi-amd64-signed) to `EFI/<vendor>/` and the removable path `EFI/BOOT/`.
+    #[serde(default)]
+    install: bool,
+    /// Accepted for compatibility: the main configuration is always
+    /// `/boot/grub/grub.cfg`, and the ESP's only points to it.
+    #[serde(default)]
+    unified: bool,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConsole {
+    /// Serial port number (0 is ttyS0, COM1).
+    #[serde(default)]
+    unit: u32,
+    /// Speed in bits per second.
+    #[serde(default = "default_speed")]
+    speed: u32,
+}
+
+fn default_speed() -> u32 {
+    115_200
+}
+
+/// GRUB settings (osbuild's `config`).
+#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The default entry: a number, a menu entry id, or `saved`.
+    #[serde(default)]
+    default: Option<String>,
+    /// Input and output terminals, such as `["serial", "console"]`.
+    #[serde(default)]
+    terminal: Option<Vec<String>>,
+    /// Input terminals.
+    #[serde(default)]
+    terminal_input: Option<Vec<String>>,
+    /// Output terminals.
+    #[serde(default)]
+    terminal_output: Option<Vec<String>>,
+    /// Seconds the menu waits.
+    #[serde(default)]
+    timeout: Option<u32>,
+    /// `menu`, `countdown` or `hidden`.
+    #[serde(default)]
+    timeout_style: Option<String>,
+    /// The serial command, such as `serial --unit=0 --speed=115200`.
+    #[serde(default)]
+    serial: Option<String>,
+    /// The distribution name in menu entries (default: NAME from os-release).
+    #[serde(default)]
+    distributor: Option<String>,
+}
+
+/// How GRUB finds a file system, and how the kernel is told.
+struct Fs {
+    search: String,
+    kernel: String,
+}
+
+impl FsSpec {
+    fn resolve(&self, what: &str) -> Result<Fs, StageError> {
+        match (&self.uuid, &self.label) {
+            (Some(u), None) => {
+                check_id(u)?;
+                Ok(Fs {
+                    search: format!("--fs-uuid {u}"),
+                    kernel: format!("UUID={u}"),
+                })
+            }
+            (None, Some(l)) => {
+                if l.is_empty() || l.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                    return Err(format!("{what} label {l:?} must be one word without quotes").into());
+                }
+                Ok(Fs {
+                    search: format!("--label {l}"),
+                    kernel: format!("LABEL={l}"),
+                })
+            }
+            _ => Err(format!("{what} needs exactly one of uuid and label").into()),
+        }
+    }
+}
+
+/// A UUID (8-4-4-4-12) or a FAT volume id (XXXX-XXXX).
+fn check_id(id: &str) -> Result<(), StageError> {
+    let lens: Vec<usize> = id.split('-').map(str::len).collect();
+    let hex = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if hex && (lens == [8, 4, 4, 4, 12] || lens == [4, 4]) {
+        Ok(())
+    } else {
+        Err(format!("{id:?} is not a file system UUID").into())
+    }
+}
+
+fn pick(uuid: &Option<String>, spec: &Option<FsSpec>, what: &str) -> Result<Option<Fs>, StageError> {
+    match (uuid, spec) {
+        (Some(_), Some(_)) => Err(format!("give {what}_fs_uuid or {what}fs, not both").into()),
+        (Some(u), None) => FsSpec {
+            uuid: Some(u.clone()),
+            label: None,
+        }
+        .resolve(what)
+        .map(Some),
+        (None, Some(s)) => s.resolve(what).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Compares kernel versions the way people read them: digit runs as numbers.
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for c in s.chars() {
+            let d = c.is_ascii_digit();
+            match out.last_mut() {
+                Some((kind, run)) if *kind == d => run.push(c),
+                _ => out.push((d, c.to_string())),
+            }
+        }
+        out
+    }
+    let (pa, pb) = (parts(a), parts(b));
+    for (x, y) in pa.iter().zip(&pb) {
+        let ord = if x.0 && y.0 {
+            let (nx, ny) = (x.1.trim_start_matches('0'), y.1.trim_start_matches('0'));
+            nx.len().cmp(&ny.len()).then_with(|| nx.cmp(ny))
+        } else {
+            x.1.cmp(&y.1)
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    pa.len().cmp(&pb.len())
+}
+
+/// The kernels in `boot`: (version, has an initrd), newest first.
+fn kernels(boot: &Path) -> Result<Vec<(String, bool)>, StageError> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(boot) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(StageError(format!("{}: {e}", boot.display()))),
+    };
+    for e in entries {
+        let e = e.at(boot)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(version) = name.strip_prefix("vmlinuz-") {
+            if version.is_empty() || version.contains(['\'', '"', ' ', '\\']) {
+                continue;
+            }
+            let initrd = boot.join(format!("initrd.img-{version}")).exists();
+            found.push((version.to_string(), initrd));
+        }
+    }
+    found.sort_by(|a, b| version_cmp(&b.0, &a.0));
+    Ok(found)
+}
+
+/// NAME from the tree's os-release, as Debian's menu entries show it.
+fn distributor(tree: &Path) -> String {
+    for rel in ["etc/os-release", "usr/lib/os-release"] {
+        if let Ok(text) = std::fs::read_to_string(tree.join(rel)) {
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("NAME=") {
+                    let v = v.trim_matches('"').trim_matches('\'');
+                    if !v.is_empty() {
+                        return v.replace('\'', "");
+                    }
+                }
+            }
+        }
+    }
+    "Debian GNU/Linux".into()
+}
+
+/// Double-quotes a value for `/etc/default/grub` (a shell file).
+fn shell_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+impl Options for Grub2 {
+    fn run(self, ctx: &Context) -> StageResult {
+        if self.ignition || self.greenboot {
+            return Err("ignition and greenboot are not supported for the Debian layout".into());
+        }
+        let root = pick(&self.root_fs_uuid, &self.rootfs, "root")?.ok_or("give root_fs_uuid or rootfs")?;
+        let boot = pick(&self.boot_fs_uuid, &self.bootfs, "boot")?;
+        let grub_fs = boot.as_ref().unwrap_or(&root);
+        // Paths as GRUB sees them on the file system that holds /boot.
+        let kdir = if boot.is_some() { "" } else { "/boot" };
+        let cfg = &self.config;
+        let timeout = self.timeout.or(cfg.timeout).unwrap_or(0);
+
+        let mut serial = cfg.serial.clone();
+        let mut term_in = cfg.terminal_input.clone().or_else(|| cfg.terminal.clone());
+        let mut term_out = cfg.terminal_output.clone().or_else(|| cfg.terminal.clone());
+        let mut cmdline = self.kernel_opts.trim().to_string();
+        if let Some(sc) = self.serial_console {
+            serial.get_or_insert(format!("serial --unit={} --speed={}", sc.unit, sc.speed));
+            let both = || vec!["serial".to_string(), "console".to_string()];
+            term_in.get_or_insert_with(both);
+            term_out.get_or_insert_with(both);
+            if !cmdline.split_whitespace().any(|w| w.starts_with("console=")) {
+                let console = format!("console=tty0 console=ttyS{},{}", sc.unit, sc.speed);
+                cmdline = format!("{cmdline} {console}").trim().to_string();
+            }
+        }
+        for v in [&cmdline, serial.as_deref().unwrap_or("")] {
+            if v.contains(['\n', '\'']) {
+                return Err(format!("{v:?}: no newlines or single quotes, please").into());
+            }
+        }
+        let default = cfg.default.clone().unwrap_or_else(|| "0".into());
+        let distro = cfg.distributor.clone().unwrap_or_else(|| distributor(&ctx.tree));
+        let kernels = kernels(&ctx.tree.join("boot"))?;
+
+        // /boot/grub/grub.cfg
+        let mut g = String::new();
+        g.push_str("# Written by the org.osbuild.grub2 stage; update-grub regenerates it from /etc/default/grub.\n");
+        g.push_str("if [ -s $prefix/grubenv ]; then\n  load_env\nfi\n");
+        let default_line = if default == "saved" {
+            "   set default=\"${saved_entry}\"".to_string()
+        } else {
+            format!("   set default=\"{default}\"")
+        };
+        g.push_str(&format!(
+            "if [ \"${{next_entry}}\" ] ; then\n   set default=\"${{next_entry}}\"\n   set next_entry=\n   save_env next_entry\n   set boot_once=true\nelse\n{default_line}\nfi\n"
+        ));
+        if let Some(s) = &serial {
+            g.push_str(&format!("{s}\n"));
+        }
+        if let Some(t) = &term_in {
+            g.push_str(&format!("terminal_input {}\n", t.join(" ")));
+        }
+        if let Some(t) = &term_out {
+            g.push_str(&format!("terminal_output {}\n", t.join(" ")));
+        }
+        if let Some(style) = &cfg.timeout_style {
+            g.push_str(&format!("set timeout_style={style}\n"));
+        }
+        g.push_str(&format!("set timeout={timeout}\n"));
+        g.push_str(&format!("search --no-floppy {} --set=root\n", grub_fs.search));
+        let root_id = root.kernel.to_ascii_lowercase().replace(['=', ' '], "-");
+        for (version, initrd) in &kernels {
+            g.push_str(&format!(
+                "menuentry '{distro}, with Linux {version}' --class debian --class gnu-linux --class gnu --class os $menuentry_id_option 'gnulinux-{version}-advanced-{root_id}' {{\n"
+            ));
+            g.push_str("\tinsmod gzio\n\tinsmod part_gpt\n\tinsmod part_msdos\n\tinsmod ext2\n");
+            g.push_str(&format!("\tsearch --no-floppy {} --set=root\n", grub_fs.search));
+            g.push_str(&format!("\techo\t'Loading Linux {version} ...'\n"));
+            g.push_str(&format!(
+                "\tlinux\t{kdir}/vmlinuz-{version} root={} ro {cmdline}\n",
+                root.kernel
+            ));
+            if *initrd {
+                g.push_str("\techo\t'Loading initial ramdisk ...'\n");
+                g.push_str(&format!("\tinitrd\t{kdir}/initrd.img-{version}\n"));
+            }
+            g.push_str("}\n");
+        }
+        if kernels.is_empty() {
+            println!("grub2: no /boot/vmlinuz-* in the tree: grub.cfg has no menu entries");
+        }
+        let grub_dir = ctx.tree.join("boot/grub");
+        std::fs::create_dir_all(&grub_dir).at(&grub_dir)?;
+        let path = grub_dir.join("grub.cfg");
+        std::fs::write(&path, &g).at(&path)?;
+
+        // /boot/grub/grubenv: exactly 1024 bytes, padded with '#'.
+        let mut env = String::from("# GRUB Environment Block\n");
+        if let Some(s) = &self.saved_entry {
+            if s.contains('\n') {
+                return Err("saved_entry must be one line".into());
+            }
+            env.push_str(&format!("saved_entry={s}\n"));
+        }
+        if env.len() > 1024 {
+            return Err("saved_entry is too long for grubenv".into());
+        }
+        env.push_str(&"#".repeat(1024 - env.len()));
+        let path = grub_dir.join("grubenv");
+        std::fs::write(&path, env).at(&path)?;
+
+        if self.write_defaults {
+            let mut d =
+                String::from("# Written by the org.osbuild.grub2 stage; see info -f grub -n 'Simple configuration'.\n");
+            d.push_str(&format!("GRUB_DEFAULT={}\n", shell_quote(&default)));
+            if default == "saved" {
+                d.push_str("GRUB_SAVEDEFAULT=false\n");
+            }
+            d.push_str(&format!("GRUB_TIMEOUT={timeout}\n"));
+            if let Some(style) = &cfg.timeout_style {
+                d.push_str(&format!("GRUB_TIMEOUT_STYLE={}\n", shell_quote(style)));
+            }
+            match &cfg.distributor {
+                Some(name) => d.push_str(&format!("GRUB_DISTRIBUTOR={}\n", shell_quote(name))),
+                None => d.push_str("GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\n"),
+            }
+            d.push_str("GRUB_CMDLINE_LINUX_DEFAULT=\"\"\n");
+            d.push_str(&format!("GRUB_CMDLINE_LINUX={}\n", shell_quote(&cmdline)));
+            if let Some(t) = &term_in {
+                d.push_str(&format!("GRUB_TERMINAL_INPUT={}\n", shell_quote(&t.join(" "))));
+            }
+            if let Some(t) = &term_out {
+                d.push_str(&format!("GRUB_TERMINAL_OUTPUT={}\n", shell_quote(&t.join(" "))));
+            }
+            if let Some(s) = &serial {
+                d.push_str(&format!("GRUB_SERIAL_COMMAND={}\n", shell_quote(s)));
+            }
+            let etc = ctx.tree.join("etc/default");
+            std::fs::create_dir_all(&etc).at(&etc)?;
+            let path = etc.join("grub");
+            std::fs::write(&path, d).at(&path)?;
+        }
+
+        match &self.legacy {
+            None | Some(Legacy::Enabled(false)) => {}
+            Some(Legacy::Enabled(true)) => copy_modules(&ctx.tree, "i386-pc")?,
+            Some(Legacy::Platform(p)) => copy_modules(&ctx.tree, p)?,
+        }
+
+        if let Some(uefi) = &self.uefi {
+            let _ = uefi.unified;
+            if uefi.vendor.is_empty() || uefi.vendor.contains(['/', '.']) {
+                return Err(format!("uefi vendor {:?} must be a plain directory name", uefi.vendor).into());
+            }
+            let dir = ctx.tree.join("boot/efi/EFI").join(&uefi.vendor);
+            std::fs::create_dir_all(&dir).at(&dir)?;
+            let (kind, id) = grub_fs.search.split_once(' ').expect("two words");
+            let search = if kind == "--fs-uuid" {
+                format!("search.fs_uuid {id} root")
+            } else {
+                format!("search.fs_label {id} root")
+            };
+            let grub_path = if boot.is_some() { "/grub" } else { "/boot/grub" };
+            let redirect = format!("{search}\nset prefix=($root)'{grub_path}'\nconfigfile $prefix/grub.cfg\n");
+            let path = dir.join("grub.cfg");
+            std::fs::write(&path, redirect).at(&path)?;
+            if uefi.install {
+                install_signed(&ctx.tree, &uefi.vendor)?;
+            }
+        }
+        let _ = self.write_cmdline;
+        println!(
+            "grub2: {} menu entries, root={}, timeout {timeout}",
+            kernels.len(),
+            root.kernel
+        );
+        Ok(())
+    }
+}
+
+/// Copies GRUB's modules and lists for `platform` to /boot/grub/<platform>,
+/// and its font to /boot/grub/fonts, as grub-install does.
+fn copy_modules(tree: &Path, platform: &str) -> StageResult {
+    if platform.is_empty() || platform.contains(['/', '.']) {
+        return Err(format!("{platform:?} is not a GRUB platform").into());
+    }
+    let source = [
+        tree.join("usr/lib/grub").join(platform),
+        Path::new("/usr/lib/grub").join(platform),
+    ]
+    .into_iter()
+    .find(|d| d.join("moddep.lst").is_file())
+    .ok_or_else(|| {
+        format!("no GRUB modules for {platform} (/usr/lib/grub/{platform}) in the tree or the build root")
+    })?;
+    let target = tree.join("boot/grub").join(platform);
+    std::fs::create_dir_all(&target).at(&target)?;
+    let mut n = 0;
+    for e in std::fs::read_dir(&source).at(&source)? {
+        let e = e.at(&source)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".mod") || name.ends_with(".lst") {
+            std::fs::copy(e.path(), target.join(&name)).at(&e.path())?;
+            n += 1;
+        }
+    }
+    for font in [
+        tree.join("usr/share/grub/unicode.pf2"),
+        "/usr/share/grub/unicode.pf2".into(),
+    ] {
+        if font.is_file() {
+            let fonts = tree.join("boot/grub/fonts");
+            std::fs::create_dir_all(&fonts).at(&fonts)?;
+            std::fs::copy(&font, fonts.join("unicode.pf2")).at(&font)?;
+            break;
+        }
+    }
+    println!(
+        "grub2: copied {n} files from {} to /boot/grub/{platform}",
+        source.display()
+    );
+    Ok(())
+}
+
+/// Debian's signed shim and GRUB, from the tree, onto the ESP.
+fn install_signed(tree: &Path, vendor: &str) -> StageResult {
+    let shim = tree.join("usr/lib/shim/shimx64.efi.signed");
+    let mm = tree.join("usr/lib/shim/mmx64.efi.signed");
+    let grub = tree.join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed");
+    if !grub.is_file() {
+        return Err("uefi.install needs the signed GRUB in the tree (package grub-efi-amd64-signed)".into());
+    }
+    let esp = tree.join("boot/efi/EFI");
+    let mut copies = vec![(grub.clone(), format!("{vendor}/grubx64.efi"))];
+    if shim.is_file() {
+        copies.push((shim.clone(), format!("{vendor}/shimx64.efi")));
+        copies.push((shim, "BOOT/BOOTX64.EFI".into()));
+        copies.push((grub, "BOOT/grubx64.efi".into()));
+        if mm.is_file() {
+            copies.push((mm.clone(), format!("{vendor}/mmx64.efi")));
+            copies.push((mm, "BOOT/mmx64.efi".into()));
+        }
+    } else {
+        copies.push((grub, "BOOT/BOOTX64.EFI".into()));
+    }
+    for (from, to) in copies {
+        let dest = esp.join(to);
+        std::fs::create_dir_all(dest.parent().expect("has a parent")).at(&dest)?;
+        std::fs::copy(&from, &dest).at(&from)?;
+    }
+    Ok(())
+}
+
+pub static STAGE: Builtin = Builtin::new::<Grub2>(
+    "org.osbuild.grub2",
+    Kind::Stage,
+    "Configures GRUB 2 in Debian's layout: /boot/grub/grub.cfg, grubenv and /etc/default/grub",
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempTree;
+    use serde_json::json;
+
+    const ROOT: &str = "76a22bf4-f153-4541-b6c7-0332c0dfaeac";
+
+    fn tree() -> TempTree {
+        let t = TempTree::new("grub2");
+        t.write("boot/vmlinuz-6.1.0-9-amd64", "k");
+        t.write("boot/initrd.img-6.1.0-9-amd64", "i");
+        t.write("boot/vmlinuz-6.1.0-18-amd64", "k");
+        t.write("boot/initrd.img-6.1.0-18-amd64", "i");
+        t.write("boot/vmlinuz-5.10.0-1-amd64", "k");
+        t.write("etc/os-release", "NAME=\"Debian GNU/Linux\"\nID=debian\n");
+        t
+    }
+
+    #[test]
+    fn debian_layout_with_serial_console() {
+        let t = tree();
+        let opts = json!({"root_fs_uuid": ROOT, "kernel_opts": "quiet", "timeout": 3, "serial_console": {}});
+        STAGE.run(&t.ctx(), &opts).unwrap();
+        let cfg = std::fs::read_to_string(t.join("boot/grub/grub.cfg")).unwrap();
+        assert!(
+            cfg.contains(
+                "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n"
+            ),
+            "{cfg}"
+        );
+        assert!(cfg.contains("set timeout=3\n"));
+        assert!(cfg.contains(&format!("search --no-floppy --fs-uuid {ROOT} --set=root")));
+        let line = format!(
+            "\tlinux\t/boot/vmlinuz-6.1.0-18-amd64 root=UUID={ROOT} ro quiet console=tty0 console=ttyS0,115200\n"
+        );
+        assert!(cfg.contains(&line), "{cfg}");
+        assert!(cfg.contains("\tinitrd\t/boot/initrd.img-6.1.0-18-amd64\n"));
+        // Newest first; a kernel without an initrd gets no initrd line.
+        let order: Vec<usize> = ["6.1.0-18", "6.1.0-9", "5.10.0-1"]
+            .iter()
+            .map(|v| cfg.find(&format!("with Linux {v}-amd64")).unwrap())
+            .collect();
+        assert!(order[0] < order[1] && order[1] < order[2], "{cfg}");
+        assert!(!cfg.contains("initrd.img-5.10.0-1"));
+        assert!(cfg.contains("menuentry 'Debian GNU/Linux, with Linux 6.1.0-18-amd64'"));
+        let env = std::fs::read(t.join("boot/grub/grubenv")).unwrap();
+        assert_eq!(env.len(), 1024);
+        let defaults = std::fs::read_to_string(t.join("etc/default/grub")).unwrap();
+        assert!(defaults.contains("GRUB_TIMEOUT=3\n"));
+        assert!(
+            defaults.contains("GRUB_CMDLINE_LINUX=\"quiet console=tty0 console=ttyS0,115200\"\n"),
+            "{defaults}"
+        );
+        assert!(defaults.contains("GRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n"));
+        assert!(defaults.contains("GRUB_TERMINAL_OUTPUT=\"serial console\"\n"));
+    }
+
+    #[test]
+    fn separate_boot_uefi_and_osbuild_config() {
+        let t = tree();
+        let boot = "0194fdc2-fa2f-4cc0-81d3-ff12045b73c8";
+        let opts = json!({
+            "rootfs": {"label": "root"}, "boot_fs_uuid": boot, "uefi": {"vendor": "debian"},
+            "saved_entry": "x", "config": {"default": "saved", "timeout": 5, "terminal_output": ["console"]},
+            "write_defaults": false
+        });
+        STAGE.run(&t.ctx(), &opts).unwrap();
+        let cfg = std::fs::read_to_string(t.join("boot/grub/grub.cfg")).unwrap();
+        assert!(
+            cfg.contains("\tlinux\t/vmlinuz-6.1.0-18-amd64 root=LABEL=root ro \n"),
+            "{cfg}"
+        );
+        assert!(cfg.contains(&format!("--fs-uuid {boot} --set=root")));
+        assert!(cfg.contains("set default=\"${saved_entry}\"") && cfg.contains("set timeout=5"));
+        let esp = std::fs::read_to_string(t.join("boot/efi/EFI/debian/grub.cfg")).unwrap();
+        assert_eq!(
+            esp,
+            format!("search.fs_uuid {boot} root\nset prefix=($root)'/grub'\nconfigfile $prefix/grub.cfg\n")
+        );
+        let env = std::fs::read_to_string(t.join("boot/grub/grubenv")).unwrap();
+        assert!(env.starts_with("# GRUB Environment Block\nsaved_entry=x\n#"));
+        assert!(!t.join("etc/default/grub").exists());
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(STAGE
+            .check(&json!({"root_fs_uuid": ROOT, "legacy": "i386-pc", "uefi": {"vendor": "debian", "install": false}}))
+            .is_ok());
+        assert!(STAGE.check(&json!({"root_fs_uuid": ROOT, "bogus": 1})).is_err());
+        let t = tree();
+        assert!(STAGE.run(&t.ctx(), &json!({"kernel_opts": "x"})).is_err());
+        assert!(STAGE.run(&t.ctx(), &json!({"root_fs_uuid": "nope"})).is_err());
+        assert!(STAGE
+            .run(&t.ctx(), &json!({"root_fs_uuid": ROOT, "greenboot": true}))
+            .is_err());
+        assert_eq!(version_cmp("6.1.0-18", "6.1.0-9"), std::cmp::Ordering::Greater);
+    }
+
+    #[test]
+    fn legacy_copies_modules() {
+        if !Path::new("/usr/lib/grub/i386-pc/moddep.lst").exists() {
+            println!("skipping: no grub-pc-bin in the build root");
+            return;
+        }
+        let t = tree();
+        STAGE
+            .run(&t.ctx(), &json!({"root_fs_uuid": ROOT, "legacy": true}))
+            .unwrap();
+        assert!(t.join("boot/grub/i386-pc/normal.mod").is_file());
+        assert!(t.join("boot/grub/i386-pc/command.lst").is_file());
+    }
+}
