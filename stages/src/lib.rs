@@ -9,6 +9,9 @@
 
 mod accounts;
 pub mod api;
+mod apt;
+mod debootstrap;
+mod dnf;
 mod files;
 mod fstab;
 mod groups;
@@ -35,6 +38,9 @@ pub use noop::AnyOptions;
 pub fn all() -> Vec<&'static Builtin> {
     vec![
         &noop::STAGE,
+        &debootstrap::STAGE,
+        &apt::STAGE,
+        &dnf::STAGE,
         &mkdir::STAGE,
         &files::STAGE,
         &hostname::STAGE,

@@ -1,0 +1,865 @@
+//! `org.osbuild.apt`: installs Debian packages into the tree with the tree's own
+//! apt and dpkg, so that the tree's own maintainer scripts run.
+//!
+//! Also home of what the Debian stages share: running programs inside the
+//! tree, and the package cache.
+//!
+//! # The package cache
+//!
+//! The engine mounts a persistent directory at `ctx.cache` (the store's `deb`
+//! cache, shared by every build on the store). Downloaded packages live in
+//! `debs/<sha256>.deb` there, keyed by the SHA256 the signed Packages index
+//! gives for them, so a file is only ever stored under the hash apt verified
+//! it against. Before apt runs, the stage asks apt which files it would
+//! download (`--print-uris`, which gives file name, size and SHA256) and
+//! copies those found in the cache into the tree's `var/cache/apt/archives`,
+//! where apt takes them as already downloaded; afterwards it stores the newly
+//! downloaded ones (to a temporary name, then renamed: concurrent builds never
+//! see half a file) and empties `var/cache/apt/archives`, so no package file
+//! ends up in the stored tree. A copy rather than a hard link: the cache and
+//! the tree are different mounts.
+//!
+//! The package lists (`var/lib/apt/lists`) are removed from the tree at the
+//! end too (tens of MB, stale as soon as the mirror moves on, and every apt
+//! stage runs `apt-get update` first anyway); they are kept in the cache's
+//! `lists/` instead and copied in before `apt-get update`, which then only
+//! checks that they are current.
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
+
+/// Installs (and removes) packages with the tree's own apt, in one transaction.
+/// Services are kept from starting (`policy-rc.d`), dpkg runs without fsync,
+/// and `update-initramfs` runs once at the end instead of after every package.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Apt {
+    /// Packages to install: names, optionally with `=VERSION` or `/RELEASE`.
+    packages: Vec<PackageName>,
+    /// Packages to remove, with their configuration files (purge).
+    #[serde(default)]
+    remove: Vec<PackageName>,
+    /// Whether recommended packages are installed too.
+    #[serde(default)]
+    recommends: bool,
+    /// Extra package repositories, each written to
+    /// `/etc/apt/sources.list.d/NAME.sources` (deb822) before `apt-get update`.
+    /// They stay in the tree.
+    #[serde(default)]
+    repositories: Vec<Repository>,
+}
+
+/// One deb822 source entry.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Repository {
+    /// File name in `/etc/apt/sources.list.d/`, without `.sources`.
+    name: String,
+    /// `deb` and/or `deb-src`.
+    #[serde(default = "deb")]
+    #[schemars(default = "deb")]
+    types: Vec<String>,
+    /// Base URIs of the repository.
+    uris: Vec<String>,
+    /// Suites (codenames), or a path ending in `/` for a flat repository.
+    suites: Vec<String>,
+    /// Components; must be empty for a flat repository.
+    #[serde(default)]
+    components: Vec<String>,
+    /// The key the repository is signed with: a path of a keyring in the tree,
+    /// or an ASCII-armored public key block.
+    #[serde(default)]
+    signed_by: Option<String>,
+    /// Restrict the entry to these architectures.
+    #[serde(default)]
+    architectures: Vec<String>,
+}
+
+fn deb() -> Vec<String> {
+    vec!["deb".into()]
+}
+
+/// A Debian package name, optionally with `:ARCH`, `=VERSION` or `/RELEASE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PackageName(pub String);
+
+impl PackageName {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        let (head, rest) = s.split_at(s.find(['=', '/']).unwrap_or(s.len()));
+        let (name, arch) = match head.split_once(':') {
+            Some((name, arch)) => (name, Some(arch)),
+            None => (head, None),
+        };
+        let ok_name = name.len() >= 2
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        let ok_arch = arch.is_none_or(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let ok_rest = rest.len() != 1
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.:~=/_".contains(c));
+        if ok_name && ok_arch && ok_rest {
+            Ok(PackageName(s.to_string()))
+        } else {
+            Err(format!("{s:?} is not a Debian package name"))
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PackageName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PackageName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for PackageName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PackageName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[a-z0-9][a-z0-9+.-]+(:[A-Za-z0-9-]+)?([=/][A-Za-z0-9+.:~_/=-]+)?$",
+            "description": "a package name, optionally with :ARCH, =VERSION or /RELEASE"
+        })
+    }
+}
+
+impl Repository {
+    fn check(&self) -> Result<(), String> {
+        let word = |s: &String| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            || self.name.starts_with('.')
+        {
+            return Err(format!(
+                "repository name {:?}: letters, digits, '_', '.' and '-' only",
+                self.name
+            ));
+        }
+        if self.types.is_empty() || self.types.iter().any(|t| t != "deb" && t != "deb-src") {
+            return Err(format!(
+                "repository {}: types must be \"deb\" and/or \"deb-src\"",
+                self.name
+            ));
+        }
+        for (what, list) in [("uris", &self.uris), ("suites", &self.suites)] {
+            if list.is_empty() || !list.iter().all(word) {
+                return Err(format!("repository {}: {what} must be non-empty words", self.name));
+            }
+        }
+        if !self.components.iter().all(word) || !self.architectures.iter().all(word) {
+            return Err(format!(
+                "repository {}: components and architectures must be words",
+                self.name
+            ));
+        }
+        let flat = self.suites.iter().any(|s| s.ends_with('/'));
+        if flat != self.components.is_empty() {
+            return Err(format!(
+                "repository {}: a flat suite (ending in '/') takes no components, any other needs some",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// The deb822 stanza.
+    fn deb822(&self) -> String {
+        let mut s = format!(
+            "Types: {}\nURIs: {}\nSuites: {}\n",
+            self.types.join(" "),
+            self.uris.join(" "),
+            self.suites.join(" ")
+        );
+        if !self.components.is_empty() {
+            s += &format!("Components: {}\n", self.components.join(" "));
+        }
+        if !self.architectures.is_empty() {
+            s += &format!("Architectures: {}\n", self.architectures.join(" "));
+        }
+        if let Some(key) = &self.signed_by {
+            let key = key.trim();
+            if key.contains('\n') {
+                // An inline key: continuation lines, "." for an empty line.
+                s += "Signed-By:\n";
+                for line in key.lines() {
+                    let line = line.trim_end();
+                    s += &format!(" {}\n", if line.is_empty() { "." } else { line });
+                }
+            } else {
+                s += &format!("Signed-By: {key}\n");
+            }
+        }
+        s
+    }
+}
+
+impl Apt {
+    fn check(&self) -> StageResult {
+        if self.packages.is_empty() && self.remove.is_empty() {
+            return Err("nothing to do: both packages and remove are empty".into());
+        }
+        for p in &self.remove {
+            if p.0.contains(['=', '/']) {
+                return Err(format!("remove: {:?}: a package to remove takes no version or release", p.0).into());
+            }
+        }
+        let mut names = BTreeSet::new();
+        for r in &self.repositories {
+            r.check()?;
+            if !names.insert(&r.name) {
+                return Err(format!("repository name {:?} appears twice", r.name).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// apt-get's arguments naming the transaction: installs, then `name_` (purge).
+    fn transaction(&self) -> Vec<String> {
+        let mut args: Vec<String> = self.packages.iter().map(|p| p.0.clone()).collect();
+        args.extend(self.remove.iter().map(|p| format!("{}_", p.0)));
+        args
+    }
+}
+
+impl Options for Apt {
+    fn run(self, ctx: &Context) -> StageResult {
+        self.check()?;
+        let tree = &ctx.tree;
+        if !tree.join("usr/bin/apt-get").exists() {
+            return Err("the tree has no /usr/bin/apt-get: bootstrap it first (org.osbuild.debootstrap)".into());
+        }
+        for r in &self.repositories {
+            let dir = tree.join("etc/apt/sources.list.d");
+            std::fs::create_dir_all(&dir).at(&dir)?;
+            let path = dir.join(format!("{}.sources", r.name));
+            std::fs::write(&path, r.deb822()).at(&path)?;
+            println!("wrote /etc/apt/sources.list.d/{}.sources", r.name);
+        }
+
+        let mut env = BuildEnv::set_up(tree)?;
+        let result = self.install(ctx, &mut env);
+        let undone = env.undo();
+        result?;
+        undone?;
+        env.run_initramfs()?;
+        clean_apt_dirs(tree)?;
+        Ok(())
+    }
+}
+
+impl Apt {
+    fn install(&self, ctx: &Context, env: &mut BuildEnv) -> StageResult {
+        let tree = &ctx.tree;
+        let cache = ctx.cache.as_deref().map(DebCache::open).transpose()?;
+        if let Some(cache) = &cache {
+            cache.lists_in(tree)?;
+        }
+        run(
+            chroot_cmd(tree, "/usr/bin/apt-get").args(["-q", "-o", "Acquire::Languages=none", "update"]),
+            "apt-get update",
+        )?;
+        if let Some(cache) = &cache {
+            cache.lists_out(tree)?;
+        }
+
+        let recommends = format!("APT::Install-Recommends={}", self.recommends);
+        let transaction = self.transaction();
+        let uris = match &cache {
+            None => Vec::new(),
+            Some(cache) => {
+                let out = output(
+                    chroot_cmd(tree, "/usr/bin/apt-get")
+                        .args(["-qq", "-y", "--print-uris", "-o", &recommends, "install", "--"])
+                        .args(&transaction),
+                    "apt-get --print-uris",
+                )?;
+                let mut uris = parse_print_uris(&out);
+                crate::debootstrap::fill_sha256(tree, &mut uris)?;
+                cache.seed(&uris, &tree.join("var/cache/apt/archives"))?;
+                uris
+            }
+        };
+
+        let before = kernels(tree);
+        run(
+            chroot_cmd(tree, "/usr/bin/apt-get")
+                .args(["-q", "-y", "-o", &recommends])
+                .args(DPKG_OPTS.iter().flat_map(|o| ["-o", o]))
+                .args(["install", "--"])
+                .args(&transaction),
+            "apt-get install",
+        )?;
+        env.new_kernels = kernels(tree).difference(&before).cloned().collect();
+
+        if let Some(cache) = &cache {
+            cache.store(&uris, &tree.join("var/cache/apt/archives"))?;
+        }
+        Ok(())
+    }
+}
+
+/// apt options for dpkg: no fsync (the tree is thrown away on failure anyway),
+/// keep existing configuration files without asking, no pty.
+const DPKG_OPTS: &[&str] = &[
+    "Dpkg::Options::=--force-unsafe-io",
+    "Dpkg::Options::=--force-confdef",
+    "Dpkg::Options::=--force-confold",
+    "Dpkg::Use-Pty=0",
+];
+
+/// Kernel versions in the tree: `/usr/lib/modules/*` (or `/lib/modules/*`).
+fn kernels(tree: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for dir in ["usr/lib/modules", "lib/modules"] {
+        if let Ok(entries) = std::fs::read_dir(tree.join(dir)) {
+            for e in entries.flatten() {
+                if e.path().is_dir() {
+                    out.insert(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
+const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
+const INITRAMFS_CALLS: &str = "var/lib/osbuild-update-initramfs.calls";
+
+/// What the apt stage puts in place for the build and takes away afterwards:
+/// `policy-rc.d`, the build root's `resolv.conf`, and `update-initramfs`
+/// diverted to a stub that only records it was called.
+struct BuildEnv {
+    tree: PathBuf,
+    policy_saved: Option<Vec<u8>>,
+    resolv_saved: Option<PathBuf>,
+    resolv_placed: bool,
+    diverted: bool,
+    undone: bool,
+    new_kernels: Vec<String>,
+}
+
+impl BuildEnv {
+    fn set_up(tree: &Path) -> Result<Self, StageError> {
+        let mut env = BuildEnv {
+            tree: tree.to_path_buf(),
+            policy_saved: None,
+            resolv_saved: None,
+            resolv_placed: false,
+            diverted: false,
+            undone: false,
+            new_kernels: Vec::new(),
+        };
+        // Services must not start in the tree during the build.
+        let policy = tree.join(POLICY_RC_D);
+        env.policy_saved = std::fs::read(&policy).ok();
+        write_exec(
+            &policy,
+            "#!/bin/sh\n# osbuild: no service starts during the build\nexit 101\n",
+        )?;
+
+        // Name resolution inside the chroot: the build root's resolv.conf.
+        let resolv = tree.join("etc/resolv.conf");
+        if Path::new("/etc/resolv.conf").exists() {
+            if std::fs::symlink_metadata(&resolv).is_ok() {
+                let saved = tree.join("etc/resolv.conf.osbuild-saved");
+                std::fs::rename(&resolv, &saved).at(&resolv)?;
+                env.resolv_saved = Some(saved);
+            }
+            std::fs::copy("/etc/resolv.conf", &resolv).at(&resolv)?;
+            env.resolv_placed = true;
+        }
+
+        // update-initramfs: once at the end, not after every kernel or hook.
+        run(
+            chroot_cmd(tree, "/usr/bin/dpkg-divert").args(["--local", "--rename", "--add", UPDATE_INITRAMFS]),
+            "dpkg-divert update-initramfs",
+        )?;
+        env.diverted = true;
+        let stub = format!(
+            "#!/bin/sh\n# osbuild: update-initramfs runs once at the end of the apt stage\necho \"$*\" >> /{INITRAMFS_CALLS}\nexit 0\n"
+        );
+        write_exec(&tree.join(UPDATE_INITRAMFS.trim_start_matches('/')), &stub)?;
+        Ok(env)
+    }
+
+    /// Restores everything; safe to call twice.
+    fn undo(&mut self) -> StageResult {
+        if self.undone {
+            return Ok(());
+        }
+        self.undone = true;
+        let tree = self.tree.clone();
+        let mut first_err: Option<StageError> = None;
+        let mut note = |r: StageResult| {
+            if let Err(e) = r {
+                eprintln!("{e}");
+                first_err.get_or_insert(e);
+            }
+        };
+        if self.diverted {
+            let stub = tree.join(UPDATE_INITRAMFS.trim_start_matches('/'));
+            note(std::fs::remove_file(&stub).at(&stub));
+            note(run(
+                chroot_cmd(&tree, "/usr/bin/dpkg-divert").args(["--local", "--rename", "--remove", UPDATE_INITRAMFS]),
+                "dpkg-divert --remove update-initramfs",
+            ));
+        }
+        let policy = tree.join(POLICY_RC_D);
+        note(match &self.policy_saved {
+            Some(old) => std::fs::write(&policy, old).at(&policy),
+            None => std::fs::remove_file(&policy).at(&policy),
+        });
+        let resolv = tree.join("etc/resolv.conf");
+        if self.resolv_placed {
+            note(std::fs::remove_file(&resolv).at(&resolv));
+        }
+        if let Some(saved) = &self.resolv_saved {
+            note(std::fs::rename(saved, &resolv).at(saved));
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Builds the initramfs of every kernel installed by this stage (or of
+    /// every kernel, if a hook asked for an update), once.
+    fn run_initramfs(&self) -> StageResult {
+        let calls_path = self.tree.join(INITRAMFS_CALLS);
+        let called = calls_path.exists();
+        let _ = std::fs::remove_file(&calls_path);
+        let real = self.tree.join(UPDATE_INITRAMFS.trim_start_matches('/'));
+        if !real.exists() {
+            return Ok(());
+        }
+        let versions: Vec<String> = if called {
+            kernels(&self.tree).into_iter().collect()
+        } else {
+            self.new_kernels.clone()
+        };
+        for v in versions {
+            if !self.tree.join(format!("boot/vmlinuz-{v}")).exists() {
+                continue;
+            }
+            let mode = if self.tree.join(format!("boot/initrd.img-{v}")).exists() {
+                "-u"
+            } else {
+                "-c"
+            };
+            run(
+                chroot_cmd(&self.tree, UPDATE_INITRAMFS).args([mode, "-k", &v]),
+                &format!("update-initramfs {mode} -k {v}"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BuildEnv {
+    fn drop(&mut self) {
+        let _ = self.undo();
+    }
+}
+
+fn write_exec(path: &Path, content: &str) -> StageResult {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).at(parent)?;
+    }
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, content).at(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).at(path)?;
+    Ok(())
+}
+
+/// Empties `var/cache/apt/archives` and `var/lib/apt/lists` (keeping their
+/// `partial/` directories and lock files), so neither package files nor
+/// package lists end up in the stored tree.
+pub(crate) fn clean_apt_dirs(tree: &Path) -> StageResult {
+    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        let dir = tree.join(dir);
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let ft = e.file_type().at(&path)?;
+            if ft.is_dir() {
+                if let Ok(inner) = std::fs::read_dir(&path) {
+                    for f in inner.flatten() {
+                        let _ = std::fs::remove_file(f.path());
+                    }
+                }
+            } else if e.file_name() != "lock" {
+                std::fs::remove_file(&path).at(&path)?;
+            }
+        }
+    }
+    for f in ["var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin"] {
+        let _ = std::fs::remove_file(tree.join(f));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Running programs
+
+/// A command run inside the tree (chroot), with a clean, non-interactive
+/// environment.
+pub(crate) fn chroot_cmd(tree: &Path, program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    clean_env(&mut cmd);
+    let root = CString::new(tree.as_os_str().as_bytes()).expect("tree path without NUL");
+    // SAFETY: only async-signal-safe calls (chroot, chdir) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// The environment every package tool runs with.
+pub(crate) fn clean_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
+        .env("LC_ALL", "C")
+        .env("HOME", "/root")
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Runs a command with its output going to the log.
+pub(crate) fn run(cmd: &mut Command, what: &str) -> StageResult {
+    println!("+ {}", describe(cmd));
+    let _ = std::io::stdout().flush();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot run {}: {e}", cmd.get_program().to_string_lossy()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})").into())
+    }
+}
+
+/// Runs a command and returns its standard output (its standard error goes to the log).
+pub(crate) fn output(cmd: &mut Command, what: &str) -> Result<String, StageError> {
+    let _ = std::io::stdout().flush();
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{what}: cannot run {}: {e}", cmd.get_program().to_string_lossy()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{what} failed ({})", out.status).into())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The package cache
+
+/// A package file apt would download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Download {
+    /// The file name in `var/cache/apt/archives`.
+    pub file: String,
+    pub size: u64,
+    /// Lower-case hex; empty when the index gives no SHA256.
+    pub sha256: String,
+}
+
+/// Parses `apt-get --print-uris` output: `'URI' FILE SIZE SHA256:HEX` lines.
+pub(crate) fn parse_print_uris(out: &str) -> Vec<Download> {
+    out.lines()
+        .filter(|l| l.starts_with('\''))
+        .filter_map(|l| {
+            let rest = l[1..].split_once('\'')?.1;
+            let mut words = rest.split_whitespace();
+            let file = words.next()?.to_string();
+            let size = words.next()?.parse().ok()?;
+            let sha256 = words
+                .next()
+                .and_then(|h| h.strip_prefix("SHA256:"))
+                .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if file.contains('/') || !file.ends_with(".deb") {
+                return None;
+            }
+            Some(Download { file, size, sha256 })
+        })
+        .collect()
+}
+
+/// The `deb` cache: `debs/<sha256>.deb` and `lists/`.
+pub(crate) struct DebCache {
+    debs: PathBuf,
+    lists: PathBuf,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// (hits, misses) of the last `seed` on this thread, for the tests.
+    pub(crate) static LAST_SEED: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+    /// How many packages the last `store` on this thread added: what was downloaded.
+    pub(crate) static LAST_STORE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl DebCache {
+    pub(crate) fn open(root: &Path) -> Result<Self, StageError> {
+        let cache = DebCache {
+            debs: root.join("debs"),
+            lists: root.join("lists"),
+        };
+        for d in [&cache.debs, &cache.lists] {
+            std::fs::create_dir_all(d).at(d)?;
+        }
+        Ok(cache)
+    }
+
+    fn path(&self, sha256: &str) -> PathBuf {
+        self.debs.join(format!("{sha256}.deb"))
+    }
+
+    /// Copies the cached ones of `wanted` into `archives`; logs and returns (hits, misses).
+    pub(crate) fn seed(&self, wanted: &[Download], archives: &Path) -> Result<(usize, usize), StageError> {
+        std::fs::create_dir_all(archives.join("partial")).at(archives)?;
+        let (mut hits, mut misses, mut bytes) = (0, 0, 0);
+        for d in wanted {
+            let src = self.path(&d.sha256);
+            let dest = archives.join(&d.file);
+            let cached = !d.sha256.is_empty() && std::fs::metadata(&src).is_ok_and(|m| m.len() == d.size);
+            if cached && std::fs::copy(&src, &dest).at(&dest)? == d.size {
+                hits += 1;
+                bytes += d.size;
+            } else {
+                misses += 1;
+            }
+        }
+        println!(
+            "package cache: {hits} of {} packages from the cache ({} MB), {misses} not cached",
+            wanted.len(),
+            bytes / 1_000_000
+        );
+        #[cfg(test)]
+        LAST_SEED.with(|c| c.set((hits, misses)));
+        Ok((hits, misses))
+    }
+
+    /// Stores the files of `got` found in `archives` that the cache lacks.
+    pub(crate) fn store(&self, got: &[Download], archives: &Path) -> Result<usize, StageError> {
+        let mut stored = 0;
+        for d in got.iter().filter(|d| !d.sha256.is_empty()) {
+            let src = archives.join(&d.file);
+            let dest = self.path(&d.sha256);
+            if dest.exists() || !std::fs::metadata(&src).is_ok_and(|m| m.is_file() && m.len() == d.size) {
+                continue;
+            }
+            let tmp = self.debs.join(format!(".{}.{}.tmp", d.sha256, std::process::id()));
+            std::fs::copy(&src, &tmp).at(&tmp)?;
+            std::fs::rename(&tmp, &dest).at(&dest)?;
+            stored += 1;
+        }
+        println!("package cache: stored {stored} new packages");
+        #[cfg(test)]
+        LAST_STORE.with(|c| c.set(stored));
+        Ok(stored)
+    }
+
+    /// Copies the cached package lists into the tree before `apt-get update`.
+    pub(crate) fn lists_in(&self, tree: &Path) -> StageResult {
+        let dest = tree.join("var/lib/apt/lists");
+        std::fs::create_dir_all(dest.join("partial")).at(&dest)?;
+        copy_files(&self.lists, &dest)
+    }
+
+    /// Keeps the tree's package lists for the next `apt-get update`.
+    pub(crate) fn lists_out(&self, tree: &Path) -> StageResult {
+        copy_files(&tree.join("var/lib/apt/lists"), &self.lists)
+    }
+}
+
+/// Copies the regular files of `from` to `to` (atomically, keeping the
+/// modification time apt relies on), skipping those already there with the
+/// same size and time.
+fn copy_files(from: &Path, to: &Path) -> StageResult {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let ft = e.file_type().at(&e.path())?;
+        if !ft.is_file() || name == "lock" || name.as_bytes().starts_with(b".") {
+            continue;
+        }
+        let src = e.path();
+        let meta = e.metadata().at(&src)?;
+        let dest = to.join(&name);
+        if let Ok(m) = std::fs::metadata(&dest) {
+            if m.len() == meta.len() && m.modified().ok() == meta.modified().ok() {
+                continue;
+            }
+        }
+        let tmp = to.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+        std::fs::copy(&src, &tmp).at(&tmp)?;
+        let f = std::fs::File::options().write(true).open(&tmp).at(&tmp)?;
+        f.set_modified(meta.modified().at(&src)?).at(&tmp)?;
+        drop(f);
+        std::fs::rename(&tmp, &dest).at(&dest)?;
+    }
+    Ok(())
+}
+
+pub static STAGE: Builtin = Builtin::new::<Apt>(
+    "org.osbuild.apt",
+    Kind::Stage,
+    "Installs Debian packages with the tree's own apt, sharing downloads across builds",
+)
+.with_network()
+.with_cache("deb")
+.with_tree_mounts();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn package_names() {
+        for ok in [
+            "hello",
+            "libc6:amd64",
+            "linux-image-amd64",
+            "g++",
+            "hello=2.10-3",
+            "hello/bookworm-backports",
+        ] {
+            assert!(PackageName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["-o", "Hello", "a", "has space", "x;rm", "", "hello:", "--purge"] {
+            assert!(PackageName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(STAGE.check(&json!({"packages": ["hello"]})).is_ok());
+        let err = STAGE.check(&json!({"packages": ["hello", "-oAPT::x"]})).unwrap_err();
+        assert_eq!(
+            err.path,
+            vec![
+                crate::api::PathSegment::Key("packages".into()),
+                crate::api::PathSegment::Index(1)
+            ]
+        );
+        assert!(STAGE.check(&json!({"packages": ["hello"], "bogus": 1})).is_err());
+        assert!(
+            STAGE.check(&json!({"remove": ["hello"]})).is_err(),
+            "packages is required"
+        );
+
+        let parse = |v: serde_json::Value| serde_json::from_value::<Apt>(v).unwrap().check();
+        assert!(parse(json!({"packages": [], "remove": ["hello=1"]})).is_err());
+        assert!(parse(json!({"packages": []})).is_err());
+        let repo = |r: serde_json::Value| parse(json!({"packages": ["x1"], "repositories": [r]}));
+        assert!(repo(json!({"name": "extra", "uris": ["http://mirror.example/debian"], "suites": ["bookworm"], "components": ["main"]})).is_ok());
+        assert!(repo(json!({"name": "../x", "uris": ["u"], "suites": ["s"], "components": ["main"]})).is_err());
+        assert!(repo(json!({"name": "flat", "uris": ["file:///repo"], "suites": ["./"]})).is_ok());
+        assert!(
+            repo(json!({"name": "flat", "uris": ["file:///repo"], "suites": ["./"], "components": ["main"]})).is_err()
+        );
+        assert!(repo(json!({"name": "nocomp", "uris": ["u"], "suites": ["bookworm"]})).is_err());
+        assert!(
+            repo(json!({"name": "t", "types": ["rpm"], "uris": ["u"], "suites": ["s"], "components": ["c"]})).is_err()
+        );
+    }
+
+    #[test]
+    fn deb822_entries() {
+        let r: Repository = serde_json::from_value(json!({
+            "name": "extra",
+            "uris": ["http://mirror.example/debian"],
+            "suites": ["bookworm", "bookworm-updates"],
+            "components": ["main", "contrib"],
+            "signed_by": "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nabc\n-----END PGP PUBLIC KEY BLOCK-----\n",
+        }))
+        .unwrap();
+        assert_eq!(
+            r.deb822(),
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\
+             Components: main contrib\nSigned-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\n \
+             -----END PGP PUBLIC KEY BLOCK-----\n"
+        );
+    }
+
+    #[test]
+    fn print_uris() {
+        let out = "'http://mirror.example/debian/pool/main/h/hello/hello_2.10-3_amd64.deb' hello_2.10-3_amd64.deb 53096 SHA256:0AbC3fe0b0b5a1e8c7f1d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2\n\
+                   'http://mirror.example/debian/pool/main/l/less/less_590-2_amd64.deb' less_590-2_amd64.deb 132000 MD5Sum:0123\n\
+                   Reading package lists...\n";
+        let d = parse_print_uris(out);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].file, "hello_2.10-3_amd64.deb");
+        assert_eq!(d[0].size, 53096);
+        assert_eq!(
+            d[0].sha256,
+            "0abc3fe0b0b5a1e8c7f1d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2"
+        );
+        assert_eq!(d[1].sha256, "", "no SHA256: not cacheable");
+    }
+
+    #[test]
+    fn cache_seed_and_store() {
+        let base = std::env::temp_dir().join(format!("osbuild-debcache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let cache = DebCache::open(&base.join("cache")).unwrap();
+        let archives = base.join("archives");
+        std::fs::create_dir_all(&archives).unwrap();
+        let sha = "a".repeat(64);
+        let d = vec![Download {
+            file: "x_1_all.deb".into(),
+            size: 3,
+            sha256: sha.clone(),
+        }];
+        assert_eq!(cache.seed(&d, &archives).unwrap(), (0, 1));
+        std::fs::write(archives.join("x_1_all.deb"), "abc").unwrap();
+        assert_eq!(cache.store(&d, &archives).unwrap(), 1);
+        assert_eq!(cache.store(&d, &archives).unwrap(), 0, "already cached");
+        std::fs::remove_file(archives.join("x_1_all.deb")).unwrap();
+        assert_eq!(cache.seed(&d, &archives).unwrap(), (1, 0));
+        assert_eq!(std::fs::read_to_string(archives.join("x_1_all.deb")).unwrap(), "abc");
+        // A size that does not match is never taken from the cache.
+        let wrong = vec![Download {
+            size: 4,
+            ..d[0].clone()
+        }];
+        assert_eq!(cache.seed(&wrong, &archives).unwrap(), (0, 1));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
