@@ -16,5 +16,6 @@ pub mod plan;
 pub mod registry;
 pub mod sandbox;
 pub mod schema;
+pub mod script;
 pub mod signals;
 pub mod store;

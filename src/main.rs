@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use osbuild::cli::{self, BuildArgs, Common, StoreCommand};
+use osbuild::script::cli::{self as script_cli, ScriptArgs};
 
 /// Build operating-system images from pipelines of sandboxed stages.
 ///
@@ -52,8 +53,37 @@ enum Command {
     Build(BuildOpts),
     /// Show every pipeline's stages, their ids and whether each is stored, without building.
     Inspect {
-        /// The manifest to inspect.
+        /// `-D key=value`: a script parameter (for a .rhai script).
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = osbuild::script::lower::parse_define)]
+        define: Vec<(String, String)>,
+        /// The manifest (JSON) or script (.rhai) to inspect.
         manifest: PathBuf,
+    },
+    /// Lower a Rhai script to manifests: print them, or write DIR/<image>.json with -o.
+    Lower {
+        /// `-D key=value`: a parameter the script reads with param(key, default);
+        /// the value is JSON when it parses, else a string.
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = osbuild::script::lower::parse_define)]
+        define: Vec<(String, String)>,
+        /// Write one canonical manifest per image as DIR/<image name>.json.
+        #[arg(short = 'o', long = "output", value_name = "DIRECTORY")]
+        output: Option<PathBuf>,
+        /// The script.
+        script: PathBuf,
+    },
+    /// Lower a Rhai script and build every image it emits into DIR/<image name>/.
+    Run {
+        /// `-D key=value`: a parameter the script reads with param(key, default).
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = osbuild::script::lower::parse_define)]
+        define: Vec<(String, String)>,
+        /// Where the images go: an empty or absent directory.
+        #[arg(short = 'o', long = "output", value_name = "DIRECTORY")]
+        output: PathBuf,
+        /// Show every stage's log as it runs.
+        #[arg(short, long)]
+        verbose: bool,
+        /// The script.
+        script: PathBuf,
     },
     /// List the stages and assemblers, or show one's options.
     Stages {
@@ -101,13 +131,44 @@ fn build_args(c: CommonOpts, b: BuildOpts) -> BuildArgs {
     }
 }
 
+fn script_args(
+    c: CommonOpts,
+    defines: Vec<(String, String)>,
+    script: PathBuf,
+    output: Option<PathBuf>,
+    verbose: bool,
+) -> ScriptArgs {
+    ScriptArgs {
+        common: common(c),
+        script,
+        defines,
+        output,
+        verbose,
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let c = cli.common;
     let code = match cli.command {
         None => cli::build(build_args(c, cli.build)),
         Some(Command::Build(b)) => cli::build(build_args(c, b)),
-        Some(Command::Inspect { manifest }) => cli::inspect(common(c), &manifest),
+        Some(Command::Inspect { define, manifest }) => {
+            if osbuild::script::is_script(&manifest) {
+                script_cli::inspect(script_args(c, define, manifest, None, false))
+            } else {
+                cli::inspect(common(c), &manifest)
+            }
+        }
+        Some(Command::Lower { define, output, script }) => {
+            script_cli::lower(script_args(c, define, script, output, false))
+        }
+        Some(Command::Run {
+            define,
+            output,
+            verbose,
+            script,
+        }) => script_cli::run(script_args(c, define, script, Some(output), verbose)),
         Some(Command::Stages { name }) => cli::stages(common(c), name.as_deref()),
         Some(Command::Store { command }) => cli::store(
             common(c),

@@ -8,4 +8,5 @@ mod caching;
 mod interrupt;
 mod manifest_errors;
 mod sandbox;
+mod script;
 mod store_cmd;

@@ -1,0 +1,601 @@
+//! What scripts call: the `Pipeline` type and the functions registered into the
+//! engine. Everything here is pure: the only input besides the script is the
+//! `-D` parameters and files read through `read_file` inside the script's tree.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use osbuild_stages::{Kind, PathSegment};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position};
+use serde_json::Value;
+
+use crate::manifest::{self, Stage};
+use crate::registry::Registry;
+
+use super::modules::Sources;
+
+/// A pipeline as scripts see it: the manifest's pipeline, plus a `meta` map
+/// that stdlib modules use to remember things (the package manager, the dnf
+/// repositories) and that never reaches the manifest.
+///
+/// It is a value: `let web = base;` copies it, so stages added to `web` leave
+/// `base` alone and both share `base`'s stages (and so their ids).
+///
+/// Stages are shared between copies (`Arc`), so a copy costs a few reference
+/// counts, not a deep clone of every options object: fleets copy a lot.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptPipeline {
+    pub name: Option<String>,
+    pub build: Option<Arc<manifest::Pipeline>>,
+    pub base: Option<String>,
+    pub stages: Vec<Arc<Stage>>,
+    pub assembler: Option<Arc<Stage>>,
+    pub meta: Map,
+}
+
+impl ScriptPipeline {
+    /// The manifest's pipeline.
+    pub fn to_pipeline(&self) -> manifest::Pipeline {
+        manifest::Pipeline {
+            name: self.name.clone(),
+            build: self.build.as_ref().map(|b| Box::new((**b).clone())),
+            runner: None,
+            base: self.base.clone(),
+            stages: self.stages.iter().map(|s| (**s).clone()).collect(),
+            assembler: self.assembler.as_ref().map(|a| (**a).clone()),
+        }
+    }
+}
+
+/// Where in which source something happened.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub source: String,
+    pub pos: Position,
+}
+
+/// A `-D key=value` parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// The text as given.
+    pub raw: String,
+    /// The text as JSON when it parses, else a string.
+    pub value: Value,
+}
+
+impl Param {
+    pub fn parse(raw: &str) -> Param {
+        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+        Param {
+            raw: raw.to_string(),
+            value,
+        }
+    }
+}
+
+/// An image the script emitted.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    pub name: String,
+    pub pipeline: manifest::Pipeline,
+    pub site: Site,
+}
+
+/// What to look for inside a call's text to put the label on the exact spot.
+#[derive(Debug, Clone)]
+pub enum Needle {
+    /// An option key: `key:` or `"key":`.
+    Key(String),
+    /// A literal as written, e.g. a quoted stage name.
+    Literal(String),
+}
+
+/// A mistake found by one of our functions, carried through Rhai as the value
+/// of an `ErrorRuntime` and turned into a diagnostic by [`super::errors`].
+#[derive(Debug, Clone)]
+pub struct ScriptError {
+    /// The diagnostic code's last part: `options`, `unknown-stage`, `param`, ...
+    pub code: &'static str,
+    pub message: String,
+    pub label: String,
+    pub help: Option<String>,
+    pub needle: Option<Needle>,
+    /// The mistake is in the arguments the user passed to a stdlib function:
+    /// point at the user's line first and show the stdlib lines as notes.
+    pub blame_caller: bool,
+    /// More places worth showing: (where, message, label).
+    pub notes: Vec<(Site, String, String)>,
+}
+
+impl ScriptError {
+    pub fn new(code: &'static str, message: impl Into<String>, label: impl Into<String>) -> Self {
+        ScriptError {
+            code,
+            message: message.into(),
+            label: label.into(),
+            help: None,
+            needle: None,
+            blame_caller: false,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    fn needle(mut self, needle: Option<Needle>) -> Self {
+        self.needle = needle;
+        self
+    }
+
+    /// As a Rhai error at the call's position.
+    pub fn at(self, ctx: &NativeCallContext) -> Box<EvalAltResult> {
+        EvalAltResult::ErrorRuntime(Dynamic::from(self), ctx.call_position()).into()
+    }
+}
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Everything the registered functions share during one evaluation.
+pub struct State {
+    pub registry: Arc<Registry>,
+    pub params: BTreeMap<String, Param>,
+    /// Every parameter key the script read, with where it was first read.
+    pub reads: Mutex<BTreeMap<String, Site>>,
+    pub images: Mutex<Vec<Emitted>>,
+    pub sources: Arc<Sources>,
+}
+
+/// The fixed namespace of `uuid(name)`: the UUIDv5 of the URL
+/// `https://github.com/osbuild/osbuild-rs/script/uuid` in the URL namespace.
+pub fn uuid_namespace() -> uuid::Uuid {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        b"https://github.com/osbuild/osbuild-rs/script/uuid",
+    )
+}
+
+/// The source (display name) of the code making the current call: the module
+/// whose function is running, else the script being evaluated.
+pub fn current_source(ctx: &NativeCallContext, sources: &Sources) -> String {
+    ctx.iter_namespaces()
+        .last()
+        .and_then(|m| m.id())
+        .or(ctx.call_source())
+        .map(str::to_string)
+        .unwrap_or_else(|| sources.main_name())
+}
+
+fn site(ctx: &NativeCallContext, sources: &Sources) -> Site {
+    Site {
+        source: current_source(ctx, sources),
+        pos: ctx.call_position(),
+    }
+}
+
+/// Rhai values to JSON; custom types and function pointers cannot be options.
+pub fn to_json(value: &Dynamic) -> Result<Value, String> {
+    rhai::serde::from_dynamic::<Value>(value).map_err(|e| {
+        let mut text = e.to_string();
+        if let Some(i) = text.find(" (line") {
+            text.truncate(i);
+        }
+        text
+    })
+}
+
+fn path_text(path: &[PathSegment]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            PathSegment::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            PathSegment::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// The text between the first pair of backquotes: serde names fields that way.
+fn quoted(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// Checks `name` and `options` against the registry, as the JSON front-end does.
+fn checked_stage(state: &State, kind: Kind, name: &str, options: Map) -> Result<Stage, Box<ScriptError>> {
+    let Some(def) = state.registry.get(kind, name) else {
+        let unknown = crate::check::unknown_name(&state.registry, kind, name);
+        return Err(Box::new(
+            ScriptError::new("unknown-stage", unknown.message, format!("not a known {}", kind.noun()))
+                .help(unknown.help)
+                .needle(Some(Needle::Literal(format!("{name:?}")))),
+        ));
+    };
+    let value = to_json(&Dynamic::from_map(options)).map_err(|e| {
+        Box::new(
+            ScriptError::new(
+                "options",
+                format!("invalid options for {name}: {e}"),
+                "options must be strings, numbers, booleans, arrays and maps",
+            )
+            .help(format!("`osbuild stages {}` lists its options", def.name)),
+        )
+    })?;
+    let problems = def.check(&value);
+    if let Some(first) = problems.first() {
+        let path = path_text(&first.path);
+        let (label, needle) = if first.message.starts_with("unknown") {
+            let key = quoted(&first.message).map(str::to_string);
+            (
+                format!("unknown option `{}`", key.as_deref().unwrap_or("?")),
+                key.map(Needle::Key),
+            )
+        } else if first.message.starts_with("missing") {
+            let key = quoted(&first.message).unwrap_or("?");
+            let at = if path.is_empty() {
+                String::new()
+            } else {
+                format!(" in `{path}`")
+            };
+            (format!("missing option `{key}`{at}"), None)
+        } else {
+            let key = first.path.iter().rev().find_map(|s| match s {
+                PathSegment::Key(k) => Some(k.clone()),
+                PathSegment::Index(_) => None,
+            });
+            (
+                format!("`{}` does not fit", if path.is_empty() { "options" } else { &path }),
+                key.map(Needle::Key),
+            )
+        };
+        let message = if path.is_empty() {
+            format!("invalid options for {name}: {}", first.message)
+        } else {
+            format!("invalid options for {name} at `{path}`: {}", first.message)
+        };
+        let mut help = format!("`osbuild stages {}` lists its options", def.name);
+        if problems.len() > 1 {
+            let rest: Vec<String> = problems[1..]
+                .iter()
+                .map(|p| {
+                    let path = path_text(&p.path);
+                    if path.is_empty() {
+                        p.message.clone()
+                    } else {
+                        format!("{path}: {}", p.message)
+                    }
+                })
+                .collect();
+            help = format!("also: {}\n{help}", rest.join("; "));
+        }
+        return Err(Box::new(
+            ScriptError::new("options", message, label).help(help).needle(needle),
+        ));
+    }
+    let Value::Object(options) = value else {
+        unreachable!("a map converts to a JSON object")
+    };
+    // The name as written: an alias stays an alias, as in a JSON manifest
+    // (it is part of the stage's id).
+    Ok(Stage {
+        name: name.to_string(),
+        options,
+    })
+}
+
+/// A name an image can have: it becomes `DIR/<name>.json` and `DIR/<name>/`.
+fn image_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an image needs a name: pipeline(\"name\")")
+    } else if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        Some("an image name becomes a file name: no `/`, and not `.` or `..`")
+    } else {
+        None
+    }
+}
+
+/// Resolves `rel` against the directory of the file `source`, refusing paths
+/// that leave the script's tree.
+fn resolve_in_tree(sources: &Sources, source: &str, rel: &str) -> Result<PathBuf, String> {
+    let rel_path = Path::new(rel);
+    if rel_path.is_absolute() {
+        return Err(format!("`{rel}` is absolute: paths are relative to the script"));
+    }
+    let base = sources.dir_of(source);
+    // Lexically first: `..` that climbs out of the tree is refused even if it
+    // would come back in.
+    let mut parts: Vec<Component> = Vec::new();
+    let start = base.strip_prefix(sources.root()).unwrap_or(Path::new("")).to_path_buf();
+    for c in start.components().chain(rel_path.components()) {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return Err(format!("`{rel}` leaves the script's directory"));
+                }
+            }
+            Component::Normal(_) => parts.push(c),
+            _ => return Err(format!("`{rel}` is not a relative path")),
+        }
+    }
+    let path: PathBuf = sources.root().join(parts.iter().collect::<PathBuf>());
+    // Then for real: a symlink must not lead out either.
+    let real = path.canonicalize().map_err(|e| format!("cannot read `{rel}`: {e}"))?;
+    if !real.starts_with(sources.root()) {
+        return Err(format!("`{rel}` leads out of the script's directory"));
+    }
+    Ok(real)
+}
+
+/// Registers the `Pipeline` type and every function of the core API.
+pub fn register(engine: &mut Engine, state: Arc<State>) {
+    engine
+        .register_type_with_name::<ScriptPipeline>("Pipeline")
+        .register_fn("pipeline", |name: &str| ScriptPipeline {
+            name: Some(name.to_string()),
+            ..Default::default()
+        })
+        .register_get_set(
+            "name",
+            |p: &mut ScriptPipeline| p.name.clone().unwrap_or_default(),
+            |p: &mut ScriptPipeline, name: String| p.name = Some(name),
+        )
+        .register_fn("named", |p: &mut ScriptPipeline, name: &str| {
+            let mut copy = p.clone();
+            copy.name = Some(name.to_string());
+            copy
+        })
+        .register_get_set(
+            "meta",
+            |p: &mut ScriptPipeline| p.meta.clone(),
+            |p: &mut ScriptPipeline, meta: Map| p.meta = meta,
+        )
+        .register_get("stages", |p: &mut ScriptPipeline| {
+            p.stages
+                .iter()
+                .map(|s| {
+                    let mut m = Map::new();
+                    m.insert("name".into(), s.name.clone().into());
+                    m.insert(
+                        "options".into(),
+                        rhai::serde::to_dynamic(&s.options).unwrap_or(Dynamic::UNIT),
+                    );
+                    Dynamic::from_map(m)
+                })
+                .collect::<Array>()
+        })
+        .register_fn("base", |p: &mut ScriptPipeline, base: &str| {
+            p.base = Some(base.to_string());
+        })
+        .register_fn("to_string", |p: &mut ScriptPipeline| describe(p))
+        .register_fn("to_debug", |p: &mut ScriptPipeline| describe(p))
+        .register_fn("uuid", |name: &str| {
+            uuid::Uuid::new_v5(&uuid_namespace(), name.as_bytes()).to_string()
+        });
+
+    for (fname, kind) in [("stage", Kind::Stage), ("assembler", Kind::Assembler)] {
+        let s = state.clone();
+        engine.register_fn(
+            fname,
+            move |ctx: NativeCallContext, p: &mut ScriptPipeline, name: &str, options: Map| -> RhaiResult<()> {
+                add(&s, &ctx, p, kind, name, options)
+            },
+        );
+        let s = state.clone();
+        engine.register_fn(
+            fname,
+            move |ctx: NativeCallContext, p: &mut ScriptPipeline, name: &str| -> RhaiResult<()> {
+                add(&s, &ctx, p, kind, name, Map::new())
+            },
+        );
+    }
+
+    engine.register_fn(
+        "build",
+        |ctx: NativeCallContext, p: &mut ScriptPipeline, build: ScriptPipeline| -> RhaiResult<()> {
+            if build.assembler.is_some() {
+                return Err(ScriptError::new(
+                    "build",
+                    "a build pipeline cannot have an assembler",
+                    "this pipeline has one",
+                )
+                .help("a build pipeline only provides the tree the stages run in")
+                .at(&ctx));
+            }
+            if build.stages.is_empty() && build.base.is_none() {
+                return Err(ScriptError::new(
+                    "build",
+                    "a build pipeline needs at least one stage or a base",
+                    "this pipeline is empty",
+                )
+                .help("without build(...), stages run with the host as their root")
+                .at(&ctx));
+            }
+            p.build = Some(Arc::new(build.to_pipeline()));
+            Ok(())
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "emit",
+        move |ctx: NativeCallContext, p: ScriptPipeline| -> RhaiResult<()> {
+            let name = p.name.clone().unwrap_or_default();
+            if let Some(problem) = image_name_problem(&name) {
+                return Err(
+                    ScriptError::new("image-name", format!("invalid image name {name:?}"), problem)
+                        .help("give the pipeline another name: p.name = \"web\", or p.named(\"web\")")
+                        .at(&ctx),
+                );
+            }
+            let mut images = s.images.lock().unwrap();
+            if let Some(first) = images.iter().find(|i| i.name == name) {
+                let mut err = ScriptError::new(
+                    "duplicate-image",
+                    format!("an image named {name:?} was already emitted"),
+                    "emitted a second time here",
+                )
+                .help("every image needs its own name: rename the copy with p.named(\"...\") or p.name = \"...\"");
+                err.notes.push((
+                    first.site.clone(),
+                    format!("{name:?} was first emitted here"),
+                    "first emitted here".to_string(),
+                ));
+                return Err(err.at(&ctx));
+            }
+            images.push(Emitted {
+                name,
+                pipeline: p.to_pipeline(),
+                site: site(&ctx, &s.sources),
+            });
+            Ok(())
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "param",
+        move |ctx: NativeCallContext, key: &str, default: Dynamic| -> RhaiResult<Dynamic> {
+            s.reads
+                .lock()
+                .unwrap()
+                .entry(key.to_string())
+                .or_insert_with(|| site(&ctx, &s.sources));
+            let Some(param) = s.params.get(key) else {
+                return Ok(default);
+            };
+            if default.is_string() {
+                // `-D release=40` with a string default stays the string "40".
+                return Ok(param.raw.clone().into());
+            }
+            rhai::serde::to_dynamic(&param.value)
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "read_file",
+        move |ctx: NativeCallContext, rel: &str| -> RhaiResult<String> {
+            let source = current_source(&ctx, &s.sources);
+            let path = resolve_in_tree(&s.sources, &source, rel).map_err(|e| {
+                ScriptError::new("read-file", e, "cannot be read")
+                    .help("read_file reads files inside the script's directory tree, relative to the calling file")
+                    .at(&ctx)
+            })?;
+            let bytes = std::fs::read(&path).map_err(|e| {
+                ScriptError::new("read-file", format!("cannot read `{rel}`: {e}"), "cannot be read").at(&ctx)
+            })?;
+            let max = ctx.engine().max_string_size();
+            if max > 0 && bytes.len() > max {
+                return Err(ScriptError::new(
+                    "read-file",
+                    format!("`{rel}` is {} bytes, more than the limit of {max}", bytes.len()),
+                    "too large",
+                )
+                .at(&ctx));
+            }
+            String::from_utf8(bytes).map_err(|_| {
+                ScriptError::new("read-file", format!("`{rel}` is not UTF-8 text"), "not text")
+                    .help("manifests hold text; encode binary content first")
+                    .at(&ctx)
+            })
+        },
+    );
+
+    // The fleet module's product, natively: built in Rhai, every push would
+    // re-check the size of the growing array.
+    engine.register_fn(
+        "cartesian_product",
+        |ctx: NativeCallContext, dimensions: Map| -> RhaiResult<Array> {
+            let mut combos: Vec<Map> = vec![Map::new()];
+            for (key, values) in dimensions {
+                let values = values.into_array().map_err(|t| {
+                    ScriptError::new(
+                        "fleet",
+                        format!("dimension `{key}` is {t}, not an array of values"),
+                        "not an array",
+                    )
+                    .at(&ctx)
+                })?;
+                let max = ctx.engine().max_array_size();
+                if max > 0 && combos.len().saturating_mul(values.len()) > max {
+                    return Err(EvalAltResult::ErrorDataTooLarge("the product".into(), ctx.call_position()).into());
+                }
+                let key = &key;
+                combos = combos
+                    .iter()
+                    .flat_map(|c| {
+                        values.iter().map(move |v| {
+                            let mut n = c.clone();
+                            n.insert(key.clone(), v.clone());
+                            n
+                        })
+                    })
+                    .collect();
+            }
+            Ok(combos.into_iter().map(Dynamic::from_map).collect())
+        },
+    );
+
+    engine.register_fn(
+        "check_options",
+        |ctx: NativeCallContext, options: Map, allowed: Array, what: &str| -> RhaiResult<()> {
+            let allowed: Vec<String> = allowed.into_iter().map(|a| a.to_string()).collect();
+            for key in options.keys() {
+                if !allowed.iter().any(|a| a == key.as_str()) {
+                    let help = match crate::diagnostic::suggest(key, allowed.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("{what} takes: {}", allowed.join(", ")),
+                    };
+                    let mut err = ScriptError::new(
+                        "options",
+                        format!("unknown option `{key}` for {what}"),
+                        format!("unknown option `{key}`"),
+                    )
+                    .help(help)
+                    .needle(Some(Needle::Key(key.to_string())));
+                    err.blame_caller = true;
+                    return Err(err.at(&ctx));
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+fn describe(p: &ScriptPipeline) -> String {
+    format!(
+        "pipeline {:?} ({} stages{})",
+        p.name.as_deref().unwrap_or(""),
+        p.stages.len(),
+        p.assembler
+            .as_ref()
+            .map(|a| format!(", assembler {}", a.name))
+            .unwrap_or_default()
+    )
+}
+
+fn add(
+    state: &State,
+    ctx: &NativeCallContext,
+    p: &mut ScriptPipeline,
+    kind: Kind,
+    name: &str,
+    options: Map,
+) -> RhaiResult<()> {
+    let stage = checked_stage(state, kind, name, options).map_err(|e| e.at(ctx))?;
+    match kind {
+        Kind::Stage => p.stages.push(Arc::new(stage)),
+        Kind::Assembler => p.assembler = Some(Arc::new(stage)),
+    }
+    Ok(())
+}

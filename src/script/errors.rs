@@ -1,0 +1,568 @@
+//! Rhai errors as miette diagnostics: the source line with a label at the
+//! exact call, a help line, and, when the call was made inside a stdlib or user
+//! module, the chain of calls back to the user's line.
+//!
+//! Rhai nests errors: `ErrorInFunctionCall(fn, fn's source, inner, call position)`
+//! and `ErrorInModule(module, inner, import position)`. Each layer's position is
+//! in the source of the layer around it, the innermost error's in the source of
+//! the innermost function. Positions are (line, character column) and become
+//! byte offsets into the kept source texts.
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode, SourceSpan};
+use rhai::{EvalAltResult, Position};
+
+use super::api::{Needle, ScriptError};
+use super::engine::LIMITS;
+use super::modules::{is_stdlib, Sources, STDLIB};
+
+/// One diagnostic about a script; the call chain comes as related advice.
+#[derive(Debug)]
+pub struct ScriptDiagnostic {
+    pub code: String,
+    pub message: String,
+    pub src: Option<NamedSource<Arc<String>>>,
+    pub span: Option<SourceSpan>,
+    pub label: Option<String>,
+    pub help: Option<String>,
+    pub severity: Severity,
+    pub related: Vec<ScriptDiagnostic>,
+}
+
+impl ScriptDiagnostic {
+    /// A diagnostic with no place in any source.
+    pub fn plain(code: &str, message: impl Into<String>, help: Option<String>) -> Self {
+        ScriptDiagnostic {
+            code: format!("osbuild::script::{code}"),
+            message: message.into(),
+            src: None,
+            span: None,
+            label: None,
+            help,
+            severity: Severity::Error,
+            related: Vec::new(),
+        }
+    }
+
+    /// A diagnostic at `pos` of the source `name`.
+    pub fn at(sources: &Sources, name: &str, pos: Position, needle: Option<&Needle>, message: String) -> Self {
+        let text = sources.text(name).unwrap_or_default();
+        let span = span_for(&text, pos, needle);
+        ScriptDiagnostic {
+            code: "osbuild::script".into(),
+            message,
+            src: Some(NamedSource::new(name, text).with_language("rhai")),
+            span: Some(span),
+            label: None,
+            help: None,
+            severity: Severity::Error,
+            related: Vec::new(),
+        }
+    }
+
+    fn code(mut self, code: &str) -> Self {
+        self.code = format!("osbuild::script::{code}");
+        self
+    }
+
+    fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    fn help(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+
+    fn advice(mut self) -> Self {
+        self.severity = Severity::Advice;
+        self
+    }
+}
+
+impl fmt::Display for ScriptDiagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ScriptDiagnostic {}
+
+impl Diagnostic for ScriptDiagnostic {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        (self.severity == Severity::Error).then(|| Box::new(&self.code) as Box<dyn fmt::Display>)
+    }
+
+    fn severity(&self) -> Option<Severity> {
+        Some(self.severity)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.src.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let span = self.span?;
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            Some(self.label.clone().unwrap_or_else(|| "here".into())),
+            span,
+        ))))
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.related.iter().map(|d| d as &dyn Diagnostic)))
+    }
+}
+
+/// One layer of the call chain: a call (or import) at `pos` of `source`.
+struct Frame {
+    source: String,
+    pos: Position,
+    /// "in `image` (stdlib/debian.rhai)", and the label at the call.
+    what: String,
+    label: String,
+}
+
+/// What the innermost error says.
+struct Inner {
+    code: &'static str,
+    message: String,
+    label: String,
+    help: Option<String>,
+    needle: Option<Needle>,
+    blame_caller: bool,
+    notes: Vec<(super::api::Site, String, String)>,
+}
+
+/// A Rhai error (from evaluating `main`, or a parse error of it) as a diagnostic.
+pub fn from_eval(err: EvalAltResult, sources: &Sources) -> ScriptDiagnostic {
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut current = sources.main_name();
+    let mut err = err;
+    loop {
+        match err {
+            EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                let callee = if !src.is_empty() && sources.text(&src).is_some() {
+                    src
+                } else {
+                    current.clone()
+                };
+                let what = if name.starts_with("anon$") {
+                    format!("inside a closure ({callee}), which was called here")
+                } else {
+                    format!("inside `{name}` ({callee}), which was called here")
+                };
+                frames.push(Frame {
+                    source: current,
+                    pos,
+                    what,
+                    label: if name.starts_with("anon$") {
+                        "called here".into()
+                    } else {
+                        format!("`{name}` called here")
+                    },
+                });
+                current = callee;
+                err = *inner;
+            }
+            EvalAltResult::ErrorInModule(name, inner, pos) => {
+                let module = if sources.text(&name).is_some() {
+                    name
+                } else {
+                    current.clone()
+                };
+                frames.push(Frame {
+                    source: current,
+                    pos,
+                    what: format!("while importing {module}"),
+                    label: "imported here".into(),
+                });
+                current = module;
+                err = *inner;
+            }
+            _ => break,
+        }
+    }
+    let mut err = err;
+    let mut pos = err.take_position();
+    if matches!(err, EvalAltResult::ErrorTooManyOperations(_)) {
+        // Point at the loop that kept running, not at wherever it stopped.
+        if let Some(text) = sources.text(&current) {
+            pos = enclosing_loop(&text, pos).unwrap_or(pos);
+        }
+    }
+    let inner = describe(err, sources);
+
+    // Where the main label goes: the innermost place, or for a mistake in the
+    // arguments given to a stdlib function, the user's call into the stdlib.
+    let mut places: Vec<(String, Position, String, String)> =
+        frames.into_iter().map(|f| (f.source, f.pos, f.what, f.label)).collect();
+    places.push((current, pos, String::new(), inner.label.clone()));
+    let primary_index = if inner.blame_caller {
+        places
+            .iter()
+            .rposition(|(s, ..)| !is_stdlib(s))
+            .unwrap_or(places.len() - 1)
+    } else {
+        places.len() - 1
+    };
+    let (p_source, p_pos, ..) = places[primary_index].clone();
+    let mut diag = ScriptDiagnostic::at(sources, &p_source, p_pos, inner.needle.as_ref(), inner.message)
+        .code(inner.code)
+        .label(inner.label.clone())
+        .help(inner.help);
+    for (site, message, label) in inner.notes {
+        diag.related.push(
+            ScriptDiagnostic::at(sources, &site.source, site.pos, None, message)
+                .label(label)
+                .advice(),
+        );
+    }
+    // The rest of the chain, innermost first, back to the user's line.
+    for (i, (source, pos, what, label)) in places.iter().enumerate().rev() {
+        if i == primary_index {
+            continue;
+        }
+        let message = if i == places.len() - 1 {
+            format!("the error comes from here ({source})")
+        } else {
+            what.clone()
+        };
+        diag.related.push(
+            ScriptDiagnostic::at(sources, source, *pos, None, message)
+                .label(label.clone())
+                .advice(),
+        );
+    }
+    diag
+}
+
+fn describe(err: EvalAltResult, sources: &Sources) -> Inner {
+    let simple = |code, message: String, label: &str, help: Option<String>| Inner {
+        code,
+        message,
+        label: label.to_string(),
+        help,
+        needle: None,
+        blame_caller: false,
+        notes: Vec::new(),
+    };
+    match err {
+        EvalAltResult::ErrorRuntime(value, _) if value.is::<ScriptError>() => {
+            let e = value.cast::<ScriptError>();
+            Inner {
+                code: e.code,
+                message: e.message,
+                label: e.label,
+                help: e.help,
+                needle: e.needle,
+                blame_caller: e.blame_caller,
+                notes: e.notes,
+            }
+        }
+        EvalAltResult::ErrorRuntime(value, _) => simple(
+            "thrown",
+            value.to_string(),
+            "thrown here",
+            Some("the script threw this error".into()),
+        ),
+        EvalAltResult::ErrorParsing(kind, _) => {
+            let help = match &kind {
+                rhai::ParseErrorType::MissingToken(token, what) => Some(format!("add `{token}` {what}")),
+                rhai::ParseErrorType::VariableUndefined(name) => Some(format!(
+                    "declare it first: `let {name} = ...;` (or import the module it belongs to)"
+                )),
+                _ => Some("scripts are written in Rhai: https://rhai.rs/book/".into()),
+            };
+            simple("syntax", kind.to_string(), "here", help)
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => simple(
+            "limit",
+            format!(
+                "the script ran too long (more than {} operations)",
+                sources.max_operations
+            ),
+            "this loop was still running",
+            Some("a script must finish within the operation limit: is there a loop that never ends?".into()),
+        ),
+        EvalAltResult::ErrorStackOverflow(_) => simple(
+            "limit",
+            format!("too many nested calls (more than {} levels)", LIMITS.call_levels),
+            "one call too deep",
+            Some("is there a recursion that never ends?".into()),
+        ),
+        EvalAltResult::ErrorTooManyModules(_) => simple(
+            "limit",
+            format!("too many modules (more than {})", LIMITS.modules),
+            "one import too many",
+            None,
+        ),
+        EvalAltResult::ErrorDataTooLarge(what, _) => simple(
+            "limit",
+            format!("{what} is larger than the limit"),
+            "too large",
+            Some(format!(
+                "limits: strings {} bytes, arrays {} items, maps {} entries",
+                LIMITS.string_size, LIMITS.array_size, LIMITS.map_size
+            )),
+        ),
+        EvalAltResult::ErrorModuleNotFound(path, _) => simple(
+            "module",
+            format!("no module `{path}`"),
+            "not found",
+            Some(format!(
+                "the stdlib has {}; a file beside the script is imported as \"./name\"",
+                STDLIB
+                    .iter()
+                    .map(|(n, _)| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ),
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => {
+            let name = signature.split(['(', ' ']).next().unwrap_or("").to_string();
+            let short = name.rsplit("::").next().unwrap_or(&name).to_string();
+            let help = crate::diagnostic::suggest(&short, API_NAMES.iter().copied())
+                .filter(|s| *s != short)
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| "check the name and the types of the arguments".into());
+            simple("function", format!("no function {signature}"), "not found", Some(help))
+        }
+        EvalAltResult::ErrorVariableNotFound(name, _) => simple(
+            "variable",
+            format!("unknown variable `{name}`"),
+            "not declared",
+            Some(format!("declare it first: `let {name} = ...;`")),
+        ),
+        other => {
+            let message = other.to_string();
+            simple("runtime", message, "here", Some("the script stopped here".into()))
+        }
+    }
+}
+
+/// The position of the `loop`, `while`, `for` or `do` whose block holds `pos`.
+fn enclosing_loop(text: &str, pos: Position) -> Option<Position> {
+    let bytes = text.as_bytes();
+    let mut i = offset(text, pos);
+    let mut depth = 0usize;
+    while i > 0 {
+        i -= 1;
+        match bytes[i] {
+            b'}' => depth += 1,
+            b'{' if depth > 0 => depth -= 1,
+            b'{' => {
+                // The statement this block belongs to starts after the last `;`, `{` or `}`.
+                let start = text[..i].rfind([';', '{', '}']).map_or(0, |s| s + 1);
+                let header = &text[start..i];
+                for keyword in ["loop", "while", "for", "do"] {
+                    let found = header.match_indices(keyword).find(|(k, _)| {
+                        let before = k.checked_sub(1).map(|b| header.as_bytes()[b]);
+                        let after = header.as_bytes().get(k + keyword.len());
+                        before.is_none_or(|c| !is_ident(c)) && after.is_none_or(|c| !is_ident(*c))
+                    });
+                    if let Some((k, _)) = found {
+                        return Some(position_of(text, start + k));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The Rhai position (line, character column) of a byte offset.
+fn position_of(text: &str, offset: usize) -> Position {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = text[line_start..offset].chars().count() + 1;
+    Position::new(line.min(u16::MAX as usize) as u16, col.min(u16::MAX as usize) as u16)
+}
+
+/// Names for "did you mean" when a function is not found.
+const API_NAMES: &[&str] = &[
+    "pipeline",
+    "stage",
+    "assembler",
+    "build",
+    "base",
+    "emit",
+    "param",
+    "read_file",
+    "uuid",
+    "named",
+    "packages",
+    "hostname",
+    "enable",
+    "disable",
+    "file",
+    "mkdir",
+    "timezone",
+    "locale",
+    "keymap",
+    "script",
+    "user",
+    "group",
+];
+
+/// Byte offset of a Rhai position (1-based line, 1-based character column).
+pub fn offset(text: &str, pos: Position) -> usize {
+    let Some(line) = pos.line() else { return 0 };
+    let mut start = 0;
+    for _ in 1..line {
+        match text[start..].find('\n') {
+            Some(i) => start += i + 1,
+            None => return text.len(),
+        }
+    }
+    let col = pos.position().unwrap_or(1);
+    let line_text = &text[start..];
+    start
+        + line_text
+            .char_indices()
+            .nth(col - 1)
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| line_text.find('\n').unwrap_or(line_text.len()))
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// The span to label for `pos`: the identifier (with `ns::`) or literal
+/// there, or a key or literal inside the call's parentheses when `needle` is
+/// found there.
+fn span_for(text: &str, pos: Position, needle: Option<&Needle>) -> SourceSpan {
+    let bytes = text.as_bytes();
+    let mut start = offset(text, pos);
+    // A method call's position can be at the dot.
+    while start < bytes.len() && (bytes[start] == b'.' || bytes[start] == b' ') {
+        start += 1;
+    }
+    let mut end = start;
+    if end < bytes.len() && bytes[end] == b'"' {
+        end += 1;
+        while end < bytes.len() && bytes[end] != b'"' && bytes[end] != b'\n' {
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        end = (end + 1).min(bytes.len());
+    } else {
+        while end < bytes.len() && (is_ident(bytes[end]) || (bytes[end] == b':' && bytes.get(end + 1) == Some(&b':'))) {
+            end += if bytes[end] == b':' { 2 } else { 1 };
+        }
+        if end == start && end < bytes.len() {
+            end += text[end..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    if let Some(needle) = needle {
+        if let Some(span) = find_in_call(text, end, needle) {
+            return span.into();
+        }
+    }
+    (start..end).into()
+}
+
+/// The end of the call whose name ends at `from`: after its matching `)`.
+fn call_end(text: &str, from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = from;
+    while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if bytes.get(i) != Some(&b'(') {
+        return None;
+    }
+    let mut depth = 0usize;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn find_in_call(text: &str, from: usize, needle: &Needle) -> Option<std::ops::Range<usize>> {
+    let end = call_end(text, from)?;
+    let region = &text[from..end];
+    let bytes = region.as_bytes();
+    match needle {
+        Needle::Literal(lit) => region.find(lit.as_str()).map(|i| from + i..from + i + lit.len()),
+        Needle::Key(key) => {
+            let mut search = 0;
+            while let Some(i) = region[search..].find(key.as_str()) {
+                let at = search + i;
+                let after = at + key.len();
+                let quoted = at > 0 && bytes[at - 1] == b'"' && bytes.get(after) == Some(&b'"');
+                let before_ok = at == 0 || !is_ident(bytes[at - 1]) || quoted;
+                let mut j = if quoted { after + 1 } else { after };
+                while j < bytes.len() && bytes[j] == b' ' {
+                    j += 1;
+                }
+                let after_ok = (quoted || bytes.get(after).is_none_or(|c| !is_ident(*c)))
+                    && bytes.get(j) == Some(&b':')
+                    && bytes.get(j + 1) != Some(&b':');
+                if before_ok && after_ok {
+                    let (s, e) = if quoted { (at - 1, after + 1) } else { (at, after) };
+                    return Some(from + s..from + e);
+                }
+                search = at + key.len();
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_to_offsets() {
+        let text = "let a = 1;\nlet é = stage(x);\n";
+        assert_eq!(offset(text, Position::new(1, 5)), 4);
+        assert_eq!(offset(text, Position::new(2, 9)), 11 + 9);
+        assert_eq!(&text[offset(text, Position::new(2, 9))..][..5], "stage");
+        assert_eq!(offset(text, Position::new(9, 1)), text.len());
+    }
+
+    #[test]
+    fn needles_find_keys_in_the_call() {
+        let text = r#"p.stage("x", #{ hostname: "a", "domain": 1 });"#;
+        let from = 7;
+        assert_eq!(
+            find_in_call(text, from, &Needle::Key("domain".into())).map(|r| &text[r]),
+            Some("\"domain\"")
+        );
+        assert_eq!(
+            find_in_call(text, from, &Needle::Key("hostname".into())).map(|r| &text[r]),
+            Some("hostname")
+        );
+        assert_eq!(find_in_call(text, from, &Needle::Key("host".into())), None);
+    }
+}

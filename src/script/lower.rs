@@ -1,0 +1,193 @@
+//! Lowering: evaluate a script and collect the images it emits as manifests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rhai::{EvalAltResult, Scope};
+
+use crate::manifest::Manifest;
+use crate::registry::Registry;
+
+use super::api::{Param, State};
+use super::errors::{from_eval, ScriptDiagnostic};
+use super::modules::Sources;
+
+/// One emitted image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub name: String,
+    pub manifest: Manifest,
+}
+
+/// What a script lowered to, in the order it emitted the images.
+#[derive(Debug, Clone)]
+pub struct Lowering {
+    pub images: Vec<Image>,
+}
+
+pub type Failure = Box<ScriptDiagnostic>;
+
+/// Lowers the script at `path` with `-D` parameters (`key`, `value` as given).
+pub fn lower_file(path: &Path, params: &[(String, String)], registry: Arc<Registry>) -> Result<Lowering, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Box::new(ScriptDiagnostic::plain(
+            "read",
+            format!("cannot read {}: {e}", path.display()),
+            None,
+        ))
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let root = dir.canonicalize().map_err(|e| {
+        Box::new(ScriptDiagnostic::plain(
+            "read",
+            format!("cannot open {}: {e}", dir.display()),
+            None,
+        ))
+    })?;
+    lower_source(&path.display().to_string(), text, root, params, registry)
+}
+
+/// Lowers `text`, named `name` in diagnostics; `root` is the real directory
+/// it reads files and modules from.
+pub fn lower_source(
+    name: &str,
+    text: String,
+    root: PathBuf,
+    params: &[(String, String)],
+    registry: Arc<Registry>,
+) -> Result<Lowering, Failure> {
+    lower_source_with_limit(name, text, root, params, registry, super::engine::LIMITS.operations)
+}
+
+/// [`lower_source`] with another limit on operations (tests use a small one).
+pub fn lower_source_with_limit(
+    name: &str,
+    text: String,
+    root: PathBuf,
+    params: &[(String, String)],
+    registry: Arc<Registry>,
+    max_operations: u64,
+) -> Result<Lowering, Failure> {
+    let mut given = BTreeMap::new();
+    for (key, value) in params {
+        if given.insert(key.clone(), Param::parse(value)).is_some() {
+            return Err(Box::new(ScriptDiagnostic::plain(
+                "param",
+                format!("-D {key} is given twice"),
+                Some("give each parameter once".into()),
+            )));
+        }
+    }
+    let name = name.to_string();
+    // Deep call chains need more stack than the main thread may have.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("rhai".into())
+            .stack_size(super::engine::STACK_SIZE)
+            .spawn_scoped(scope, move || {
+                evaluate(name, text, root, given, registry, max_operations)
+            })
+            .expect("a thread can be spawned")
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Box::new(ScriptDiagnostic::plain(
+                    "internal",
+                    "the script engine panicked",
+                    None,
+                )))
+            })
+    })
+}
+
+fn evaluate(
+    name: String,
+    text: String,
+    root: PathBuf,
+    params: BTreeMap<String, Param>,
+    registry: Arc<Registry>,
+    max_operations: u64,
+) -> Result<Lowering, Failure> {
+    let mut sources = Sources::new(root, name.clone(), text.clone());
+    sources.max_operations = max_operations;
+    let sources = Arc::new(sources);
+    let state = Arc::new(State {
+        registry,
+        params,
+        reads: Mutex::new(BTreeMap::new()),
+        images: Mutex::new(Vec::new()),
+        sources: sources.clone(),
+    });
+    let fail = |e: Box<EvalAltResult>| Box::new(from_eval(*e, &sources));
+    let engine = super::engine::build(state.clone(), sources.clone()).map_err(fail)?;
+    let mut ast = engine.compile(&text).map_err(|e| fail(e.into()))?;
+    ast.set_source(name.as_str());
+    engine.run_ast_with_scope(&mut Scope::new(), &ast).map_err(fail)?;
+
+    unknown_params(&state, &sources)?;
+    let images = std::mem::take(&mut *state.images.lock().unwrap());
+    if images.is_empty() {
+        return Err(Box::new(ScriptDiagnostic::plain(
+            "no-image",
+            format!("{name} emitted no image"),
+            Some("call emit(p) for every pipeline that is an image".into()),
+        )));
+    }
+    Ok(Lowering {
+        images: images
+            .into_iter()
+            .map(|e| Image {
+                name: e.name,
+                manifest: Manifest {
+                    pipeline: e.pipeline,
+                    sources: None,
+                },
+            })
+            .collect(),
+    })
+}
+
+/// A `-D` key the script never read is a mistake (a typo must not pass silently).
+fn unknown_params(state: &State, sources: &Sources) -> Result<(), Failure> {
+    let reads = state.reads.lock().unwrap();
+    let Some(key) = state.params.keys().find(|k| !reads.contains_key(*k)) else {
+        return Ok(());
+    };
+    let message = format!("unknown parameter -D {key}: the script never reads it");
+    let suggestion = crate::diagnostic::suggest(key, reads.keys().map(String::as_str));
+    let diag = match suggestion {
+        Some(s) => {
+            let site = &reads[s];
+            let mut d = ScriptDiagnostic::at(sources, &site.source, site.pos, None, message);
+            d.code = "osbuild::script::param".into();
+            d.label = Some(format!("the script reads `{s}` here"));
+            d.help = Some(format!("did you mean -D {s}=...?"));
+            d
+        }
+        None if reads.is_empty() => ScriptDiagnostic::plain(
+            "param",
+            message,
+            Some("this script reads no parameters: param(key, default) reads one".into()),
+        ),
+        None => ScriptDiagnostic::plain(
+            "param",
+            message,
+            Some(format!(
+                "the script reads: {}",
+                reads.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+        ),
+    };
+    Err(Box::new(diag))
+}
+
+/// The parameter keys and values of `-D key=value` arguments.
+pub fn parse_define(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{arg}` is not key=value")),
+    }
+}
