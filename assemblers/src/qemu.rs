@@ -38,15 +38,21 @@ const FAT_EPOCH_MIN: u64 = 315_532_800;
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Qemu {
-    /// Image file format.
+    /// Image file format (default qcow2, as the seed's `io.weldr.qcow2`).
+    #[serde(default = "qcow2")]
+    #[schemars(default = "qcow2")]
     format: Format,
     /// Name of the image in the output directory.
     filename: String,
-    /// Virtual disk size in bytes, a multiple of 512.
+    /// Virtual disk size in bytes, a multiple of 512. Absent (or 0): the
+    /// tree's size plus a quarter and 256 MiB, rounded up to a MiB.
+    #[serde(default)]
     size: u64,
     /// Identifier of the partition table: a UUID for GPT, a 32-bit hex number
     /// such as `0x14fc63d2` for MBR. It also seeds every identifier the
-    /// options leave out (GPT partition UUIDs, image-format ids).
+    /// options leave out (GPT partition UUIDs, image-format ids). Absent:
+    /// derived from the file name and the root file system's UUID.
+    #[serde(default)]
     ptuuid: String,
     /// Partition table type; `mbr` and `dos` are the same.
     #[serde(default)]
@@ -217,8 +223,26 @@ impl Placed {
 }
 
 impl Options for Qemu {
-    fn run(self, ctx: &Context) -> StageResult {
+    fn run(mut self, ctx: &Context) -> StageResult {
         plain_filename(&self.filename)?;
+        // The seed's `io.weldr.qcow2` names neither size nor table id: fill
+        // them in deterministically from the tree and the options.
+        if self.size == 0 {
+            self.size = auto_size(&ctx.tree)?;
+        }
+        if self.ptuuid.is_empty() {
+            let seed = format!("{}/{}", self.filename, self.root_fs_uuid.as_deref().unwrap_or(""));
+            self.ptuuid = match self.pttype {
+                Some(PtType::Gpt) => derive_uuid(&seed),
+                _ => format!(
+                    "0x{}",
+                    derive_bytes(&seed)[..4]
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                ),
+            };
+        }
         if self.size == 0 || !self.size.is_multiple_of(512) {
             return Err(format!(
                 "size {} must be a positive multiple of the sector size (512)",
@@ -255,6 +279,30 @@ impl Options for Qemu {
         );
         Ok(())
     }
+}
+
+fn qcow2() -> Format {
+    Format::Qcow2
+}
+
+/// A disk size for a tree: what its files use, plus a quarter and 256 MiB
+/// for file-system metadata and headroom, rounded up to a MiB.
+fn auto_size(tree: &Path) -> Result<u64, StageError> {
+    fn used(path: &Path, total: &mut u64) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path)?;
+        *total += meta.blocks() * 512;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                used(&entry?.path(), total)?;
+            }
+        }
+        Ok(())
+    }
+    let mut total = 0;
+    used(tree, &mut total).map_err(|e| format!("measuring the tree: {e}"))?;
+    const MIB: u64 = 1 << 20;
+    Ok((total + total / 4 + 256 * MIB).div_ceil(MIB) * MIB)
 }
 
 /// What GRUB needs: where its files are, and the early configuration.

@@ -19,8 +19,10 @@ use crate::apt::{clean_env, run};
 pub struct Dnf {
     /// The release version (`$releasever`), e.g. `41`.
     releasever: String,
-    /// The architecture (`$basearch`), e.g. `x86_64`.
-    basearch: String,
+    /// The architecture (`$basearch`), e.g. `x86_64`; default: the build
+    /// machine's (as `uname -m` names it), so the seed's manifest works as is.
+    #[serde(default)]
+    basearch: Option<String>,
     /// The repositories, by id.
     repos: BTreeMap<String, Repo>,
     /// Packages to install; `@name` for a group.
@@ -66,9 +68,16 @@ fn line_ok(s: &str) -> bool {
 }
 
 impl Dnf {
+    /// The given architecture, or the build machine's.
+    fn basearch(&self) -> String {
+        self.basearch.clone().unwrap_or_else(|| {
+            nix::sys::utsname::uname().map_or_else(|_| "x86_64".into(), |u| u.machine().to_string_lossy().into_owned())
+        })
+    }
+
     fn check(&self) -> StageResult {
         let word = |s: &str| line_ok(s) && !s.starts_with('-') && !s.contains(char::is_whitespace);
-        if !word(&self.releasever) || !word(&self.basearch) {
+        if !word(&self.releasever) || !word(&self.basearch()) {
             return Err("releasever and basearch must be single words".into());
         }
         if self.repos.is_empty() {
@@ -161,7 +170,7 @@ impl Dnf {
             .arg(format!("--setopt=cachedir={}", cachedir.display()))
             .arg(format!("--setopt=logdir={}", logs.display()))
             .arg(format!("--releasever={}", self.releasever))
-            .arg(format!("--forcearch={}", self.basearch))
+            .arg(format!("--forcearch={}", self.basearch()))
             .args([
                 "--setopt=keepcache=True",
                 "--setopt=install_weak_deps=False",
