@@ -7,6 +7,7 @@ mod assembler_tar;
 mod caching;
 mod interrupt;
 mod manifest_errors;
+mod os_image;
 mod sandbox;
 mod script;
 mod store_cmd;
