@@ -41,7 +41,8 @@ pub struct Sources {
     /// The limit on operations the evaluation runs with (for diagnostics).
     pub max_operations: u64,
     root: PathBuf,
-    main: String,
+    /// The source being evaluated: the script, or the REPL's current input.
+    main: Mutex<String>,
     files: Mutex<BTreeMap<String, SourceFile>>,
 }
 
@@ -51,7 +52,7 @@ impl Sources {
         let sources = Sources {
             max_operations: super::engine::LIMITS.operations,
             root: root.clone(),
-            main: main.clone(),
+            main: Mutex::new(main.clone()),
             files: Mutex::new(BTreeMap::new()),
         };
         sources.add(&main, Arc::new(text), Some(root));
@@ -67,7 +68,13 @@ impl Sources {
     }
 
     pub fn main_name(&self) -> String {
-        self.main.clone()
+        self.main.lock().unwrap().clone()
+    }
+
+    /// Makes `name` (added first) the source being evaluated: the REPL
+    /// evaluates one input after another, each a source of its own.
+    pub fn set_main(&self, name: &str) {
+        *self.main.lock().unwrap() = name.to_string();
     }
 
     pub fn root(&self) -> &Path {
