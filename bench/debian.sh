@@ -140,11 +140,11 @@ cold=() warm=() cold_log=() warm_log=()
 for ((r = 1; r <= runs; r++)); do
     rm -rf "$store/objects" "$store/refs" "$store/tmp"
     say "osbuild: cold build $r/$runs (warm package cache)"
-    cold+=("$(timed "$work/cold-$r.log" "$bin" --store "$store" build --json -o "$work/out-cold" "$manifest")")
-    cold_log+=("$work/cold-$r.log")
+    t=$(timed "$work/cold-$r.log" "$bin" --store "$store" build --json -o "$work/out-cold" "$manifest")
+    cold+=("$t") cold_log+=("$work/cold-$r.log")
     say "osbuild: warm rebuild $r/$runs (last stage changed)"
-    warm+=("$(timed "$work/warm-$r.log" "$bin" --store "$store" build --json -o "$work/out-warm" "$work/variant.json")")
-    warm_log+=("$work/warm-$r.log")
+    t=$(timed "$work/warm-$r.log" "$bin" --store "$store" build --json -o "$work/out-warm" "$work/variant.json")
+    warm+=("$t") warm_log+=("$work/warm-$r.log")
     [ -s "$work/out-cold/$(jq -r '.assembler.options.filename' "$manifest")" ] || { echo "no cold image" >&2; exit 1; }
     if [ "$r" = "$runs" ]; then
         osbuild_img=$(du -k --apparent-size "$work/out-cold/"*.qcow2 | cut -f1)
@@ -282,7 +282,7 @@ if [ -z "$mkosi_skip" ] && command -v mkosi > /dev/null; then
         --with-docs --skeleton-tree "$mk/skel" --hostname "$hostname" -f)
     IFS=, read -ra pk <<< "$packages"
     for p in "${pk[@]}"; do mkosi_args+=(-p "$p"); done
-    mkosi_build() { mkdir -p "$mk/ws" && cd "$mk/cwd" && mkosi "${mkosi_args[@]}" build; }
+    mkosi_build() { mkdir -p "$mk/ws" && (cd "$mk/cwd" && mkosi "${mkosi_args[@]}" build); }
     mkosi_initrd() {
         local v
         for v in $(ls "$mk/out/usr/lib/modules"); do
@@ -301,7 +301,10 @@ if [ -z "$mkosi_skip" ] && command -v mkosi > /dev/null; then
                 mk_pkgs=$(dpkg-query --admindir="$mk/out/var/lib/dpkg" -W | wc -l)
                 mk_du=$(du -sm "$mk/out" | cut -f1)
                 mk_reused=$(grep -c '^I: Validating' "$mk/build-$r.log" || true)
-                mk_fetched=$(grep -c '^I: Retrieving [^ ]*\.\.\.$\|^Get:.*\.deb\|^Get:[0-9]* .*\[[0-9.]* [kM]B\]' "$mk/build-$r.log" || true)
+                # debootstrap's "I: Retrieving PKG VERSION" and apt's
+                # "Get:N URL SUITE/COMP ARCH PKG ARCH VERSION [SIZE]" lines.
+                mk_fetched=$(awk '/^I: Retrieving / && !/Release|Packages/ { n++ }
+                    $1 ~ /^Get:/ && NF >= 9 { n++ } END { print n + 0 }' "$mk/build-$r.log")
             fi
             rm -rf "$mk/out" "$mk/out.manifest" "$mk/ws"
         done
@@ -356,15 +359,14 @@ for n in $(jq -r '.stages[].name, .assembler.name' "$manifest" | awk '!seen[$0]+
     w=$(for l in "${warm_log[@]}"; do stage_ends "$l" | awk -v n="$n" '$1 == n && $2 != "cached" { s += $3 } END { print s + 0 }'; done | median)
     printf '    %-28s %10s %10s\n' "$n" "$c" "$w"
 done
-engine() { # wall-ns log...
-    local i=0 l
-    shift
+stage_sum() { # log...: the sum of each log's stage durations (ms)
+    local l
     for l in "$@"; do
         stage_ends "$l" | awk '{ s += $3 } END { print s + 0 }'
     done
 }
-c_sum=$(engine x "${cold_log[@]}" | median)
-w_sum=$(engine x "${warm_log[@]}" | median)
+c_sum=$(stage_sum "${cold_log[@]}" | median)
+w_sum=$(stage_sum "${warm_log[@]}" | median)
 printf '    %-28s %10s %10s\n' "engine (wall - stages)" "$((cold_ns / 1000000 - c_sum))" "$((warm_ns / 1000000 - w_sum))"
 ext4_line=$(jq -r 'select(.type == "log") | .text' "${cold_log[-1]}" | grep -o 'partition 1 .*s$' | head -n 1 || true)
 [ -n "$ext4_line" ] && echo "    assembler: $ext4_line (mkfs.ext4 -d + timestamp rewrite)"

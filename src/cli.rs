@@ -64,7 +64,8 @@ impl Failure {
     }
 }
 
-fn finish(result: Result<(), Failure>) -> i32 {
+/// Prints a failure's diagnostic and gives the exit status.
+pub(crate) fn finish(result: Result<(), Failure>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(f) => {
@@ -74,7 +75,8 @@ fn finish(result: Result<(), Failure>) -> i32 {
     }
 }
 
-fn msg(text: impl std::fmt::Display) -> Report {
+/// A plain diagnostic from a message.
+pub(crate) fn msg(text: impl std::fmt::Display) -> Report {
     miette::miette!("{text}")
 }
 

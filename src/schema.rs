@@ -503,7 +503,12 @@ impl<'s> Validator<'s> {
                 None => match additional {
                     Some(Value::Bool(false)) => {
                         let hint = properties
-                            .and_then(|p| did_you_mean(key, p.keys().filter(|k| !map.contains_key(*k))))
+                            .and_then(|p| {
+                                crate::diagnostic::suggest(
+                                    key,
+                                    p.keys().filter(|k| !map.contains_key(*k)).map(String::as_str),
+                                )
+                            })
                             .map(|k| format!(" (did you mean {}?)", quote(k)))
                             .unwrap_or_default();
                         errors.push(err(path, format!("unknown option {}{hint}", quote(key))));
@@ -818,35 +823,6 @@ fn show_path(path: &[PathSegment]) -> String {
         }
     }
     out
-}
-
-/// The candidate closest to `key` by edit distance, if close enough to be a typo.
-fn did_you_mean<'a>(key: &str, candidates: impl Iterator<Item = &'a String>) -> Option<&'a str> {
-    let limit = (key.chars().count() / 3).clamp(1, 3);
-    candidates
-        .map(|c| (edit_distance(key, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.as_str())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for j in 0..b.len() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == b[j] {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Resolves a local `$ref` ("#" or "#/json/pointer") against the root schema.
@@ -1235,9 +1211,6 @@ mod tests {
         assert_eq!(msg(&s, json!({"zzzzzz": 1})), "unknown option \"zzzzzz\"");
         // A property already given is not suggested.
         assert_eq!(msg(&s, json!({"mirror": 1, "mirorr": 1})), "unknown option \"mirorr\"");
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("abc", "abc"), 0);
     }
 
     #[test]

@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use miette::Report;
 use serde_json::{json, Value};
 
-use crate::cli::{bytes_human, plan_json, print_plan, run_plan, Common, Failure, EXIT_INVALID};
+use crate::cli::{bytes_human, finish, msg, plan_json, print_plan, run_plan, Common, Failure, EXIT_INVALID};
 use crate::monitor::{Event, JsonLines, Monitor, Terminal};
 use crate::plan::plan;
 use crate::registry::Registry;
@@ -23,20 +22,6 @@ pub struct ScriptArgs {
     pub defines: Vec<(String, String)>,
     pub output: Option<PathBuf>,
     pub verbose: bool,
-}
-
-fn finish(result: Result<(), Failure>) -> i32 {
-    match result {
-        Ok(()) => 0,
-        Err(f) => {
-            eprintln!("{:?}", f.report);
-            f.code
-        }
-    }
-}
-
-fn msg(text: impl std::fmt::Display) -> Report {
-    miette::miette!("{text}")
 }
 
 fn load(args: &ScriptArgs) -> Result<(Arc<Registry>, Lowering), Failure> {
