@@ -104,3 +104,18 @@ fn inspect_builds_nothing_and_the_legacy_command_line_builds() {
     assert_eq!(plan["pipelines"][0]["stages"][0]["stored"], true);
     assert_eq!(plan["pipelines"][0]["assembler"]["stored"], true);
 }
+
+#[test]
+fn the_seeds_own_manifest_passes_inspect() {
+    let s = Scratch::new("store-seed");
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed.json");
+    let plan: Value = serde_json::from_str(&stdout(s.osbuild().args(["inspect", "--json"]).arg(&seed))).unwrap();
+    let names: Vec<&str> = plan["pipelines"][0]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["org.osbuild.dnf", "org.osbuild.systemd", "org.osbuild.grub2"]);
+    assert_eq!(plan["pipelines"][0]["assembler"]["name"], "io.weldr.qcow2");
+}
