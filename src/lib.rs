@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod output;
 pub mod plan;
 pub mod registry;
+pub mod repl;
 pub mod sandbox;
 pub mod schema;
 pub mod script;

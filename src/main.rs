@@ -85,6 +85,12 @@ enum Command {
         /// The script.
         script: PathBuf,
     },
+    /// Explore interactively: build pipelines line by line, see what they lower
+    /// to and what is stored, and try a build (Rhai, as in scripts).
+    Repl {
+        /// A script to load first.
+        script: Option<PathBuf>,
+    },
     /// List the stages and assemblers, or show one's options.
     Stages {
         /// A stage or assembler name.
@@ -169,6 +175,11 @@ fn main() {
             verbose,
             script,
         }) => script_cli::run(script_args(c, define, script, Some(output), verbose)),
+        Some(Command::Repl { script }) => osbuild::repl::run(osbuild::repl::ReplArgs {
+            store: c.store,
+            libdir: c.libdir,
+            script,
+        }),
         Some(Command::Stages { name }) => cli::stages(common(c), name.as_deref()),
         Some(Command::Store { command }) => cli::store(
             common(c),

@@ -8,6 +8,7 @@ mod caching;
 mod interrupt;
 mod manifest_errors;
 mod os_image;
+mod repl;
 mod sandbox;
 mod script;
 mod store_cmd;

@@ -42,7 +42,13 @@ mod tests {
 
     #[test]
     fn the_styled_text_is_the_line() {
-        for line in ["let x = \"a\" + 1; // c", ":json p", "  :stages org.osbuild.mkdir", "", "p.stage(\"op"] {
+        for line in [
+            "let x = \"a\" + 1; // c",
+            ":json p",
+            "  :stages org.osbuild.mkdir",
+            "",
+            "p.stage(\"op",
+        ] {
             assert_eq!(RhaiHighlighter.highlight(line, 0).raw_string(), line);
         }
     }

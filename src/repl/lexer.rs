@@ -129,9 +129,7 @@ pub fn top_level_imports(text: &str) -> Vec<(String, String)> {
             "}" | ")" | "]" => depth -= 1,
             "import" if depth == 0 && t.kind == Kind::Keyword => {
                 if let [path, as_, alias, ..] = &tokens[i + 1..] {
-                    if path.kind == (Kind::Str { closed: true })
-                        && as_.text(text) == "as"
-                        && alias.kind == Kind::Ident
+                    if path.kind == (Kind::Str { closed: true }) && as_.text(text) == "as" && alias.kind == Kind::Ident
                     {
                         let quoted = path.text(text);
                         imports.push((quoted[1..quoted.len() - 1].to_string(), alias.text(text).to_string()));

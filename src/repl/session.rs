@@ -132,8 +132,11 @@ impl Session {
     /// from `dir`) in the session; its variables, functions and imports stay.
     pub fn eval(&mut self, name: &str, text: &str, dir: Option<PathBuf>) -> Result<Dynamic, Failure> {
         self.cancel.store(false, Ordering::Relaxed);
-        self.sources
-            .add(name, Arc::new(text.to_string()), Some(dir.unwrap_or_else(|| self.root.clone())));
+        self.sources.add(
+            name,
+            Arc::new(text.to_string()),
+            Some(dir.unwrap_or_else(|| self.root.clone())),
+        );
         self.sources.set_main(name);
         let result = self.eval_inner(name, text);
         self.collect_images();
@@ -206,23 +209,21 @@ impl Session {
         let mut names = self.names.lock().unwrap();
         names.variables = self.scope.iter_raw().map(|(n, ..)| n.to_string()).collect();
     }
+}
 
-    /// Evaluates an expression that must give a pipeline, as a manifest.
-    pub fn manifest(&mut self, expr: &str) -> Result<Manifest, Failure> {
-        let name = self.next_input_name();
-        let value = self.eval(&name, expr, None)?;
-        let type_name = value.type_name().to_string();
-        match value.try_cast::<ScriptPipeline>() {
-            Some(p) => Ok(Manifest {
-                pipeline: p.to_pipeline(),
-                sources: None,
-            }),
-            None => Err(Box::new(ScriptDiagnostic::plain(
-                "repl",
-                format!("`{}` is a {type_name}, not a pipeline", expr.trim()),
-                Some("give an expression whose value is a pipeline, e.g. a variable set with pipeline(\"name\")".into()),
-            ))),
-        }
+/// The manifest of a value that must be a pipeline (`expr` is what gave it).
+pub fn as_manifest(value: Dynamic, expr: &str) -> Result<Manifest, Failure> {
+    let type_name = value.type_name().to_string();
+    match value.try_cast::<ScriptPipeline>() {
+        Some(p) => Ok(Manifest {
+            pipeline: p.to_pipeline(),
+            sources: None,
+        }),
+        None => Err(Box::new(ScriptDiagnostic::plain(
+            "repl",
+            format!("`{}` is {type_name}, not a pipeline", expr.trim()),
+            Some("give an expression whose value is a pipeline, e.g. a variable set with pipeline(\"name\")".into()),
+        ))),
     }
 }
 

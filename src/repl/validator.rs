@@ -36,14 +36,16 @@ impl RhaiValidator {
         let Err(err) = self.engine.compile(text) else {
             return false;
         };
-        if matches!(
-            *err.0,
-            rhai::ParseErrorType::UnexpectedEOF | rhai::ParseErrorType::BadInput(rhai::LexError::UnterminatedString)
-        ) && at_end(text, err.1)
-        {
-            return true;
-        }
-        at_end(text, err.1)
+        // Rhai places an unterminated string at its start: a backtick string
+        // may span lines, and so may a "string" whose line ends with `\`.
+        let open_backtick = super::lexer::tokenize(text)
+            .iter()
+            .rfind(|t| !matches!(t.kind, super::lexer::Kind::Space | super::lexer::Kind::Comment))
+            .is_some_and(|t| {
+                t.kind == (super::lexer::Kind::Str { closed: false })
+                    && (text[t.start..].starts_with('`') || text.ends_with('\\'))
+            });
+        open_backtick || at_end(text, err.1)
     }
 }
 
