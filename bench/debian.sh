@@ -123,6 +123,8 @@ timed() {
 }
 say() { echo "[$(date +%T)] $*" >&2; }
 
+# installed TREE: how many packages dpkg has installed there.
+installed() { grep -c '^Status: install ok installed' "$1/var/lib/dpkg/status" || true; }
 # osbuild's stage-end events of a build log, as "NAME STATUS MS" lines.
 stage_ends() { jq -r 'select(.type == "stage-end") | "\(.name) \(.status) \(.duration_ms)"' "$1" 2> /dev/null; }
 
@@ -147,11 +149,14 @@ for ((r = 1; r <= runs; r++)); do
     warm+=("$t") warm_log+=("$work/warm-$r.log")
     [ -s "$work/out-cold/$(jq -r '.assembler.options.filename' "$manifest")" ] || { echo "no cold image" >&2; exit 1; }
     if [ "$r" = "$runs" ]; then
-        osbuild_img=$(du -k --apparent-size "$work/out-cold/"*.qcow2 | cut -f1)
-        last_obj=$(jq -r 'select(.type == "stage-end" and .name == "org.osbuild.machine-id") | .id' "$work/cold-$r.log")
-        osbuild_tree=$store/objects/$last_obj/tree
-        osbuild_pkgs=$(dpkg-query --admindir="$osbuild_tree/var/lib/dpkg" -W 2> /dev/null | wc -l)
-        osbuild_du=$(du -sm "$osbuild_tree" | cut -f1)
+        osbuild_img=$(stat -c %s "$work/out-cold/"*.qcow2)
+        # The tree is a stack of layers (objects/ID/tree, see src/store):
+        # dpkg's status is in the apt stage's layer; the size is their sum.
+        apt_obj=$(jq -r 'select(.type == "stage-end" and .name == "org.osbuild.apt") | .id' "$work/cold-$r.log")
+        last_obj=$(jq -r 'select(.type == "stage-end" and .kind == "stage") | .id' "$work/cold-$r.log" | tail -n 1)
+        osbuild_pkgs=$(installed "$store/objects/$apt_obj/tree")
+        osbuild_du=$(jq -r '.layers[]' "$store/objects/$last_obj/meta.json" |
+            sed "s|^|$store/objects/|; s|\$|/tree|" | xargs du -scm | tail -n 1 | cut -f1)
     fi
     rm -rf "$work/out-cold" "$work/out-warm"
 done
@@ -256,8 +261,8 @@ for ((r = 1; r <= runs; r++)); do
     c=$(timed "$f/convert.log" floor_convert "$f/disk.raw" "$f/disk.qcow2")
     floor_mm+=("$a") floor_disk_t+=("$b") floor_conv+=("$c") floor+=("$((a + b + c))")
     if [ "$r" = "$runs" ]; then
-        floor_img=$(du -k --apparent-size "$f/disk.qcow2" | cut -f1)
-        floor_pkgs=$(dpkg-query --admindir="$f/tree/var/lib/dpkg" -W | wc -l)
+        floor_img=$(stat -c %s "$f/disk.qcow2")
+        floor_pkgs=$(installed "$f/tree")
         floor_du=$(du -sm "$f/tree" | cut -f1)
         floor_initrd=$(ls "$f/tree/boot" | grep -c '^initrd.img-' || true)
     fi
@@ -298,7 +303,7 @@ if [ -z "$mkosi_skip" ] && command -v mkosi > /dev/null; then
             b=$(timed "$mk/initrd-$r.log" mkosi_initrd)
             mk_only+=("$a") mk_initrd+=("$b") mk_total+=("$((a + b))")
             if [ "$r" = "$runs" ]; then
-                mk_pkgs=$(dpkg-query --admindir="$mk/out/var/lib/dpkg" -W | wc -l)
+                mk_pkgs=$(installed "$mk/out")
                 mk_du=$(du -sm "$mk/out" | cut -f1)
                 mk_reused=$(grep -c '^I: Validating' "$mk/build-$r.log" || true)
                 # debootstrap's "I: Retrieving PKG VERSION" and apt's
@@ -373,7 +378,7 @@ ext4_line=$(jq -r 'select(.type == "log") | .text' "${cold_log[-1]}" | grep -o '
 
 echo
 echo "  results (last run):"
-printf '    %-10s %8s %12s %12s %10s\n' "" packages "tree MB" "qcow2 KiB" ""
+printf '    %-10s %8s %12s %12s %10s\n' "" packages "tree MB" "qcow2 bytes" ""
 printf '    %-10s %8s %12s %12s\n' osbuild "${osbuild_pkgs:-?}" "${osbuild_du:-?}" "${osbuild_img:-?}"
 printf '    %-10s %8s %12s %12s %10s\n' floor "${floor_pkgs:-?}" "${floor_du:-?}" "${floor_img:-?}" "initrd: ${floor_initrd:-?}"
 if [ -z "$mkosi_skip" ]; then
