@@ -50,15 +50,8 @@ fn another_manifest_sharing_a_prefix_starts_after_it() {
     more.push(write_stage("/mine", "b"));
     let b = s.manifest("b.json", &json!({"stages": more, "assembler": tar()}));
     // inspect agrees with the build, and builds nothing itself.
-    let inspect = s.osbuild().args(["inspect", "--json"]).arg(&b).output().unwrap();
-    let plan: Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    let stored: Vec<bool> = plan["pipelines"][0]["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|st| st["stored"].as_bool().unwrap())
-        .collect();
-    assert_eq!(stored, [true, true, true, false]);
+    assert_eq!(s.stored(&b), [true, true, true, false]);
+    let plan = s.inspect(&b);
     assert!(plan["pipelines"][0]["stages"][0]["id"].as_str().unwrap().len() == 64);
     let build = s.build(&b, Some(&s.path("out"))).ok();
     assert_eq!(build.cached(), 3);

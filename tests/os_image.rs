@@ -12,8 +12,6 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::support::Scratch;
 
 fn repo() -> PathBuf {
@@ -89,19 +87,6 @@ fn boot_with_best_accelerator(image: &Path, marker: &str) -> (bool, String, &'st
     (seen, console, "tcg")
 }
 
-fn stage_statuses(events: &[Value]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .filter(|e| e["type"] == "stage-end")
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn debian_minimal_boots_to_its_login_prompt_and_shares_its_base() {
     let s = Scratch::new("os-debian");
@@ -120,17 +105,9 @@ fn debian_minimal_boots_to_its_login_prompt_and_shares_its_base() {
     // A second manifest shares the first three stages: inspect says they are
     // stored, and the build takes them from the store.
     let ssh = repo().join("examples/debian-ssh.json");
-    let inspect = s.osbuild().args(["inspect", "--json"]).arg(&ssh).output().unwrap();
-    let plan: Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    let stored: Vec<bool> = plan["pipelines"][0]["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|st| st["stored"].as_bool().unwrap())
-        .collect();
-    assert_eq!(stored[..4], [true, true, true, false]);
+    assert_eq!(s.stored(&ssh)[..4], [true, true, true, false]);
     let second = s.build(&ssh, Some(&s.path("out-ssh"))).ok();
-    let statuses = stage_statuses(&second.events);
+    let statuses = second.stages();
     assert_eq!(
         statuses.iter().map(|(_, st)| st.as_str()).collect::<Vec<_>>(),
         ["cached", "cached", "cached", "success", "success", "success", "success", "success"],

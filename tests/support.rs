@@ -73,6 +73,30 @@ impl Scratch {
         Build::from(cmd.output().unwrap())
     }
 
+    /// `osbuild inspect --json` of a manifest.
+    pub fn inspect(&self, manifest: &Path) -> Value {
+        let out = self
+            .osbuild()
+            .args(["inspect", "--json"])
+            .arg(manifest)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Whether each stage of the main pipeline is stored, per `inspect`.
+    pub fn stored(&self, manifest: &Path) -> Vec<bool> {
+        let plan = self.inspect(manifest);
+        let main = plan["pipelines"].as_array().unwrap().last().unwrap().clone();
+        main["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| st["stored"].as_bool().unwrap())
+            .collect()
+    }
+
     /// The ids of the objects in the store.
     pub fn objects(&self) -> Vec<String> {
         let mut ids: Vec<String> = std::fs::read_dir(self.store().join("objects"))
