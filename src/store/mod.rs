@@ -244,16 +244,23 @@ impl Store {
     /// Removes work left behind by builds that died (their lock is free).
     fn remove_abandoned(&self) -> io::Result<()> {
         for entry in fs::read_dir(self.root.join("tmp"))? {
-            let dir = entry?.path();
-            let Ok(lock) = File::open(dir.join("lock")) else {
-                // A job dir is created with its lock inside; none means a crash
-                // between the two: abandoned too, unless it is brand new.
+            let entry = entry?;
+            let dir = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                // Still being set up (see `Staging::new`), or left by a crash
+                // in those few microseconds: only the latter is old.
                 if age(&dir) > 60 {
                     let _ = fs::remove_dir_all(&dir);
                 }
                 continue;
+            }
+            // A visible job dir always holds a lock its builder keeps until it
+            // exits; a free (or missing) lock means the builder is gone.
+            let abandoned = match File::open(dir.join("lock")) {
+                Ok(lock) => flock(&lock, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok(),
+                Err(_) => true,
             };
-            if flock(&lock, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+            if abandoned {
                 let _ = fs::remove_dir_all(&dir);
             }
         }
@@ -282,10 +289,17 @@ pub struct Staging {
 
 impl Staging {
     fn new(store: &Store, id: &str, id_lock: File) -> io::Result<Staging> {
-        let dir = store.root.join("tmp").join(format!("{}-{}", &id[..12], unique()));
-        fs::create_dir(&dir)?;
-        let job_lock = File::create(dir.join("lock"))?;
+        // Set up under a hidden name and lock before the dir is visible, so a
+        // build cleaning up abandoned work never sees it unlocked. The lock
+        // is on the open file, so it survives the rename.
+        let name = format!("{}-{}", &id[..12], unique());
+        let tmp = store.root.join("tmp");
+        let hidden = tmp.join(format!(".{name}"));
+        fs::create_dir(&hidden)?;
+        let job_lock = File::create(hidden.join("lock"))?;
         flock(&job_lock, nix::fcntl::FlockArg::LockExclusive)?;
+        let dir = tmp.join(name);
+        fs::rename(&hidden, &dir)?;
         for sub in ["object", "object/tree", "work", "scratch"] {
             fs::create_dir(dir.join(sub))?;
         }
@@ -434,6 +448,34 @@ fn context(e: io::Error, path: &Path) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opening_a_store_removes_only_abandoned_work() {
+        let root = std::env::temp_dir().join(format!("osbuild-store-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let store = Store::open(&root).unwrap();
+        let id = "ab".repeat(32);
+        let Claim::Build(live) = store.claim(&id).unwrap() else {
+            panic!("nothing is stored yet")
+        };
+        let tmp = root.join("tmp");
+        // A dead builder's work: its lock is no longer held.
+        fs::create_dir_all(tmp.join("dead")).unwrap();
+        File::create(tmp.join("dead/lock")).unwrap();
+        // One being set up right now, still under its hidden name.
+        fs::create_dir_all(tmp.join(".young")).unwrap();
+        let again = Store::open(&root).unwrap();
+        let mut left: Vec<String> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(left[0], ".young");
+        assert!(live.upper().is_dir(), "a live build's work is kept");
+        drop((live, again, store));
+        fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn ref_names_round_trip() {
