@@ -281,12 +281,29 @@ impl JsonSchema for Mode {
     }
 }
 
+// Serialized only to show defaults in the options' schema.
+impl serde::Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
 /// A user or group: a number, or a name looked up in the tree's own files.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Owner {
     Id(u32),
     Name(String),
+}
+
+// Serialized only to show defaults in the options' schema.
+impl serde::Serialize for Owner {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Owner::Id(id) => s.serialize_u32(*id),
+            Owner::Name(name) => s.serialize_str(name),
+        }
+    }
 }
 
 /// File modes are written either as numbers or as octal strings ("0755").

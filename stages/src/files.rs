@@ -44,15 +44,6 @@ fn root() -> Owner {
     Owner::Id(0)
 }
 
-impl serde::Serialize for Owner {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Owner::Id(id) => s.serialize_u32(*id),
-            Owner::Name(name) => s.serialize_str(name),
-        }
-    }
-}
-
 impl Options for Files {
     fn run(self, ctx: &Context) -> StageResult {
         for file in self.files {

@@ -34,12 +34,6 @@ fn default_mode() -> Mode {
     Mode(0o755)
 }
 
-impl serde::Serialize for Mode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{:04o}", self.0))
-    }
-}
-
 impl Options for Mkdir {
     fn run(self, ctx: &Context) -> StageResult {
         for dir in self.paths {
