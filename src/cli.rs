@@ -90,6 +90,12 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Located, Failure> {
     Ok(located)
 }
 
+/// Opens the store for building.
+pub(crate) fn open_store(common: &Common) -> Result<Store, Failure> {
+    Store::open(&common.store)
+        .map_err(|e| Failure::failed(msg(format!("cannot open the store {}: {e}", common.store.display()))))
+}
+
 fn registry(common: &Common) -> Result<Registry, Failure> {
     Registry::load(common.libdir.as_deref()).map_err(Failure::invalid)
 }
@@ -124,12 +130,7 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
     if let Some(out) = &args.output {
         crate::output::check_output_dir(out).map_err(|e| Failure::invalid(msg(e)))?;
     }
-    let store = Store::open(&args.common.store).map_err(|e| {
-        Failure::failed(msg(format!(
-            "cannot open the store {}: {e}",
-            args.common.store.display()
-        )))
-    })?;
+    let store = open_store(&args.common)?;
     let plan = plan(&located.manifest, Some(&store)).map_err(|e| plan_error(&located, e))?;
     let mut monitor: Box<dyn Monitor> = if args.common.json {
         Box::new(JsonLines)

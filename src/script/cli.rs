@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::cli::{bytes_human, finish, msg, plan_json, print_plan, run_plan, Common, Failure, EXIT_INVALID};
+use crate::cli::{
+    bytes_human, finish, msg, open_store, plan_json, print_plan, run_plan, Common, Failure, EXIT_INVALID,
+};
 use crate::monitor::{Event, JsonLines, Monitor, Terminal};
 use crate::plan::plan;
 use crate::registry::Registry;
@@ -179,12 +181,7 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
     };
     let (registry, lowering) = load(args)?;
     crate::output::check_output_dir(out).map_err(|e| Failure::invalid(msg(e)))?;
-    let store = Store::open(&args.common.store).map_err(|e| {
-        Failure::failed(msg(format!(
-            "cannot open the store {}: {e}",
-            args.common.store.display()
-        )))
-    })?;
+    let store = open_store(&args.common)?;
     // Plan everything first: a bad base fails before anything is built.
     let mut plans = Vec::new();
     for image in &lowering.images {
