@@ -88,6 +88,9 @@ enum Command {
     /// Explore interactively: build pipelines line by line, see what they lower
     /// to and what is stored, and try a build (Rhai, as in scripts).
     Repl {
+        /// `-D key=value`: a parameter inputs read with param(key, default).
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = osbuild::script::lower::parse_define)]
+        define: Vec<(String, String)>,
         /// A script to load first.
         script: Option<PathBuf>,
     },
@@ -175,10 +178,11 @@ fn main() {
             verbose,
             script,
         }) => script_cli::run(script_args(c, define, script, Some(output), verbose)),
-        Some(Command::Repl { script }) => osbuild::repl::run(osbuild::repl::ReplArgs {
+        Some(Command::Repl { define, script }) => osbuild::repl::run(osbuild::repl::ReplArgs {
             store: c.store,
             libdir: c.libdir,
             script,
+            params: define,
         }),
         Some(Command::Stages { name }) => cli::stages(common(c), name.as_deref()),
         Some(Command::Store { command }) => cli::store(

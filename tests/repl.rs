@@ -433,7 +433,7 @@ fn without_a_terminal_it_reads_inputs_from_stdin() {
     let s = Scratch::new("repl-pipe");
     let out = s
         .osbuild()
-        .arg("repl")
+        .args(["repl", "-D", "host=from-the-command-line"])
         .env("OSBUILD_REPL_HISTORY", s.path("history"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -441,7 +441,7 @@ fn without_a_terminal_it_reads_inputs_from_stdin() {
         .spawn()
         .and_then(|mut child| {
             child.stdin.take().unwrap().write_all(
-                b"let p = pipeline(\"x\");\np.stage(\"org.osbuild.hostname\", #{\n  hostname: \"x\"\n});\n:json p\n",
+                b"let p = pipeline(\"x\");\np.stage(\"org.osbuild.hostname\", #{\n  hostname: param(\"host\", \"x\")\n});\n:json p\n",
             )?;
             child.wait_with_output()
         })
@@ -449,7 +449,9 @@ fn without_a_terminal_it_reads_inputs_from_stdin() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(r#"{"name":"x","stages":[{"name":"org.osbuild.hostname","options":{"hostname":"x"}}]}"#),
+        stdout.contains(
+            r#"{"name":"x","stages":[{"name":"org.osbuild.hostname","options":{"hostname":"from-the-command-line"}}]}"#
+        ),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

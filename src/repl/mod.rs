@@ -35,6 +35,8 @@ use reedline::{
 };
 use rhai::Dynamic;
 
+use crate::script::api::Param;
+
 use crate::registry::Registry;
 use crate::script::ScriptDiagnostic;
 use crate::signals::Interrupts;
@@ -48,6 +50,9 @@ pub struct ReplArgs {
     pub libdir: Option<PathBuf>,
     /// A script to load first.
     pub script: Option<PathBuf>,
+    /// `-D key=value` parameters, as for `osbuild run` (in a session, a key
+    /// no input reads is not an error: the next input may read it).
+    pub params: Vec<(String, String)>,
 }
 
 /// The environment variable that names the history file (tests use a temporary one).
@@ -268,7 +273,8 @@ pub fn run(args: ReplArgs) -> i32 {
         }
     };
     let names = Arc::new(Mutex::new(Names::default()));
-    let session = match Session::new(registry.clone(), root, names.clone()) {
+    let params = args.params.iter().map(|(k, v)| (k.clone(), Param::parse(v))).collect();
+    let session = match Session::new(registry.clone(), root, names.clone(), params) {
         Ok(s) => s,
         Err(d) => {
             report(d);

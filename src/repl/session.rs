@@ -14,7 +14,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope};
 
 use crate::manifest::{self, Manifest};
 use crate::registry::Registry;
-use crate::script::api::{ScriptPipeline, State};
+use crate::script::api::{Param, ScriptPipeline, State};
 use crate::script::errors::from_eval;
 use crate::script::modules::{Sources, STDLIB};
 use crate::script::ScriptDiagnostic;
@@ -50,6 +50,8 @@ pub struct Session {
     images: Vec<Emitted>,
     cancel: Arc<AtomicBool>,
     names: Arc<Mutex<Names>>,
+    /// The `-D` parameters the session started with; kept across `:reset`.
+    params: BTreeMap<String, Param>,
 }
 
 /// The public function names a piece of Rhai source defines.
@@ -68,11 +70,16 @@ pub fn function_names(text: &str) -> BTreeSet<String> {
 
 impl Session {
     /// A fresh session; `root` is the real directory files and modules are read from.
-    pub fn new(registry: Arc<Registry>, root: PathBuf, names: Arc<Mutex<Names>>) -> Result<Session, Failure> {
+    pub fn new(
+        registry: Arc<Registry>,
+        root: PathBuf,
+        names: Arc<Mutex<Names>>,
+        params: BTreeMap<String, Param>,
+    ) -> Result<Session, Failure> {
         let sources = Arc::new(Sources::new(root.clone(), "repl".into(), String::new()));
         let state = Arc::new(State {
             registry: registry.clone(),
-            params: BTreeMap::new(),
+            params: params.clone(),
             reads: Mutex::new(BTreeMap::new()),
             images: Mutex::new(Vec::new()),
             sources: sources.clone(),
@@ -93,6 +100,7 @@ impl Session {
             images: Vec::new(),
             cancel,
             names,
+            params,
         };
         *session.names.lock().unwrap() = Names::default();
         Ok(session)
@@ -100,7 +108,12 @@ impl Session {
 
     /// Clears everything: variables, functions, imports and emitted images.
     pub fn reset(&mut self) -> Result<(), Failure> {
-        *self = Session::new(self.registry.clone(), self.root.clone(), self.names.clone())?;
+        *self = Session::new(
+            self.registry.clone(),
+            self.root.clone(),
+            self.names.clone(),
+            self.params.clone(),
+        )?;
         Ok(())
     }
 
