@@ -140,17 +140,9 @@ fn libdir_stage_schema_is_checked_before_the_build() {
 fn a_non_empty_output_directory_is_refused_and_left_alone() {
     let s = Scratch::new("err-output");
     s.write("out/keep", "mine");
-    let path = s.manifest("m.json", &json!({"stages": [{"name": "org.osbuild.noop"}]}));
-    let out = s
-        .osbuild()
-        .arg("build")
-        .arg(&path)
-        .arg("-o")
-        .arg(s.path("out"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
+    let (code, stderr) = build_text(&s, &json!({"stages": [{"name": "org.osbuild.noop"}]}).to_string());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is not empty"), "{stderr}");
     assert_eq!(std::fs::read_to_string(s.path("out/keep")).unwrap(), "mine");
 }
 

@@ -587,27 +587,7 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
 
     // /proc of the new pid namespace: procfs shows the pid namespace of the
     // process that mounts it, so this runs in PID 1 of the new namespace.
-    let proc = root.join("proc");
-    ops.push(mkdir(proc.clone()));
-    ops.push(Op::Mount {
-        source: Some("proc".into()),
-        target: proc.clone(),
-        fstype: Some("proc".into()),
-        flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        data: None,
-    });
-    // Root can write these by file permissions alone (no capability needed):
-    // /proc/sysrq-trigger could reboot the host, /proc/sys tune its kernel.
-    // Read-only binds onto themselves, like container runtimes do.
-    for name in ["sys", "sysrq-trigger", "irq", "bus"] {
-        let path = proc.join(name);
-        ops.push(Op::If {
-            path: path.clone(),
-            cond: Cond::Exists,
-            then: vec![bind(&path, path.clone()), remount(path.clone(), RO)],
-            otherwise: vec![],
-        });
-    }
+    ops.extend(procfs(root.join("proc")));
 
     // For stages that chroot into the tree: the same /proc, /dev and a private
     // /tmp inside it. Mounts are not part of the overlay's upper dir, so none
@@ -615,23 +595,7 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
     if spec.tree_mounts && tree_rw.is_some() {
         let tree = inside(root, TREE);
         let (tproc, tdev, ttmp) = (tree.join("proc"), tree.join("dev"), tree.join("tmp"));
-        ops.push(mkdir(tproc.clone()));
-        ops.push(Op::Mount {
-            source: Some("proc".into()),
-            target: tproc.clone(),
-            fstype: Some("proc".into()),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data: None,
-        });
-        for name in ["sys", "sysrq-trigger", "irq", "bus"] {
-            let path = tproc.join(name);
-            ops.push(Op::If {
-                path: path.clone(),
-                cond: Cond::Exists,
-                then: vec![bind(&path, path.clone()), remount(path.clone(), RO)],
-                otherwise: vec![],
-            });
-        }
+        ops.extend(procfs(tproc));
         ops.push(mkdir(tdev.clone()));
         // Recursive, to bring /dev/pts and /dev/shm along.
         ops.push(Op::Mount {
@@ -656,6 +620,34 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
         ops.push(Op::LoopbackUp);
     }
     Ok(ops)
+}
+
+/// A new procfs at `proc`, with the files root could write by permissions
+/// alone made read-only.
+fn procfs(proc: PathBuf) -> Vec<Op> {
+    let mut ops = vec![
+        mkdir(proc.clone()),
+        Op::Mount {
+            source: Some("proc".into()),
+            target: proc.clone(),
+            fstype: Some("proc".into()),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: None,
+        },
+    ];
+    // Root can write these by file permissions alone (no capability needed):
+    // /proc/sysrq-trigger could reboot the host, /proc/sys tune its kernel.
+    // Read-only binds onto themselves, like container runtimes do.
+    for name in ["sys", "sysrq-trigger", "irq", "bus"] {
+        let path = proc.join(name);
+        ops.push(Op::If {
+            path: path.clone(),
+            cond: Cond::Exists,
+            then: vec![bind(&path, path.clone()), remount(path.clone(), RO)],
+            otherwise: vec![],
+        });
+    }
+    ops
 }
 
 /// The operations [`Op::BindTopLevel`] stands for, given the listing of
