@@ -107,7 +107,7 @@ store=$work/store
 
 now() { date +%s%N; }
 secs() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e9 }'; }
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'; }
+. bench/timing.sh
 # timed LOG CMD...: runs CMD with its output in LOG, prints the wall time (ns).
 timed() {
     local log=$1 s e

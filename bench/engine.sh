@@ -21,14 +21,7 @@ stages() { # $1 = count
 stages 10 > "$work/ten.json"
 stages 0 > "$work/zero.json"
 
-ms() { # run a command, print its wall time in ms
-    local start end
-    start=$(date +%s%N)
-    "$@" > /dev/null 2>&1
-    end=$(date +%s%N)
-    echo $(((end - start) / 1000000))
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. bench/timing.sh
 
 cold=() empty=() cached=()
 for ((r = 0; r < runs; r++)); do

@@ -33,14 +33,7 @@ fleet::each(#{ role: roles, site: sites, size: sizes }, |c| {
 });
 SCRIPT
 
-ms() { # run a command, print its wall time in ms
-    local start end
-    start=$(date +%s%N)
-    "$@" > /dev/null 2>&1
-    end=$(date +%s%N)
-    echo $(((end - start) / 1000000))
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. bench/timing.sh
 
 "$bin" lower "$work/fleet1000.rhai" -o "$work/manifests" > /dev/null
 manifests=("$work"/manifests/*.json)
