@@ -2,7 +2,8 @@
 # Debian image benchmark: examples/debian-minimal.json (bookworm minbase + a
 # kernel, 2 GiB zstd qcow2 with GRUB) built by osbuild, against the same work
 # done by hand (the floor) and against mkosi. Run as root; RUNS (default 1)
-# repetitions, medians reported. Prints:
+# rounds, each running all of them in turn (this machine's speed drifts from
+# minute to minute), medians reported. Prints:
 #   cold      osbuild, no objects in the store, warm package cache
 #   warm      osbuild, only the last stage (machine-id) changed
 #   floor     mmdebstrap + sfdisk + mkfs.ext4 -d + grub-mkimage + qemu-img
@@ -122,6 +123,9 @@ timed() {
     echo $((e - s))
 }
 say() { echo "[$(date +%T)] $*" >&2; }
+# settle: before each timed run, the previous run's deletions and writes
+# reach the disk, so no run pays for another's.
+settle() { sync; }
 
 # installed TREE: how many packages dpkg has installed there.
 installed() { grep -c '^Status: install ok installed' "$1/var/lib/dpkg/status" || true; }
@@ -139,11 +143,14 @@ timed "$work/warmup.log" "$bin" --store "$store" build --json -o "$work/out-warm
 rm -rf "$work/out-warmup"
 
 cold=() warm=() cold_log=() warm_log=()
-for ((r = 1; r <= runs; r++)); do
+osbuild_run() { # $1 = run number
+    local r=$1 t
     rm -rf "$store/objects" "$store/refs" "$store/tmp"
+    settle
     say "osbuild: cold build $r/$runs (warm package cache)"
     t=$(timed "$work/cold-$r.log" "$bin" --store "$store" build --json -o "$work/out-cold" "$manifest")
     cold+=("$t") cold_log+=("$work/cold-$r.log")
+    settle
     say "osbuild: warm rebuild $r/$runs (last stage changed)"
     t=$(timed "$work/warm-$r.log" "$bin" --store "$store" build --json -o "$work/out-warm" "$work/variant.json")
     warm+=("$t") warm_log+=("$work/warm-$r.log")
@@ -159,7 +166,7 @@ for ((r = 1; r <= runs; r++)); do
             sed "s|^|$store/objects/|; s|\$|/tree|" | xargs du -scm | tail -n 1 | cut -f1)
     fi
     rm -rf "$work/out-cold" "$work/out-warm"
-done
+}
 
 # --- the floor: the same steps by hand --------------------------------------
 say "floor: preparing the package cache copy (untimed)"
@@ -252,9 +259,10 @@ floor_convert() { # $1 = raw, $2 = qcow2
 }
 
 floor=() floor_mm=() floor_disk_t=() floor_conv=()
-for ((r = 1; r <= runs; r++)); do
+floor_run() { # $1 = run number
+    local r=$1 f=$work/floor-$1 a b c
+    settle
     say "floor: run $r/$runs"
-    f=$work/floor-$r
     mkdir -p "$f/tmp"
     a=$(timed "$f/mmdebstrap.log" floor_tree "$f/tree")
     b=$(timed "$f/disk.log" floor_disk "$f/tree" "$f/disk.raw" "$f/tmp")
@@ -267,7 +275,7 @@ for ((r = 1; r <= runs; r++)); do
         floor_initrd=$(ls "$f/tree/boot" | grep -c '^initrd.img-' || true)
     fi
     rm -rf "$f"
-done
+}
 
 # --- mkosi ---------------------------------------------------------------------
 mk_total=() mk_only=() mk_initrd=()
@@ -294,31 +302,42 @@ if [ -z "$mkosi_skip" ] && command -v mkosi > /dev/null; then
             chroot "$mk/out" update-initramfs -c -k "$v"
         done
     }
+    mkosi_run() { # $1 = run number
+        local r=$1 a b
+        settle
+        say "mkosi: run $r/$runs"
+        a=$(timed "$mk/build-$r.log" mkosi_build)
+        b=$(timed "$mk/initrd-$r.log" mkosi_initrd)
+        mk_only+=("$a") mk_initrd+=("$b") mk_total+=("$((a + b))")
+        if [ "$r" = "$runs" ]; then
+            mk_pkgs=$(installed "$mk/out")
+            mk_du=$(du -sm "$mk/out" | cut -f1)
+            mk_reused=$(grep -c '^I: Validating' "$mk/build-$r.log" || true)
+            # debootstrap's "I: Retrieving PKG VERSION" and apt's
+            # "Get:N URL SUITE/COMP ARCH PKG ARCH VERSION [SIZE]" lines.
+            mk_fetched=$(awk '/^I: Retrieving / && !/Release|Packages/ { n++ }
+                $1 ~ /^Get:/ && NF >= 9 { n++ } END { print n + 0 }' "$mk/build-$r.log")
+        fi
+        rm -rf "$mk/out" "$mk/out.manifest" "$mk/ws"
+    }
     say "mkosi: untimed warm-up build (fills its package cache)"
     if timed "$mk/warmup.log" mkosi_build > /dev/null; then
         rm -rf "$mk/out" "$mk/out.manifest" "$mk/ws"
-        for ((r = 1; r <= runs; r++)); do
-            say "mkosi: run $r/$runs"
-            a=$(timed "$mk/build-$r.log" mkosi_build)
-            b=$(timed "$mk/initrd-$r.log" mkosi_initrd)
-            mk_only+=("$a") mk_initrd+=("$b") mk_total+=("$((a + b))")
-            if [ "$r" = "$runs" ]; then
-                mk_pkgs=$(installed "$mk/out")
-                mk_du=$(du -sm "$mk/out" | cut -f1)
-                mk_reused=$(grep -c '^I: Validating' "$mk/build-$r.log" || true)
-                # debootstrap's "I: Retrieving PKG VERSION" and apt's
-                # "Get:N URL SUITE/COMP ARCH PKG ARCH VERSION [SIZE]" lines.
-                mk_fetched=$(awk '/^I: Retrieving / && !/Release|Packages/ { n++ }
-                    $1 ~ /^Get:/ && NF >= 9 { n++ } END { print n + 0 }' "$mk/build-$r.log")
-            fi
-            rm -rf "$mk/out" "$mk/out.manifest" "$mk/ws"
-        done
     else
         mkosi_skip="mkosi failed (see above)"
     fi
 elif [ -z "$mkosi_skip" ]; then
     mkosi_skip="mkosi is not installed"
 fi
+
+# --- the runs, interleaved ------------------------------------------------------
+# One round of each in turn, so a slow spell of the machine (its timings drift
+# by a third from one minute to the next) falls on all of them alike.
+for ((r = 1; r <= runs; r++)); do
+    osbuild_run "$r"
+    floor_run "$r"
+    [ -n "$mkosi_skip" ] || mkosi_run "$r"
+done
 
 # --- report --------------------------------------------------------------------
 med() { printf '%s\n' "$@" | median; }

@@ -10,14 +10,22 @@
 //! cache, shared by every build on the store). Downloaded packages live in
 //! `debs/<sha256>.deb` there, keyed by the SHA256 the signed Packages index
 //! gives for them, so a file is only ever stored under the hash apt verified
-//! it against. Before apt runs, the stage asks apt which files it would
-//! download (`--print-uris`, which gives file name, size and SHA256) and
-//! copies those found in the cache into the tree's `var/cache/apt/archives`,
-//! where apt takes them as already downloaded; afterwards it stores the newly
-//! downloaded ones (to a temporary name, then renamed: concurrent builds never
-//! see half a file) and empties `var/cache/apt/archives`, so no package file
-//! ends up in the stored tree. A copy rather than a hard link: the cache and
-//! the tree are different mounts.
+//! it against. Before apt runs, the stage works out which files it will
+//! install and copies those found in the cache into the tree's
+//! `var/cache/apt/archives`, where apt takes them as already downloaded;
+//! afterwards it stores the newly downloaded ones (to a temporary name, then
+//! renamed: concurrent builds never see half a file) and empties
+//! `var/cache/apt/archives`, so no package file ends up in the stored tree. A
+//! copy rather than a hard link: the cache and the tree are different mounts.
+//!
+//! Which files: the cache's `sets/<key>` records the package files a run
+//! installed, under a key over everything that decided them (see
+//! `Apt::set_key` and the debootstrap stage's); a run with the same key seeds
+//! exactly those. Otherwise apt is asked (`--print-uris`, which gives file
+//! name, size and SHA256), which costs a dependency resolution (about half a
+//! second, more for the bootstrap's separate apt). apt trusts a file already
+//! in `archives` on its name and size, so after the run every seeded file is
+//! checked against the updated index (`keep_downloads`).
 //!
 //! The package lists (`var/lib/apt/lists`) are removed from the tree at the
 //! end too (tens of MB, stale as soon as the mirror moves on, and every apt
@@ -281,20 +289,30 @@ impl Apt {
 
         let recommends = format!("APT::Install-Recommends={}", self.recommends);
         let transaction = self.transaction();
-        let uris = match &cache {
+        let archives = tree.join("var/cache/apt/archives");
+        let key = match &cache {
+            Some(_) => self.set_key(tree, &recommends)?,
+            None => String::new(),
+        };
+        let seeded = match &cache {
             None => Vec::new(),
-            Some(cache) => {
-                let out = output(
-                    chroot_cmd(tree, "/usr/bin/apt-get")
-                        .args(["-qq", "-y", "--print-uris", "-o", &recommends, "install", "--"])
-                        .args(&transaction),
-                    "apt-get --print-uris",
-                )?;
-                let mut uris = parse_print_uris(&out);
-                crate::debootstrap::fill_sha256(tree, &mut uris)?;
-                cache.seed(&uris, &tree.join("var/cache/apt/archives"))?;
-                uris
-            }
+            Some(cache) => match cache.recorded(&key) {
+                Some(set) => {
+                    println!("package cache: the package set of an earlier run on this tree");
+                    cache.seed(&set, &archives)?
+                }
+                None => {
+                    let out = output(
+                        chroot_cmd(tree, "/usr/bin/apt-get")
+                            .args(["-qq", "-y", "--print-uris", "-o", &recommends, "install", "--"])
+                            .args(&transaction),
+                        "apt-get --print-uris",
+                    )?;
+                    let mut uris = parse_print_uris(&out);
+                    crate::debootstrap::fill_sha256(tree, &mut uris)?;
+                    cache.seed(&uris, &archives)?
+                }
+            },
         };
 
         let before = kernels(tree);
@@ -309,9 +327,44 @@ impl Apt {
         env.new_kernels = kernels(tree).difference(&before).cloned().collect();
 
         if let Some(cache) = &cache {
-            cache.store(&uris, &tree.join("var/cache/apt/archives"))?;
+            keep_downloads(cache, tree, &key, &seeded)?;
         }
         Ok(())
+    }
+
+    /// What decides the packages this stage installs: the tree's installed
+    /// packages, its apt sources and preferences, and the transaction.
+    fn set_key(&self, tree: &Path, recommends: &str) -> Result<String, StageError> {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            recommends.as_bytes().to_vec(),
+            self.transaction().join(" ").into_bytes(),
+        ];
+        for name in [
+            "var/lib/dpkg/status",
+            "etc/apt/sources.list",
+            "etc/apt/sources.list.d",
+            "etc/apt/preferences",
+            "etc/apt/preferences.d",
+        ] {
+            inputs.push(name.as_bytes().to_vec());
+            let path = tree.join(name);
+            if path.is_dir() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+                    .at(&path)?
+                    .flatten()
+                    .map(|e| e.path())
+                    .collect();
+                files.sort();
+                for f in files {
+                    inputs.push(f.file_name().unwrap_or_default().as_encoded_bytes().to_vec());
+                    inputs.push(std::fs::read(&f).unwrap_or_default());
+                }
+            } else {
+                inputs.push(std::fs::read(&path).unwrap_or_default());
+            }
+        }
+        let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        Ok(set_key("org.osbuild.apt", &refs))
     }
 }
 
@@ -617,10 +670,11 @@ pub(crate) fn parse_print_uris(out: &str) -> Vec<Download> {
         .collect()
 }
 
-/// The `deb` cache: `debs/<sha256>.deb` and `lists/`.
+/// The `deb` cache: `debs/<sha256>.deb`, `lists/` and `sets/<key>`.
 pub(crate) struct DebCache {
     debs: PathBuf,
     lists: PathBuf,
+    sets: PathBuf,
 }
 
 #[cfg(test)]
@@ -636,8 +690,9 @@ impl DebCache {
         let cache = DebCache {
             debs: root.join("debs"),
             lists: root.join("lists"),
+            sets: root.join("sets"),
         };
-        for d in [&cache.debs, &cache.lists] {
+        for d in [&cache.debs, &cache.lists, &cache.sets] {
             std::fs::create_dir_all(d).at(d)?;
         }
         Ok(cache)
@@ -647,21 +702,22 @@ impl DebCache {
         self.debs.join(format!("{sha256}.deb"))
     }
 
-    /// Copies the cached ones of `wanted` into `archives`; logs and returns (hits, misses).
-    pub(crate) fn seed(&self, wanted: &[Download], archives: &Path) -> Result<(usize, usize), StageError> {
+    /// Copies the cached ones of `wanted` into `archives`; logs them and
+    /// returns those copied.
+    pub(crate) fn seed(&self, wanted: &[Download], archives: &Path) -> Result<Vec<Download>, StageError> {
         std::fs::create_dir_all(archives.join("partial")).at(archives)?;
-        let (mut hits, mut misses, mut bytes) = (0, 0, 0);
+        let mut copied = Vec::new();
+        let mut bytes = 0;
         for d in wanted {
             let src = self.path(&d.sha256);
             let dest = archives.join(&d.file);
             let cached = !d.sha256.is_empty() && std::fs::metadata(&src).is_ok_and(|m| m.len() == d.size);
             if cached && std::fs::copy(&src, &dest).at(&dest)? == d.size {
-                hits += 1;
                 bytes += d.size;
-            } else {
-                misses += 1;
+                copied.push(d.clone());
             }
         }
+        let (hits, misses) = (copied.len(), wanted.len() - copied.len());
         println!(
             "package cache: {hits} of {} packages from the cache ({} MB), {misses} not cached",
             wanted.len(),
@@ -669,7 +725,40 @@ impl DebCache {
         );
         #[cfg(test)]
         LAST_SEED.with(|c| c.set((hits, misses)));
-        Ok((hits, misses))
+        Ok(copied)
+    }
+
+    /// The package files a stage installed the last time it ran with the
+    /// same inputs (`key`), if it has run.
+    pub(crate) fn recorded(&self, key: &str) -> Option<Vec<Download>> {
+        let text = std::fs::read_to_string(self.sets.join(key)).ok()?;
+        text.lines()
+            .map(|l| {
+                let mut w = l.split(' ');
+                let (sha256, size, file) = (w.next()?, w.next()?.parse().ok()?, w.next()?);
+                let valid = sha256.len() == 64 && file.ends_with(".deb") && !file.contains('/');
+                valid.then(|| Download {
+                    file: file.into(),
+                    size,
+                    sha256: sha256.into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Records the package files a stage installed, for its next run with
+    /// the same inputs.
+    pub(crate) fn record(&self, key: &str, installed: &[Download]) -> StageResult {
+        let text: String = installed
+            .iter()
+            .filter(|d| !d.sha256.is_empty())
+            .map(|d| format!("{} {} {}\n", d.sha256, d.size, d.file))
+            .collect();
+        let dest = self.sets.join(key);
+        let tmp = self.sets.join(format!(".{key}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, text).at(&tmp)?;
+        std::fs::rename(&tmp, &dest).at(&dest)?;
+        Ok(())
     }
 
     /// Stores the files of `got` found in `archives` that the cache lacks.
@@ -703,6 +792,85 @@ impl DebCache {
     pub(crate) fn lists_out(&self, tree: &Path) -> StageResult {
         copy_files(&tree.join("var/lib/apt/lists"), &self.lists)
     }
+}
+
+/// The key under which the cache records a stage's package set: a SHA256
+/// over everything that decides what the package tool installs.
+pub(crate) fn set_key(stage: &str, inputs: &[&[u8]]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(stage.as_bytes());
+    for i in inputs {
+        h.update((i.len() as u64).to_le_bytes());
+        h.update(i);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// After mmdebstrap or apt ran with `seeded` taken from the cache: checks that
+/// each of those is the file the (now current) index names, stores the new
+/// downloads, and records which package files the tree now has installed.
+///
+/// apt takes a file already in `var/cache/apt/archives` on its name and size
+/// alone, so a cached file whose name the index now gives to other contents
+/// would be installed unverified: that fails the stage. (A Debian archive
+/// never reuses a file name, so this guards against a damaged cache.)
+pub(crate) fn keep_downloads(cache: &DebCache, tree: &Path, key: &str, seeded: &[Download]) -> StageResult {
+    let archives = tree.join("var/cache/apt/archives");
+    let index = crate::debootstrap::package_index(tree, None)?;
+    check_seeded(seeded, &index)?;
+    let installed = installed_files(tree)?;
+    let used: Vec<Download> = std::fs::read_dir(&archives)
+        .at(&archives)?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            installed.contains(&name).then(|| index.get(&name).cloned())?
+        })
+        .collect();
+    cache.store(&used, &archives)?;
+    cache.record(key, &used)
+}
+
+fn check_seeded(seeded: &[Download], index: &std::collections::BTreeMap<String, Download>) -> StageResult {
+    for d in seeded {
+        if let Some(i) = index.get(&d.file) {
+            if i.sha256 != d.sha256 || i.size != d.size {
+                return Err(format!(
+                    "the package cache gave {} with SHA256 {}, but the index says {}: \
+                     the cache is damaged (remove the store's cache/deb)",
+                    d.file, d.sha256, i.sha256
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The archive file names (`NAME_VERSION_ARCH.deb`) of the packages dpkg
+/// has installed in the tree.
+fn installed_files(tree: &Path) -> Result<BTreeSet<String>, StageError> {
+    let path = tree.join("var/lib/dpkg/status");
+    let text = std::fs::read_to_string(&path).at(&path)?;
+    Ok(text
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let field = |k: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k)?.strip_prefix(':').map(str::trim))
+            };
+            if field("Status")? != "install ok installed" {
+                return None;
+            }
+            Some(crate::debootstrap::archive_file(
+                field("Package")?,
+                field("Version")?,
+                field("Architecture")?,
+            ))
+        })
+        .collect())
 }
 
 /// Copies the regular files of `from` to `to` (atomically, keeping the
@@ -847,19 +1015,61 @@ mod tests {
             size: 3,
             sha256: sha.clone(),
         }];
-        assert_eq!(cache.seed(&d, &archives).unwrap(), (0, 1));
+        assert_eq!(cache.seed(&d, &archives).unwrap(), vec![]);
         std::fs::write(archives.join("x_1_all.deb"), "abc").unwrap();
         assert_eq!(cache.store(&d, &archives).unwrap(), 1);
         assert_eq!(cache.store(&d, &archives).unwrap(), 0, "already cached");
         std::fs::remove_file(archives.join("x_1_all.deb")).unwrap();
-        assert_eq!(cache.seed(&d, &archives).unwrap(), (1, 0));
+        assert_eq!(cache.seed(&d, &archives).unwrap(), d);
         assert_eq!(std::fs::read_to_string(archives.join("x_1_all.deb")).unwrap(), "abc");
         // A size that does not match is never taken from the cache.
         let wrong = vec![Download {
             size: 4,
             ..d[0].clone()
         }];
-        assert_eq!(cache.seed(&wrong, &archives).unwrap(), (0, 1));
+        assert_eq!(cache.seed(&wrong, &archives).unwrap(), vec![]);
+
+        // Recorded sets round-trip; an unknown key has none.
+        assert_eq!(cache.recorded("k"), None);
+        cache.record("k", &d).unwrap();
+        assert_eq!(cache.recorded("k"), Some(d.clone()));
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn seeded_files_must_match_the_index() {
+        let d = |file: &str, sha: char| Download {
+            file: file.into(),
+            size: 3,
+            sha256: sha.to_string().repeat(64),
+        };
+        let index: std::collections::BTreeMap<String, Download> =
+            [("x_1_all.deb".to_string(), d("x_1_all.deb", 'a'))].into();
+        assert!(check_seeded(&[d("x_1_all.deb", 'a')], &index).is_ok());
+        assert!(
+            check_seeded(&[d("y_1_all.deb", 'b')], &index).is_ok(),
+            "not in the index: not used"
+        );
+        let err = check_seeded(&[d("x_1_all.deb", 'b')], &index).unwrap_err();
+        assert!(err.to_string().contains("x_1_all.deb"), "{err}");
+    }
+
+    #[test]
+    fn installed_archive_files() {
+        let tree = std::env::temp_dir().join(format!("osbuild-dpkg-status-{}", std::process::id()));
+        std::fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
+        std::fs::write(
+            tree.join("var/lib/dpkg/status"),
+            "Package: login\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:4.13+dfsg1-1\n\n\
+             Package: gone\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1.0\n\n\
+             Package: tzdata\nStatus: install ok installed\nArchitecture: all\nVersion: 2024a-0\n",
+        )
+        .unwrap();
+        let files = installed_files(&tree).unwrap();
+        std::fs::remove_dir_all(&tree).unwrap();
+        assert_eq!(
+            files.into_iter().collect::<Vec<_>>(),
+            ["login_1%3a4.13+dfsg1-1_amd64.deb", "tzdata_2024a-0_all.deb"]
+        );
     }
 }

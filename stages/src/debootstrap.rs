@@ -4,11 +4,12 @@
 //! tree. It runs in root mode without mounting anything (the stage has no
 //! CAP_SYS_ADMIN), with dpkg's `--force-unsafe-io`, and shares downloaded
 //! packages with `org.osbuild.apt` through the `deb` cache (see `apt.rs`):
-//! before mmdebstrap runs, the build root's apt works out the package set
-//! from the package lists and the cached files of it are copied into the
-//! tree's `var/cache/apt/archives`, where mmdebstrap takes them as already
-//! downloaded; afterwards the new downloads go to the cache, keyed by the
-//! SHA256 of the Packages index.
+//! before mmdebstrap runs, the cached files of the package set are copied
+//! into the tree's `var/cache/apt/archives`, where mmdebstrap takes them as
+//! already downloaded. The package set is the one an earlier run with the
+//! same options recorded, or else what the build root's apt works out from
+//! the package lists; afterwards the new downloads go to the cache, keyed by
+//! the SHA256 of the Packages index.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -16,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
-use crate::apt::{clean_apt_dirs, clean_env, output, parse_print_uris, run, DebCache, Download, PackageName};
+use crate::apt::{
+    clean_apt_dirs, clean_env, keep_downloads, output, parse_print_uris, run, set_key, DebCache, Download, PackageName,
+};
 
 /// Creates a base Debian system in the (empty) tree.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -151,10 +154,24 @@ impl Options for Debootstrap {
         );
 
         let cache = ctx.cache.as_deref().map(DebCache::open).transpose()?;
+        let names: Vec<&str> = self.packages.iter().map(|p| p.0.as_str()).collect();
+        let key = set_key(
+            "org.osbuild.debootstrap",
+            &[
+                self.suite.as_bytes(),
+                self.variant.name().as_bytes(),
+                self.components.join(" ").as_bytes(),
+                names.join(" ").as_bytes(),
+                arch.as_bytes(),
+                mirror.as_bytes(),
+            ],
+        );
+        let mut seeded = Vec::new();
         if let Some(cache) = &cache {
             // Only an optimisation: on failure, mmdebstrap downloads everything.
-            if let Err(e) = self.seed(cache, tree, &arch, &mirror) {
-                println!("package cache not used: {e}");
+            match self.seed(cache, &key, tree, &arch, &mirror) {
+                Ok(s) => seeded = s,
+                Err(e) => println!("package cache not used: {e}"),
             }
         }
 
@@ -185,14 +202,7 @@ impl Options for Debootstrap {
         run(&mut cmd, "mmdebstrap")?;
 
         if let Some(cache) = &cache {
-            let index = package_index(tree, None)?;
-            let got: Vec<Download> = std::fs::read_dir(tree.join("var/cache/apt/archives"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| index.get(e.file_name().to_str()?).cloned())
-                .collect();
-            cache.store(&got, &tree.join("var/cache/apt/archives"))?;
+            keep_downloads(cache, tree, &key, &seeded)?;
             cache.lists_out(tree)?;
         }
         clean_apt_dirs(tree)?;
@@ -202,18 +212,34 @@ impl Options for Debootstrap {
 }
 
 impl Debootstrap {
-    /// Works out the package set with the build root's apt (using the tree's
-    /// apt directories, so mmdebstrap's own `apt-get update` then finds the
-    /// lists current) and copies the cached packages of it into the tree.
-    fn seed(&self, cache: &DebCache, tree: &Path, arch: &str, mirror: &str) -> StageResult {
+    /// Copies the packages mmdebstrap will install from the cache into the
+    /// tree, with the cached package lists (so mmdebstrap's own `apt-get
+    /// update` only checks they are current). Which packages: those an
+    /// earlier run with the same options installed, as recorded in the cache;
+    /// else the set the build root's apt works out, which takes a second or two.
+    fn seed(
+        &self,
+        cache: &DebCache,
+        key: &str,
+        tree: &Path,
+        arch: &str,
+        mirror: &str,
+    ) -> Result<Vec<Download>, StageError> {
+        cache.lists_in(tree)?;
+        if let Some(set) = cache.recorded(key) {
+            println!("package cache: the package set of an earlier run with these options");
+            return cache.seed(&set, &tree.join("var/cache/apt/archives"));
+        }
         let tmp = std::env::temp_dir().join(format!("osbuild-debootstrap-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        let result = self.seed_in(cache, tree, arch, mirror, &tmp);
+        let result = self.resolve(tree, arch, mirror, &tmp);
         let _ = std::fs::remove_dir_all(&tmp);
-        result
+        cache.seed(&result?, &tree.join("var/cache/apt/archives"))
     }
 
-    fn seed_in(&self, cache: &DebCache, tree: &Path, arch: &str, mirror: &str, tmp: &Path) -> StageResult {
+    /// The package files mmdebstrap would download, as the build root's apt
+    /// works them out from the tree's package lists.
+    fn resolve(&self, tree: &Path, arch: &str, mirror: &str, tmp: &Path) -> Result<Vec<Download>, StageError> {
         for d in ["etc/apt.conf.d", "etc/preferences.d", "log"] {
             std::fs::create_dir_all(tmp.join(d)).at(tmp)?;
         }
@@ -247,7 +273,6 @@ impl Debootstrap {
         );
         let conf_path = tmp.join("apt.conf");
         std::fs::write(&conf_path, conf).at(&conf_path)?;
-        cache.lists_in(tree)?;
         let apt = |args: &[&str]| {
             let mut cmd = Command::new("/usr/bin/apt-get");
             clean_env(&mut cmd).env("APT_CONFIG", &conf_path).args(args);
@@ -276,8 +301,7 @@ impl Debootstrap {
         let out = output(&mut apt(&args), "apt-get --print-uris (package cache)")?;
         let mut wanted = parse_print_uris(&out);
         fill_sha256(tree, &mut wanted)?;
-        cache.seed(&wanted, &tree.join("var/cache/apt/archives"))?;
-        Ok(())
+        Ok(wanted)
     }
 }
 
@@ -319,10 +343,14 @@ pub(crate) struct Package {
 }
 
 impl Package {
-    /// The file name apt gives the package in `var/cache/apt/archives`.
     fn archive_file(&self) -> String {
-        format!("{}_{}_{}.deb", self.name, self.version.replace(':', "%3a"), self.arch)
+        archive_file(&self.name, &self.version, &self.arch)
     }
+}
+
+/// The file name apt gives a package in `var/cache/apt/archives`.
+pub(crate) fn archive_file(name: &str, version: &str, arch: &str) -> String {
+    format!("{name}_{}_{arch}.deb", version.replace(':', "%3a"))
 }
 
 /// Calls `f` for each stanza of each (uncompressed) `*_Packages` list in the tree.
@@ -381,7 +409,10 @@ pub(crate) fn parse_packages(r: impl BufRead, f: &mut impl FnMut(&Package)) -> s
 
 /// Archive file name to its download (size, SHA256), from the tree's lists;
 /// only the names in `only`, if given.
-fn package_index(tree: &Path, only: Option<&BTreeSet<String>>) -> Result<BTreeMap<String, Download>, StageError> {
+pub(crate) fn package_index(
+    tree: &Path,
+    only: Option<&BTreeSet<String>>,
+) -> Result<BTreeMap<String, Download>, StageError> {
     let mut index = BTreeMap::new();
     for_each_package(tree, |p| {
         if p.sha256.len() == 64 {
