@@ -393,6 +393,19 @@ fn build_runs_a_pipeline_and_stores_it() {
         .filter(|l| l.contains("org.osbuild.") && l.contains("stored"))
         .count();
     assert_eq!(stored, 4, "{screen}");
+
+    // Without EXPR: every emitted image, each in its own directory.
+    r.line("emit(p);");
+    r.line("let q = p; q.name = \"other\";");
+    r.line("q.stage(\"org.osbuild.hostname\", #{ hostname: \"other\" }); emit(q);");
+    let all = s.path("all");
+    let prompts = r.prompts();
+    r.type_text(&format!(":build -o {}", all.display()));
+    r.send("\r");
+    let screen = r.wait_for_n(PROMPT, prompts + 1);
+    assert!(screen.contains("image other:"), "{screen}");
+    assert!(all.join("tiny/tiny.tar").is_file(), "{screen}");
+    assert!(all.join("other/tiny.tar").is_file(), "{screen}");
     r.line("1 + 1");
     r.wait_for("=> 2");
     r.quit();

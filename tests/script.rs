@@ -488,6 +488,35 @@ fn inspect_takes_a_script() {
     assert!(String::from_utf8_lossy(&text.stdout).contains("main pipeline \"cache\""));
 }
 
+#[test]
+fn an_unknown_base_is_shown_at_the_call_that_names_it() {
+    let s = Scratch::new("script-cli-base");
+    let script = s.write(
+        "based.rhai",
+        "let p = pipeline(\"web\");\n\
+         p.base(\"no-such-tree\");\n\
+         p.stage(\"org.osbuild.mkdir\", #{ paths: [#{ path: \"/srv\" }] });\n\
+         emit(p);\n",
+    );
+    for command in ["inspect", "run"] {
+        let mut cmd = s.osbuild();
+        cmd.arg(command);
+        if command == "run" {
+            cmd.arg("-o").arg(s.path("out"));
+        }
+        let out = cmd.arg(&script).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("web: base \"no-such-tree\" is neither an id nor a name"),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains("not in the store"), "{command}: the label: {stderr}");
+        assert!(stderr.contains("based.rhai:2:"), "{command}: at line 2: {stderr}");
+        assert!(!s.path("out/web").exists(), "{command}: nothing built");
+    }
+}
+
 /// Needs root and the real sandbox.
 #[test]
 fn run_builds_a_fleet_and_its_shared_prefix_once() {

@@ -189,13 +189,11 @@ fn split_output(args: &str) -> (&str, Option<PathBuf>) {
     (args.trim(), None)
 }
 
+/// `:build EXPR [-o DIR]` builds one pipeline (its files in DIR);
+/// `:build [-o DIR]` every emitted image (each in DIR/<image>/), as `osbuild run`.
 fn build(repl: &mut Repl, args: &str) {
     let (expr, output) = split_output(args);
-    if expr.is_empty() {
-        report(plain("repl", ":build needs a pipeline: :build EXPR [-o DIR]"));
-        return;
-    }
-    let manifest = match repl.manifest(expr) {
+    let manifests = match manifests(repl, expr, ":build") {
         Ok(m) => m,
         Err(d) => return report(d),
     };
@@ -213,15 +211,33 @@ fn build(repl: &mut Repl, args: &str) {
             ))
         }
     };
-    let p = match plan(&manifest, Some(&store)) {
-        Ok(p) => p,
-        Err(e) => return report(plain("plan", e.to_string())),
-    };
+    // Plan every image first: a bad base fails before anything is built.
+    for (name, manifest) in &manifests {
+        if let Err(e) = plan(manifest, Some(&store)) {
+            let prefix = name.as_ref().map(|n| format!("{n}: ")).unwrap_or_default();
+            return report(plain("plan", format!("{prefix}{e}")));
+        }
+    }
     let mut monitor = Terminal { verbose: false };
-    // The line editor is not reading now: the terminal is in its normal
-    // mode, so Ctrl-C is a SIGINT, which the executor turns into a clean stop.
-    if let Err(f) = run_plan(&p, &store, repl.session.registry(), &mut monitor, output.as_deref()) {
-        eprintln!("{:?}", f.report);
+    for (name, manifest) in &manifests {
+        // Planned again: an earlier image may have stored shared stages.
+        let p = match plan(manifest, Some(&store)) {
+            Ok(p) => p,
+            Err(e) => return report(plain("plan", e.to_string())),
+        };
+        let dir = match (&output, name) {
+            (Some(out), Some(name)) => Some(out.join(name)),
+            (out, _) => out.clone(),
+        };
+        if let Some(name) = name {
+            println!("image {name}:");
+        }
+        // The line editor is not reading now: the terminal is in its normal
+        // mode, so Ctrl-C is a SIGINT, which the executor turns into a clean stop.
+        if let Err(f) = run_plan(&p, &store, repl.session.registry(), &mut monitor, dir.as_deref()) {
+            eprintln!("{:?}", f.report);
+            return;
+        }
     }
 }
 

@@ -23,7 +23,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":stages", "every stage, or one's options with docs: :stages [NAME]"),
     (":json", "the canonical JSON of a pipeline: :json EXPR"),
     (":inspect", "ids and what is stored: :inspect EXPR"),
-    (":build", "build a pipeline: :build EXPR [-o DIR]"),
+    (
+        ":build",
+        "build a pipeline, or every emitted image: :build [EXPR] [-o DIR]",
+    ),
     (":load", "load a script into the session: :load FILE"),
     (":reset", "clear the session"),
     (":quit", "leave the REPL"),

@@ -81,6 +81,7 @@ impl Session {
             registry: registry.clone(),
             params: params.clone(),
             reads: Mutex::new(BTreeMap::new()),
+            bases: Mutex::new(BTreeMap::new()),
             images: Mutex::new(Vec::new()),
             sources: sources.clone(),
         });

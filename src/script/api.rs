@@ -145,6 +145,8 @@ pub struct State {
     pub params: BTreeMap<String, Param>,
     /// Every parameter key the script read, with where it was first read.
     pub reads: Mutex<BTreeMap<String, Site>>,
+    /// Every `base` the script named, with where it first named it.
+    pub bases: Mutex<BTreeMap<String, Site>>,
     pub images: Mutex<Vec<Emitted>>,
     pub sources: Arc<Sources>,
 }
@@ -373,9 +375,6 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
                 })
                 .collect::<Array>()
         })
-        .register_fn("base", |p: &mut ScriptPipeline, base: &str| {
-            p.base = Some(base.to_string());
-        })
         .register_fn("to_string", |p: &mut ScriptPipeline| describe(p))
         .register_fn("to_debug", |p: &mut ScriptPipeline| describe(p))
         .register_fn("uuid", |name: &str| {
@@ -422,6 +421,21 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
             }
             p.build = Some(Arc::new(build.to_pipeline()));
             Ok(())
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "base",
+        move |ctx: NativeCallContext, p: &mut ScriptPipeline, base: &str| {
+            // Whether the store has it is known only when planning: keep
+            // where it was named, for the diagnostic then.
+            s.bases
+                .lock()
+                .unwrap()
+                .entry(base.to_string())
+                .or_insert_with(|| site(&ctx, &s.sources));
+            p.base = Some(base.to_string());
         },
     );
 

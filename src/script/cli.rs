@@ -10,11 +10,11 @@ use crate::cli::{
     bytes_human, finish, msg, open_store, plan_json, print_plan, run_plan, Common, Failure, EXIT_INVALID,
 };
 use crate::monitor::{Event, JsonLines, Monitor, Terminal};
-use crate::plan::plan;
+use crate::plan::{plan, PlanError};
 use crate::registry::Registry;
 use crate::store::Store;
 
-use super::lower::{lower_file, Lowering};
+use super::lower::{lower_file, Image, Lowering};
 
 /// What `lower`, `run` and `inspect` take.
 pub struct ScriptArgs {
@@ -113,6 +113,18 @@ fn lower_inner(args: &ScriptArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A plan error of one image; an unknown base points at the call that named it.
+fn plan_error(lowering: &Lowering, image: &Image, e: PlanError) -> Failure {
+    let message = format!("{}: {e}", image.name);
+    match &e {
+        PlanError::UnknownBase(base) => match lowering.bases.unknown(base, message.clone()) {
+            Some(d) => Failure::invalid(d),
+            None => Failure::invalid(msg(message)),
+        },
+        _ => Failure::invalid(msg(message)),
+    }
+}
+
 pub fn inspect(args: ScriptArgs) -> i32 {
     finish(inspect_inner(&args))
 }
@@ -123,9 +135,7 @@ fn inspect_inner(args: &ScriptArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::failed(msg(format!("cannot open the store: {e}"))))?;
     let mut plans = Vec::new();
     for image in &lowering.images {
-        plans.push(
-            plan(&image.manifest, store.as_ref()).map_err(|e| Failure::invalid(msg(format!("{}: {e}", image.name))))?,
-        );
+        plans.push(plan(&image.manifest, store.as_ref()).map_err(|e| plan_error(&lowering, image, e))?);
     }
     if args.common.json {
         let docs: Vec<Value> = plans.iter().map(plan_json).collect();
@@ -185,9 +195,7 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
     // Plan everything first: a bad base fails before anything is built.
     let mut plans = Vec::new();
     for image in &lowering.images {
-        plans.push(
-            plan(&image.manifest, Some(&store)).map_err(|e| Failure::invalid(msg(format!("{}: {e}", image.name))))?,
-        );
+        plans.push(plan(&image.manifest, Some(&store)).map_err(|e| plan_error(&lowering, image, e))?);
     }
     let mut inner: Box<dyn Monitor> = if args.common.json {
         Box::new(JsonLines)

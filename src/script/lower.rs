@@ -9,7 +9,7 @@ use rhai::{EvalAltResult, Scope};
 use crate::manifest::Manifest;
 use crate::registry::Registry;
 
-use super::api::{Param, State};
+use super::api::{Needle, Param, Site, State};
 use super::errors::{from_eval, ScriptDiagnostic};
 use super::modules::Sources;
 
@@ -24,6 +24,42 @@ pub struct Image {
 #[derive(Debug, Clone)]
 pub struct Lowering {
     pub images: Vec<Image>,
+    pub bases: Bases,
+}
+
+/// Where the script named each `base`: whether the store has it is only known
+/// when planning, and a diagnostic then points at the call.
+#[derive(Clone)]
+pub struct Bases {
+    sites: BTreeMap<String, Site>,
+    sources: Arc<Sources>,
+}
+
+impl std::fmt::Debug for Bases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.sites.iter().map(|(k, v)| (k, &v.source)))
+            .finish()
+    }
+}
+
+impl Bases {
+    /// A diagnostic at the call that named `base`, which the store lacks.
+    pub fn unknown(&self, base: &str, message: String) -> Option<ScriptDiagnostic> {
+        let site = self.sites.get(base)?;
+        let quoted = serde_json::to_string(base).ok()?;
+        let mut d = ScriptDiagnostic::at(
+            &self.sources,
+            &site.source,
+            site.pos,
+            Some(&Needle::Literal(quoted)),
+            message,
+        );
+        d.code = "osbuild::script::base".into();
+        d.label = Some("not in the store".into());
+        d.help = Some("`osbuild store ls` lists stored trees and their names; build the base first".into());
+        Some(d)
+    }
 }
 
 pub type Failure = Box<ScriptDiagnostic>;
@@ -118,6 +154,7 @@ fn evaluate(
         registry,
         params,
         reads: Mutex::new(BTreeMap::new()),
+        bases: Mutex::new(BTreeMap::new()),
         images: Mutex::new(Vec::new()),
         sources: sources.clone(),
     });
@@ -129,6 +166,7 @@ fn evaluate(
 
     unknown_params(&state, &sources)?;
     let images = std::mem::take(&mut *state.images.lock().unwrap());
+    let base_sites = std::mem::take(&mut *state.bases.lock().unwrap());
     if images.is_empty() {
         return Err(Box::new(ScriptDiagnostic::plain(
             "no-image",
@@ -147,6 +185,10 @@ fn evaluate(
                 },
             })
             .collect(),
+        bases: Bases {
+            sites: base_sites,
+            sources,
+        },
     })
 }
 
