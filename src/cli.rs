@@ -409,7 +409,8 @@ fn store_inner(common: Common, command: StoreCommand) -> Result<(), Failure> {
             if common.json {
                 println!(
                     "{}",
-                    json!({"total_bytes": usage.total_bytes, "objects": usage.objects, "per_object": usage.per_object})
+                    json!({"total_bytes": usage.total_bytes, "objects": usage.objects, "per_object": usage.per_object,
+                        "cache_bytes": usage.cache_bytes})
                 );
             } else {
                 let mut largest: Vec<_> = usage.per_object.iter().collect();
@@ -417,6 +418,7 @@ fn store_inner(common: Common, command: StoreCommand) -> Result<(), Failure> {
                 for (id, bytes) in largest.iter().take(10) {
                     println!("{:>10}  {id}", bytes_human(**bytes));
                 }
+                println!("{:>10}  package caches", bytes_human(usage.cache_bytes));
                 println!(
                     "{:>10}  total in {} objects ({})",
                     bytes_human(usage.total_bytes),
@@ -431,14 +433,18 @@ fn store_inner(common: Common, command: StoreCommand) -> Result<(), Failure> {
             if common.json {
                 println!(
                     "{}",
-                    json!({"removed": report.removed, "kept": report.kept, "freed_bytes": report.freed_bytes})
+                    json!({"removed": report.removed, "kept": report.kept, "freed_bytes": report.freed_bytes,
+                        "cache_files_removed": report.cache_files_removed,
+                        "cache_freed_bytes": report.cache_freed_bytes})
                 );
             } else {
                 println!(
-                    "removed {} objects ({}), kept {}",
+                    "removed {} objects ({}), kept {}; removed {} cache files ({})",
                     report.removed,
                     bytes_human(report.freed_bytes),
-                    report.kept
+                    report.kept,
+                    report.cache_files_removed,
+                    bytes_human(report.cache_freed_bytes)
                 );
             }
         }

@@ -39,6 +39,38 @@ fn gc_keeps_named_trees_and_their_layers() {
 }
 
 #[test]
+fn gc_prunes_package_cache_files_unused_for_keep_days() {
+    let s = Scratch::new("store-gc-cache");
+    let manifest = s.manifest("m.json", &json!({"stages": [{"name": "org.osbuild.noop"}]}));
+    s.build(&manifest, None).ok();
+    let debs = s.store().join("cache/deb/debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    let (old, fresh) = (debs.join("old.deb"), debs.join("fresh.deb"));
+    std::fs::write(&old, vec![1u8; 8192]).unwrap();
+    std::fs::write(&fresh, vec![2u8; 8192]).unwrap();
+    let month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 24 * 3600);
+    let times = std::fs::FileTimes::new()
+        .set_accessed(month_ago)
+        .set_modified(month_ago);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_times(times)
+        .unwrap();
+
+    let du: Value = serde_json::from_str(&stdout(s.osbuild().args(["store", "du", "--json"]))).unwrap();
+    assert!(du["cache_bytes"].as_u64().unwrap() >= 16384, "{du}");
+    let gc: Value = serde_json::from_str(&stdout(s.osbuild().args(["store", "gc", "--json"]))).unwrap();
+    assert_eq!(gc["cache_files_removed"], 1, "{gc}");
+    assert!(!old.exists() && fresh.exists());
+    assert_eq!(s.objects().len(), 1, "a recent object stays");
+    let gc: Value = serde_json::from_str(&stdout(s.osbuild().args(["store", "gc", "--all", "--json"]))).unwrap();
+    assert_eq!(gc["cache_files_removed"], 1, "{gc}");
+    assert!(!fresh.exists());
+}
+
+#[test]
 fn stages_lists_builtins_and_libdir_entries_and_documents_options() {
     let s = Scratch::new("store-stages");
     s.stage("stage", "test.custom", "#!/bin/sh\n", Some(&json!({"summary": "A custom stage", "schema": {"properties": {"size": {"type": "integer", "description": "How big."}}}})));

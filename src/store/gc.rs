@@ -23,6 +23,9 @@ pub struct GcReport {
     pub removed: usize,
     pub kept: usize,
     pub freed_bytes: u64,
+    /// Files removed from the package caches (`cache/<name>`).
+    pub cache_files_removed: usize,
+    pub cache_freed_bytes: u64,
 }
 
 /// Sizes on disk, counting each hard-linked inode once.
@@ -32,6 +35,8 @@ pub struct Usage {
     pub objects: usize,
     /// Per object: bytes of its own directory (its layer, image or log).
     pub per_object: BTreeMap<Id, u64>,
+    /// The package caches (`cache/<name>`), part of the total.
+    pub cache_bytes: u64,
 }
 
 impl Store {
@@ -46,6 +51,8 @@ impl Store {
             usage.per_object.insert(meta.id, bytes);
         }
         usage.total_bytes += dir_bytes(&self.root.join("tmp"), &mut seen)?;
+        usage.cache_bytes = dir_bytes(&self.root.join("cache"), &mut seen)?;
+        usage.total_bytes += usage.cache_bytes;
         Ok(usage)
     }
 
@@ -95,8 +102,40 @@ impl Store {
                 let _ = fs::remove_file(self.root.join("refs").join(super::ref_file(&name)));
             }
         }
+        prune_cache(&self.root.join("cache"), options, &mut report)?;
         Ok(report)
     }
+}
+
+/// Removes the cache files not used within `keep_days` (all of them with
+/// `all`). A cache file only saves a download, so losing one costs time, never
+/// correctness. Used means read or written: the newer of the access time
+/// (which `relatime` still moves once a day) and the modification time (which
+/// the deb cache sets on every use, for file systems mounted `noatime`).
+fn prune_cache(dir: &Path, options: &GcOptions, report: &mut GcReport) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let limit = options.keep_days * 24 * 3600;
+    for entry in entries {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            prune_cache(&entry.path(), options, report)?;
+            continue;
+        }
+        let unused_for =
+            |t: io::Result<std::time::SystemTime>| t.ok().and_then(|t| t.elapsed().ok()).map_or(0, |d| d.as_secs());
+        let idle = unused_for(meta.accessed()).min(unused_for(meta.modified()));
+        if options.all || idle > limit {
+            fs::remove_file(entry.path())?;
+            report.cache_files_removed += 1;
+            report.cache_freed_bytes += meta.blocks() * 512;
+        }
+    }
+    Ok(())
 }
 
 fn dir_bytes(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {

@@ -715,6 +715,10 @@ impl DebCache {
             if cached && std::fs::copy(&src, &dest).at(&dest)? == d.size {
                 bytes += d.size;
                 copied.push(d.clone());
+                // Marks it used for `store gc` (best effort: only a hint).
+                if let Ok(f) = std::fs::File::open(&src) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
             }
         }
         let (hits, misses) = (copied.len(), wanted.len() - copied.len());
