@@ -442,6 +442,34 @@ fn ctrl_c_cancels_a_build_and_returns_to_the_prompt() {
 }
 
 #[test]
+fn an_unknown_base_is_shown_at_the_input_that_names_it() {
+    let s = Scratch::new("repl-base");
+    let out = s
+        .osbuild()
+        .args(["repl"])
+        .env("OSBUILD_REPL_HISTORY", s.path("history"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"let p = pipeline(\"x\");\np.base(\"no-such-tree\");\n:inspect p\n:build p\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("not in the store").count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("p.base(\"no-such-tree\")"),
+        "the input line is shown: {stderr}"
+    );
+}
+
+#[test]
 fn without_a_terminal_it_reads_inputs_from_stdin() {
     let s = Scratch::new("repl-pipe");
     let out = s

@@ -7,7 +7,7 @@ use osbuild_stages::Kind;
 use crate::cli::{print_plan, run_plan};
 use crate::manifest::Manifest;
 use crate::monitor::Terminal;
-use crate::plan::plan;
+use crate::plan::{plan, PlanError};
 use crate::store::Store;
 
 use super::completer::COMMANDS;
@@ -168,13 +168,28 @@ fn inspect(repl: &mut Repl, expr: &str) -> Result<(), Failure> {
         println!("(no store at {} yet: nothing is stored)", repl.store.display());
     }
     for (name, manifest) in manifests {
-        if let Some(name) = name {
+        if let Some(name) = &name {
             println!("image {name}:");
         }
-        let p = plan(&manifest, store.as_ref()).map_err(|e| plain("plan", e.to_string()))?;
+        let p = plan(&manifest, store.as_ref()).map_err(|e| plan_error(repl, name.as_deref(), e))?;
         print_plan(&p, false);
     }
     Ok(())
+}
+
+/// A plan error (of the image `name`); an unknown base points at the input
+/// that named it.
+fn plan_error(repl: &Repl, name: Option<&str>, e: PlanError) -> Failure {
+    let message = match name {
+        Some(name) => format!("{name}: {e}"),
+        None => e.to_string(),
+    };
+    if let PlanError::UnknownBase(base) = &e {
+        if let Some(d) = repl.session.bases().unknown(base, message.clone()) {
+            return Box::new(d);
+        }
+    }
+    plain("plan", message)
 }
 
 /// `EXPR [-o DIR]`: the expression and the output directory.
@@ -214,8 +229,7 @@ fn build(repl: &mut Repl, args: &str) {
     // Plan every image first: a bad base fails before anything is built.
     for (name, manifest) in &manifests {
         if let Err(e) = plan(manifest, Some(&store)) {
-            let prefix = name.as_ref().map(|n| format!("{n}: ")).unwrap_or_default();
-            return report(plain("plan", format!("{prefix}{e}")));
+            return report(plan_error(repl, name.as_deref(), e));
         }
     }
     let mut monitor = Terminal { verbose: false };

@@ -136,6 +136,11 @@ impl Session {
         &self.images
     }
 
+    /// Where the session named each `base`, for a diagnostic when the store lacks one.
+    pub fn bases(&self) -> crate::script::Bases {
+        crate::script::Bases::new(self.state.bases.lock().unwrap().clone(), self.sources.clone())
+    }
+
     /// A name for the next input: `in[N]`.
     pub fn next_input_name(&mut self) -> String {
         self.inputs += 1;

@@ -44,6 +44,10 @@ impl std::fmt::Debug for Bases {
 }
 
 impl Bases {
+    pub fn new(sites: BTreeMap<String, Site>, sources: Arc<Sources>) -> Bases {
+        Bases { sites, sources }
+    }
+
     /// A diagnostic at the call that named `base`, which the store lacks.
     pub fn unknown(&self, base: &str, message: String) -> Option<ScriptDiagnostic> {
         let site = self.sites.get(base)?;
@@ -185,10 +189,7 @@ fn evaluate(
                 },
             })
             .collect(),
-        bases: Bases {
-            sites: base_sites,
-            sources,
-        },
+        bases: Bases::new(base_sites, sources),
     })
 }
 

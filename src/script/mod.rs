@@ -17,7 +17,7 @@ pub mod lower;
 pub mod modules;
 
 pub use errors::ScriptDiagnostic;
-pub use lower::{lower_file, lower_source, lower_source_with_limit, Image, Lowering};
+pub use lower::{lower_file, lower_source, lower_source_with_limit, Bases, Image, Lowering};
 
 /// Whether a path names a script (by its extension) rather than a JSON manifest.
 pub fn is_script(path: &std::path::Path) -> bool {
