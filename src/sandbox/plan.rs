@@ -464,24 +464,35 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
     ops.push(mkdir(run.join("osbuild")));
     let tree = inside(root, TREE);
     ops.push(mkdir(tree.clone()));
-    let lower = lowerdir("t", tree_lower.len(), tree_rw.is_none());
-    let (data, flags) = match tree_rw {
-        // Redirects, metacopy and the index would make `upper` depend on
-        // xattrs pointing into the lower layers; off, it is a plain diff.
-        Some(_) => (
-            format!("lowerdir={lower},upperdir=u,workdir=w,redirect_dir=off,metacopy=off,index=off"),
-            MsFlags::MS_NODEV,
-        ),
-        None => (format!("lowerdir={lower}"), RO | MsFlags::MS_NODEV),
-    };
-    check_data("the tree", &data, tree_lower.len())?;
-    ops.push(Op::Mount {
-        source: Some("overlay".into()),
-        target: tree,
-        fstype: Some("overlay".into()),
-        flags,
-        data: Some(data),
-    });
+    match tree_rw {
+        // Nothing below (the first stage): the upper directory is the whole
+        // tree, so it is bound as it is rather than through overlayfs, which
+        // costs on every file operation (about 5% of a dpkg run).
+        Some((upper, _)) if tree_lower.is_empty() => {
+            ops.push(bind(upper, tree.clone()));
+            ops.push(remount(tree, MsFlags::MS_NODEV));
+        }
+        _ => {
+            let lower = lowerdir("t", tree_lower.len(), tree_rw.is_none());
+            let (data, flags) = match tree_rw {
+                // Redirects, metacopy and the index would make `upper` depend on
+                // xattrs pointing into the lower layers; off, it is a plain diff.
+                Some(_) => (
+                    format!("lowerdir={lower},upperdir=u,workdir=w,redirect_dir=off,metacopy=off,index=off"),
+                    MsFlags::MS_NODEV,
+                ),
+                None => (format!("lowerdir={lower}"), RO | MsFlags::MS_NODEV),
+            };
+            check_data("the tree", &data, tree_lower.len())?;
+            ops.push(Op::Mount {
+                source: Some("overlay".into()),
+                target: tree,
+                fstype: Some("overlay".into()),
+                flags,
+                data: Some(data),
+            });
+        }
+    }
     if let Some(output) = &spec.output {
         let target = inside(root, OUTPUT);
         ops.push(mkdir(target.clone()));
@@ -839,8 +850,11 @@ mod tests {
             } = op
             {
                 if flags.contains(MsFlags::MS_BIND) && source.starts_with("/") && !source.starts_with("/s/") {
+                    // The host's /usr, /etc, /lib64, and the tree's own upper directory.
                     assert!(
-                        ["/usr", "/etc", "/lib64"].iter().any(|p| source == Path::new(p)),
+                        ["/usr", "/etc", "/lib64", "/store/up"]
+                            .iter()
+                            .any(|p| source == Path::new(p)),
                         "host path {} bound",
                         source.display()
                     );
@@ -933,10 +947,19 @@ mod tests {
         assert!(flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NODEV));
         assert!(ops.contains(&mkdir("/s/l/e".into())));
         assert!(ops.contains(&mkdir("/s/l/f".into())));
-        // Writable: the empty dir alone is fine (there is an upper).
+        // Writable with nothing below: the upper directory itself, bound nodev.
         let ops = plan(&spec(BuildRoot::Host, writable(vec![])), &host()).unwrap();
-        let (data, _) = data_of(mount_at(&ops, "/s/root/run/osbuild/tree").unwrap());
-        assert!(data.starts_with("lowerdir=e,upperdir=u,"));
+        match mount_at(&ops, "/s/root/run/osbuild/tree").unwrap() {
+            Op::Mount {
+                source, fstype, flags, ..
+            } => {
+                assert_eq!(source.as_deref(), Some(Path::new("/store/up")));
+                assert_eq!(*fstype, None);
+                assert_eq!(*flags, MsFlags::MS_BIND);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(remount_at(&ops, "/s/root/run/osbuild/tree"), Some(MsFlags::MS_NODEV));
         // A single read-only layer gets an empty dir below it.
         let ops = plan(
             &spec(
