@@ -106,7 +106,7 @@ pub fn convert(raw: &Path, dest: &Path, compression: Compression, version: Versi
 
     // The header cluster, filled in last.
     writer.write(&[0; CLUSTER as usize]).map_err(at(dest))?;
-    writer.count(0, 1);
+    writer.count(0);
 
     let data = clusters_with_data(&src, size).map_err(at(raw))?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
@@ -139,7 +139,7 @@ pub fn convert(raw: &Path, dest: &Path, compression: Compression, version: Versi
             entries[(cluster % L2_ENTRIES) as usize] = entry;
         }
         l1[(table[0].0 / L2_ENTRIES) as usize] = writer.pos | COPIED;
-        writer.count(writer.pos / CLUSTER, 1);
+        writer.count(writer.pos / CLUSTER);
         let bytes: Vec<u8> = entries.iter().flat_map(|e| e.to_be_bytes()).collect();
         writer.write(&bytes).map_err(at(dest))?;
     }
@@ -230,18 +230,18 @@ impl Writer<'_> {
     /// Counts one more reference to a host cluster. A 16-bit count cannot
     /// overflow: the smallest compressed cluster takes over 8 bytes, so fewer
     /// than 8192 share a host cluster.
-    fn count(&mut self, cluster: u64, n: u16) {
+    fn count(&mut self, cluster: u64) {
         let i = cluster as usize;
         if self.refcounts.len() <= i {
             self.refcounts.resize(i + 1, 0);
         }
-        self.refcounts[i] += n;
+        self.refcounts[i] += 1;
     }
 
     /// Counts the clusters of `len` bytes (at least one) from `offset`.
     fn count_clusters(&mut self, offset: u64, len: u64) {
         for c in 0..len.div_ceil(CLUSTER).max(1) {
-            self.count(offset / CLUSTER + c, 1);
+            self.count(offset / CLUSTER + c);
         }
     }
 
@@ -255,7 +255,7 @@ impl Writer<'_> {
             Block::Plain => {
                 self.align()?;
                 let offset = self.pos;
-                self.count(offset / CLUSTER, 1);
+                self.count(offset / CLUSTER);
                 self.write(raw)?;
                 self.summary.plain += 1;
                 offset | COPIED
@@ -267,7 +267,7 @@ impl Writer<'_> {
                 let offset = self.pos;
                 let last = offset + data.len() as u64 - 1;
                 for c in offset / CLUSTER..=last / CLUSTER {
-                    self.count(c, 1);
+                    self.count(c);
                 }
                 self.write(&data)?;
                 self.summary.compressed += 1;

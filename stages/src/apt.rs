@@ -395,6 +395,8 @@ fn kernels(tree: &Path) -> BTreeSet<String> {
 const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
 const INITRAMFS_CALLS: &str = "var/lib/osbuild-update-initramfs.calls";
+/// Where the do-nothing `sync` for update-initramfs lives, in the tree.
+const NOSYNC_DIR: &str = "tmp/osbuild-nosync";
 
 /// What the apt stage puts in place for the build and takes away afterwards:
 /// `policy-rc.d`, the build root's `resolv.conf`, and `update-initramfs`
@@ -505,9 +507,17 @@ impl BuildEnv {
         } else {
             self.new_kernels.clone()
         };
-        for v in versions {
+        // update-initramfs ends with `sync -f` on the new image, which writes
+        // out every dirty page of the file system the store is on, most of
+        // them the packages just unpacked. The tree needs no durability while
+        // it is built (a failed build is thrown away: the reason for dpkg's
+        // --force-unsafe-io too), so a `sync` that does nothing comes first
+        // on its PATH, in the tree's /tmp (removed again).
+        let nosync = self.tree.join(NOSYNC_DIR);
+        write_exec(&nosync.join("sync"), "#!/bin/sh\nexit 0\n")?;
+        let result = versions.iter().try_for_each(|v| {
             if !self.tree.join(format!("boot/vmlinuz-{v}")).exists() {
-                continue;
+                return Ok(());
             }
             let mode = if self.tree.join(format!("boot/initrd.img-{v}")).exists() {
                 "-u"
@@ -515,11 +525,14 @@ impl BuildEnv {
                 "-c"
             };
             run(
-                chroot_cmd(&self.tree, UPDATE_INITRAMFS).args([mode, "-k", &v]),
+                chroot_cmd(&self.tree, UPDATE_INITRAMFS)
+                    .env("PATH", format!("/{NOSYNC_DIR}:{PATH}"))
+                    .args([mode, "-k", v]),
                 &format!("update-initramfs {mode} -k {v}"),
-            )?;
-        }
-        Ok(())
+            )
+        });
+        std::fs::remove_dir_all(&nosync).at(&nosync)?;
+        result
     }
 }
 
@@ -587,10 +600,12 @@ pub(crate) fn chroot_cmd(tree: &Path, program: &str) -> Command {
     cmd
 }
 
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The environment every package tool runs with.
 pub(crate) fn clean_env(cmd: &mut Command) -> &mut Command {
     cmd.env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("PATH", PATH)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
         .env("LC_ALL", "C")
