@@ -488,6 +488,38 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// After an element of an array or object: a comma, which more must
+    /// follow, or the closing bracket `close` (true, consumed).
+    fn closes(&mut self, close: u8, container: &str, element: &str) -> Result<bool, ParseError> {
+        let close_char = char::from(close);
+        match self.peek() {
+            Some(b',') => {
+                let comma = self.pos;
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(close) {
+                    return Err(self.err_at(comma..comma + 1, format!("trailing comma before '{close_char}'")));
+                }
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            None => {
+                let end = self.bytes.len();
+                Err(self.err_at(end..end, format!("unexpected end of input: unclosed {container}")))
+            }
+            Some(_) => Err(self.err_at(
+                self.char_span(self.pos),
+                format!(
+                    "expected ',' or '{close_char}' after {element}, found {}",
+                    self.describe_char(self.pos)
+                ),
+            )),
+        }
+    }
+
     fn array(&mut self, depth: usize) -> Result<Node, ParseError> {
         let depth = self.enter(depth)?;
         let start = self.pos;
@@ -509,35 +541,11 @@ impl<'a> Parser<'a> {
             }
             items.push(self.value(depth)?);
             self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_ws();
-                    if self.peek() == Some(b']') {
-                        return Err(self.err_at(comma..comma + 1, "trailing comma before ']'"));
-                    }
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Node {
-                        span: start..self.pos,
-                        value: NodeValue::Array(items),
-                    });
-                }
-                None => {
-                    let end = self.bytes.len();
-                    return Err(self.err_at(end..end, "unexpected end of input: unclosed array"));
-                }
-                Some(_) => {
-                    return Err(self.err_at(
-                        self.char_span(self.pos),
-                        format!(
-                            "expected ',' or ']' after an array element, found {}",
-                            self.describe_char(self.pos)
-                        ),
-                    ))
-                }
+            if self.closes(b']', "array", "an array element")? {
+                return Ok(Node {
+                    span: start..self.pos,
+                    value: NodeValue::Array(items),
+                });
             }
         }
     }
@@ -614,35 +622,11 @@ impl<'a> Parser<'a> {
             let value = self.value(depth)?;
             members.push(Member { key, key_span, value });
             self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_ws();
-                    if self.peek() == Some(b'}') {
-                        return Err(self.err_at(comma..comma + 1, "trailing comma before '}'"));
-                    }
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Node {
-                        span: start..self.pos,
-                        value: NodeValue::Object(members),
-                    });
-                }
-                None => {
-                    let end = self.bytes.len();
-                    return Err(self.err_at(end..end, "unexpected end of input: unclosed object"));
-                }
-                Some(_) => {
-                    return Err(self.err_at(
-                        self.char_span(self.pos),
-                        format!(
-                            "expected ',' or '}}' after an object member, found {}",
-                            self.describe_char(self.pos)
-                        ),
-                    ))
-                }
+            if self.closes(b'}', "object", "an object member")? {
+                return Ok(Node {
+                    span: start..self.pos,
+                    value: NodeValue::Object(members),
+                });
             }
         }
     }
