@@ -380,10 +380,7 @@ fn build_runs_a_pipeline_and_stores_it() {
     let mut r = Repl::start(&s, &[]);
     tiny_pipeline(&mut r);
     let out = s.path("out");
-    let prompts = r.prompts();
-    r.type_text(&format!(":build p -o {}", out.display()));
-    r.send("\r");
-    let screen = r.wait_for_n(PROMPT, prompts + 1);
+    let screen = r.line(&format!(":build p -o {}", out.display()));
     assert!(screen.contains("build success"), "{screen}");
     assert!(out.join("tiny.tar").is_file(), "{screen}");
     // Everything is stored now.
@@ -399,10 +396,7 @@ fn build_runs_a_pipeline_and_stores_it() {
     r.line("let q = p; q.name = \"other\";");
     r.line("q.stage(\"org.osbuild.hostname\", #{ hostname: \"other\" }); emit(q);");
     let all = s.path("all");
-    let prompts = r.prompts();
-    r.type_text(&format!(":build -o {}", all.display()));
-    r.send("\r");
-    let screen = r.wait_for_n(PROMPT, prompts + 1);
+    let screen = r.line(&format!(":build -o {}", all.display()));
     assert!(screen.contains("image other:"), "{screen}");
     assert!(all.join("tiny/tiny.tar").is_file(), "{screen}");
     assert!(all.join("other/tiny.tar").is_file(), "{screen}");
