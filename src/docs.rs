@@ -105,8 +105,7 @@ pub fn options(schema: &Value, prefix: &str, out: &mut Vec<String>) {
 
 /// A short type description: `string`, `array of object`, `one of "a", "b"`.
 pub fn type_name(schema: &Value) -> String {
-    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        let names: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    if let Some(names) = allowed_values(schema).filter(|v| !v.is_empty()) {
         return format!("one of {}", names.join(", "));
     }
     if let Some(alts) = schema
@@ -134,10 +133,55 @@ pub fn type_name(schema: &Value) -> String {
     }
 }
 
+/// The values a schema allows when it lists them: an `enum`, a `const`, or
+/// alternatives of those (as schemars writes an enum with documented
+/// variants). `null` is left out: optional options say so elsewhere.
+fn allowed_values(schema: &Value) -> Option<Vec<String>> {
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return Some(values.iter().filter(|v| !v.is_null()).map(Value::to_string).collect());
+    }
+    if let Some(value) = schema.get("const") {
+        return Some(if value.is_null() {
+            vec![]
+        } else {
+            vec![value.to_string()]
+        });
+    }
+    let alternatives = schema.get("anyOf").or_else(|| schema.get("oneOf"))?.as_array()?;
+    let mut out = Vec::new();
+    for alt in alternatives {
+        if alt.get("type").and_then(Value::as_str) == Some("null") {
+            continue;
+        }
+        out.extend(allowed_values(alt)?);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn lists_the_values_of_enums_however_written() {
+        let documented = json!({"anyOf": [
+            {"oneOf": [
+                {"enum": ["ext4", "vfat"], "type": "string"},
+                {"const": "xfs", "description": "x", "type": "string"}
+            ]},
+            {"type": "null"}
+        ]});
+        assert_eq!(type_name(&documented), "one of \"ext4\", \"vfat\", \"xfs\"");
+        assert_eq!(
+            type_name(&json!({"enum": ["0.10", "1.1", null]})),
+            "one of \"0.10\", \"1.1\""
+        );
+        assert_eq!(
+            type_name(&json!({"anyOf": [{"type": "string"}, {"type": "integer"}]})),
+            "string or integer"
+        );
+    }
 
     #[test]
     fn renders_nested_options() {
