@@ -44,17 +44,23 @@ const ZSTD_LEVEL: i32 = 3;
 /// stream must not refer further back than that.
 const ZLIB_WINDOW_BITS: u8 = 12;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Cluster compression; as an assembler option, `zlib` is the default (as
+/// in osbuild).
+#[derive(serde::Deserialize, schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum Compression {
-    None,
+    #[default]
     Zlib,
     Zstd,
+    None,
 }
 
-/// The qcow2 version: 2 is qemu's `compat=0.10`, 3 its `compat=1.1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The qcow2 version, named as qemu's `compat` option: 2 is `0.10`, 3 is `1.1`.
+#[derive(serde::Deserialize, schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
+    #[serde(rename = "0.10")]
     V2,
+    #[serde(rename = "1.1")]
     V3,
 }
 

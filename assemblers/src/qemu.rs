@@ -75,13 +75,13 @@ pub struct Qemu {
     /// qcow2 compatibility level: `1.1` (the default: qcow2 version 3, qemu
     /// 1.1 or later) or `0.10` (version 2, any qemu; no zstd).
     #[serde(default)]
-    qcow2_compat: Option<Qcow2Compat>,
+    qcow2_compat: Option<qcow2::Version>,
     /// qcow2 cluster compression: `zlib` (the default, as osbuild; any qemu
     /// reads it; about 4 s for 600 MB of data on 2 cores), `zstd` (about
     /// 1.2 s, a little smaller; needs qemu 5.1 or later to read) or `none`
     /// (about 0.6 s, 3 times larger).
     #[serde(default)]
-    qcow2_compression: Qcow2Compression,
+    qcow2_compression: qcow2::Compression,
     /// VMDK sub-format.
     #[serde(default)]
     vmdk_subformat: Option<VmdkSubformat>,
@@ -108,23 +108,6 @@ pub enum Format {
     /// VHD, fixed size
     #[serde(rename = "vpc")]
     Vpc,
-}
-
-#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Qcow2Compression {
-    #[default]
-    Zlib,
-    Zstd,
-    None,
-}
-
-#[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Qcow2Compat {
-    #[serde(rename = "0.10")]
-    V2,
-    #[serde(rename = "1.1")]
-    V3,
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -533,22 +516,27 @@ impl Qemu {
             "true",
         ];
 
+        // A GRUB image for `format` from the modules in `dir`, with the
+        // early configuration and the modules every platform needs.
+        let mkimage = |format: &str, dir: &Path, out: &Path, platform_modules: &[&str]| {
+            let mut cmd = tool("grub-mkimage", self.source_epoch);
+            cmd.args(["-O", format, "-d"])
+                .arg(dir)
+                .args(["-p", &grub_dir, "-c"])
+                .arg(&early)
+                .arg("-o")
+                .arg(out)
+                .args(platform_modules)
+                .args(common);
+            run(&mut cmd, None)
+        };
         let mut plan = GrubPlan { bios: None, efi: None };
         if want_bios {
             let dir = grub_lib(&ctx.tree, "i386-pc").ok_or(
                 "BIOS boot needs GRUB's i386-pc modules (/usr/lib/grub/i386-pc, package grub-pc-bin) in the tree or the build root",
             )?;
             let core = tmp.join("core.img");
-            let mut cmd = tool("grub-mkimage", self.source_epoch);
-            cmd.args(["-O", "i386-pc", "-d"])
-                .arg(&dir)
-                .args(["-p", &grub_dir, "-c"])
-                .arg(&early)
-                .arg("-o")
-                .arg(&core)
-                .args(["biosdisk", "boot"])
-                .args(common);
-            run(&mut cmd, None)?;
+            mkimage("i386-pc", &dir, &core, &["biosdisk", "boot"])?;
             println!(
                 "grub: i386-pc core from {}, prefix ({}){grub_dir}",
                 dir.display(),
@@ -560,16 +548,7 @@ impl Qemu {
             match grub_lib(&ctx.tree, "x86_64-efi") {
                 Some(dir) => {
                     let efi = tmp.join("BOOTX64.EFI");
-                    let mut cmd = tool("grub-mkimage", self.source_epoch);
-                    cmd.args(["-O", "x86_64-efi", "-d"])
-                        .arg(&dir)
-                        .args(["-p", &grub_dir, "-c"])
-                        .arg(&early)
-                        .arg("-o")
-                        .arg(&efi)
-                        .args(["fat", "efi_gop"])
-                        .args(common);
-                    run(&mut cmd, None)?;
+                    mkimage("x86_64-efi", &dir, &efi, &["fat", "efi_gop"])?;
                     println!("grub: x86_64-efi image from {}", dir.display());
                     plan.efi = Some(efi);
                 }
@@ -681,17 +660,9 @@ impl Qemu {
                 return Ok(());
             }
             Format::Qcow2 => {
-                let compression = match self.qcow2_compression {
-                    Qcow2Compression::Zlib => qcow2::Compression::Zlib,
-                    Qcow2Compression::Zstd => qcow2::Compression::Zstd,
-                    Qcow2Compression::None => qcow2::Compression::None,
-                };
-                let version = match self.qcow2_compat {
-                    Some(Qcow2Compat::V2) => qcow2::Version::V2,
-                    Some(Qcow2Compat::V3) | None => qcow2::Version::V3,
-                };
                 let started = std::time::Instant::now();
-                let s = qcow2::convert(raw.path(), &dest, compression, version)?;
+                let version = self.qcow2_compat.unwrap_or(qcow2::Version::V3);
+                let s = qcow2::convert(raw.path(), &dest, self.qcow2_compression, version)?;
                 println!(
                     "qcow2: {} clusters compressed, {} stored as is, {} zero; {} bytes, {:.1}s",
                     s.compressed,

@@ -126,16 +126,19 @@ fn prune_cache(dir: &Path, options: &GcOptions, report: &mut GcReport) -> io::Re
             prune_cache(&entry.path(), options, report)?;
             continue;
         }
-        let unused_for =
-            |t: io::Result<std::time::SystemTime>| t.ok().and_then(|t| t.elapsed().ok()).map_or(0, |d| d.as_secs());
-        let idle = unused_for(meta.accessed()).min(unused_for(meta.modified()));
-        if options.all || idle > limit {
+        if options.all || idle_secs(&meta) > limit {
             fs::remove_file(entry.path())?;
             report.cache_files_removed += 1;
             report.cache_freed_bytes += meta.blocks() * 512;
         }
     }
     Ok(())
+}
+
+/// Seconds since a file was last read or written.
+fn idle_secs(meta: &fs::Metadata) -> u64 {
+    let since = |t: io::Result<std::time::SystemTime>| t.ok().and_then(|t| t.elapsed().ok()).map_or(0, |d| d.as_secs());
+    since(meta.accessed()).min(since(meta.modified()))
 }
 
 fn dir_bytes(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {

@@ -289,30 +289,13 @@ impl Apt {
 
         let recommends = format!("APT::Install-Recommends={}", self.recommends);
         let transaction = self.transaction();
-        let archives = tree.join("var/cache/apt/archives");
-        let key = match &cache {
-            Some(_) => self.set_key(tree, &recommends)?,
-            None => String::new(),
-        };
-        let seeded = match &cache {
-            None => Vec::new(),
-            Some(cache) => match cache.recorded(&key) {
-                Some(set) => {
-                    println!("package cache: the package set of an earlier run on this tree");
-                    cache.seed(&set, &archives)?
-                }
-                None => {
-                    let out = output(
-                        chroot_cmd(tree, "/usr/bin/apt-get")
-                            .args(["-qq", "-y", "--print-uris", "-o", &recommends, "install", "--"])
-                            .args(&transaction),
-                        "apt-get --print-uris",
-                    )?;
-                    let mut uris = parse_print_uris(&out);
-                    crate::debootstrap::fill_sha256(tree, &mut uris)?;
-                    cache.seed(&uris, &archives)?
-                }
-            },
+        let (key, seeded) = match &cache {
+            None => (String::new(), Vec::new()),
+            Some(cache) => {
+                let key = self.set_key(tree, &recommends)?;
+                let seeded = self.seed(cache, &key, tree, &recommends)?;
+                (key, seeded)
+            }
         };
 
         let before = kernels(tree);
@@ -330,6 +313,26 @@ impl Apt {
             keep_downloads(cache, tree, &key, &seeded)?;
         }
         Ok(())
+    }
+
+    /// Copies the packages apt will install from the cache into the tree:
+    /// those an earlier run on the same tree installed, as recorded in the
+    /// cache; else the ones `apt-get --print-uris` names.
+    fn seed(&self, cache: &DebCache, key: &str, tree: &Path, recommends: &str) -> Result<Vec<Download>, StageError> {
+        let archives = tree.join("var/cache/apt/archives");
+        if let Some(set) = cache.recorded(key) {
+            println!("package cache: the package set of an earlier run on this tree");
+            return cache.seed(&set, &archives);
+        }
+        let out = output(
+            chroot_cmd(tree, "/usr/bin/apt-get")
+                .args(["-qq", "-y", "--print-uris", "-o", recommends, "install", "--"])
+                .args(self.transaction()),
+            "apt-get --print-uris",
+        )?;
+        let mut uris = parse_print_uris(&out);
+        crate::debootstrap::fill_sha256(tree, &mut uris)?;
+        cache.seed(&uris, &archives)
     }
 
     /// What decides the packages this stage installs: the tree's installed
