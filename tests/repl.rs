@@ -435,26 +435,31 @@ fn ctrl_c_cancels_a_build_and_returns_to_the_prompt() {
     r.quit();
 }
 
-#[test]
-fn an_unknown_base_is_shown_at_the_input_that_names_it() {
-    let s = Scratch::new("repl-base");
-    let out = s
-        .osbuild()
-        .args(["repl"])
+/// `osbuild repl ARGS` with `input` on a pipe, not a terminal.
+fn piped_repl(s: &Scratch, args: &[&str], input: &[u8]) -> std::process::Output {
+    s.osbuild()
+        .arg("repl")
+        .args(args)
         .env("OSBUILD_REPL_HISTORY", s.path("history"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .and_then(|mut child| {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b"let p = pipeline(\"x\");\np.base(\"no-such-tree\");\n:inspect p\n:build p\n")?;
+            child.stdin.take().unwrap().write_all(input)?;
             child.wait_with_output()
         })
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn an_unknown_base_is_shown_at_the_input_that_names_it() {
+    let s = Scratch::new("repl-base");
+    let out = piped_repl(
+        &s,
+        &[],
+        b"let p = pipeline(\"x\");\np.base(\"no-such-tree\");\n:inspect p\n:build p\n",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("not in the store").count(), 2, "{stderr}");
     assert!(
@@ -466,21 +471,11 @@ fn an_unknown_base_is_shown_at_the_input_that_names_it() {
 #[test]
 fn without_a_terminal_it_reads_inputs_from_stdin() {
     let s = Scratch::new("repl-pipe");
-    let out = s
-        .osbuild()
-        .args(["repl", "-D", "host=from-the-command-line"])
-        .env("OSBUILD_REPL_HISTORY", s.path("history"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(
-                b"let p = pipeline(\"x\");\np.stage(\"org.osbuild.hostname\", #{\n  hostname: param(\"host\", \"x\")\n});\n:json p\n",
-            )?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let out = piped_repl(
+        &s,
+        &["-D", "host=from-the-command-line"],
+        b"let p = pipeline(\"x\");\np.stage(\"org.osbuild.hostname\", #{\n  hostname: param(\"host\", \"x\")\n});\n:json p\n",
+    );
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
