@@ -27,6 +27,8 @@ pub struct Common {
     pub store: PathBuf,
     pub libdir: Option<PathBuf>,
     pub json: bool,
+    /// What each stage's sandbox may take.
+    pub limits: crate::sandbox::Limits,
 }
 
 pub struct BuildArgs {
@@ -137,7 +139,14 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
     } else {
         Box::new(Terminal { verbose: args.verbose })
     };
-    run_plan(&plan, &store, &registry, monitor.as_mut(), args.output.as_deref())
+    run_plan(
+        &plan,
+        &store,
+        &registry,
+        monitor.as_mut(),
+        args.output.as_deref(),
+        args.common.limits,
+    )
 }
 
 /// Builds a plan and hands its image to `output`; shared by every front-end.
@@ -147,6 +156,7 @@ pub fn run_plan(
     registry: &Registry,
     monitor: &mut dyn Monitor,
     output: Option<&Path>,
+    limits: crate::sandbox::Limits,
 ) -> Result<(), Failure> {
     let started = Instant::now();
     let interrupts = Interrupts::block().map_err(|e| Failure::failed(msg(format!("cannot block signals: {e}"))))?;
@@ -155,6 +165,7 @@ pub fn run_plan(
         registry,
         monitor: &mut *monitor,
         interrupts: &interrupts,
+        limits,
     };
     let result = executor.build(plan);
     let duration_ms = started.elapsed().as_millis() as u64;

@@ -12,12 +12,20 @@ use serde_json::{json, Value};
 use crate::monitor::{Event, Monitor};
 use crate::plan::{Plan, PlannedPipeline, PlannedStage};
 use crate::registry::{Implementation, Registry};
-use crate::sandbox::{self, BuildRoot, Payload, Spec, Tree, CACHE, LIB, OUTPUT, TREE};
+use crate::sandbox::{self, BuildRoot, Limits, Payload, Spec, Tree, CACHE, LIB, OUTPUT, TREE};
 use crate::signals::Interrupts;
 use crate::store::{Claim, ObjectKind, ObjectMeta, Staging, Store};
 
 /// How much of a failed stage's log to show.
 const TAIL_BYTES: usize = 8 * 1024;
+
+/// The most of a stage's log that is kept in the store; the rest is counted
+/// and dropped, so a stage cannot fill the disk by printing.
+pub const LOG_MAX: u64 = 64 << 20;
+
+/// The longest line shown as one log event: a longer one is cut into pieces
+/// of this size, so the reader's memory stays bounded.
+const LINE_MAX: usize = 64 * 1024;
 
 /// Why a build stopped.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +72,8 @@ pub struct Executor<'a> {
     pub registry: &'a Registry,
     pub monitor: &'a mut dyn Monitor,
     pub interrupts: &'a Interrupts,
+    /// What each stage's sandbox may take.
+    pub limits: Limits,
 }
 
 impl Executor<'_> {
@@ -232,6 +242,7 @@ impl Executor<'_> {
             },
             tree_mounts: def.tree_mounts(),
             scratch: staging.scratch(),
+            limits: self.limits,
         };
         let payload = match &def.implementation {
             Implementation::Builtin(builtin) => {
@@ -275,7 +286,12 @@ impl Executor<'_> {
         };
         let running =
             sandbox::spawn(&spec, payload).map_err(|e| BuildError::Io(format!("starting the sandbox: {e}")))?;
-        let mut log = std::fs::File::create(staging.log_path()).map_err(io_err("creating the log"))?;
+        let mut log = LogFile {
+            file: std::fs::File::create(staging.log_path()).map_err(io_err("creating the log"))?,
+            written: 0,
+            dropped: 0,
+            last: b'\n',
+        };
         let mut tail = Vec::new();
         let mut interrupted = None;
         let mut pending = Vec::new();
@@ -309,19 +325,27 @@ impl Executor<'_> {
                 Err(e) => return Err(BuildError::Io(format!("reading the stage's log: {e}"))),
             };
             let chunk = &buf[..n];
-            log.write_all(chunk).map_err(io_err("writing the log"))?;
+            log.write(chunk).map_err(io_err("writing the log"))?;
             tail.extend_from_slice(chunk);
             if tail.len() > 2 * TAIL_BYTES {
                 tail.drain(..tail.len() - TAIL_BYTES);
             }
+            // Emit whole lines, so a character split across reads stays
+            // whole; only the new bytes are searched for the line end, and a
+            // line longer than LINE_MAX goes out in pieces.
+            let end = chunk.iter().rposition(|b| *b == b'\n').map(|i| pending.len() + i);
             pending.extend_from_slice(chunk);
-            // Emit whole lines, so a character split across reads stays whole.
-            if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
-                let lines: Vec<u8> = pending.drain(..=end).collect();
+            let cut = match end {
+                Some(end) => Some(end + 1),
+                None if pending.len() >= LINE_MAX => Some(utf8_boundary(&pending, pending.len())),
+                None => None,
+            };
+            if let Some(cut) = cut.filter(|cut| *cut > 0) {
                 self.monitor.event(&Event::Log {
                     id: &planned.id,
-                    text: &String::from_utf8_lossy(&lines),
+                    text: &String::from_utf8_lossy(&pending[..cut]),
                 });
+                pending.drain(..cut);
             }
         }
         if !pending.is_empty() {
@@ -331,9 +355,35 @@ impl Executor<'_> {
             });
         }
         drop(reader);
-        let code = running.wait().map_err(io_err("waiting for the sandbox"))?;
+        let exit = running.wait().map_err(io_err("waiting for the sandbox"))?;
+        let code = exit.code;
         if let Some(signal) = interrupted {
             return Err(BuildError::Interrupted(signal));
+        }
+        let mut notes = Vec::new();
+        if log.dropped > 0 {
+            notes.push(format!(
+                "osbuild: the log was cut at {} ({} more bytes were printed)",
+                sandbox::show_size(LOG_MAX),
+                log.dropped
+            ));
+        }
+        if let Some(hit) = &exit.limit {
+            notes.push(format!("osbuild: {hit}"));
+        }
+        for note in &notes {
+            let line = if log.last == b'\n' {
+                format!("{note}\n")
+            } else {
+                format!("\n{note}\n")
+            };
+            log.last = b'\n';
+            log.file.write_all(line.as_bytes()).map_err(io_err("writing the log"))?;
+            tail.extend_from_slice(line.as_bytes());
+            self.monitor.event(&Event::Log {
+                id: &planned.id,
+                text: &line,
+            });
         }
         if code != 0 {
             let start = tail.len().saturating_sub(TAIL_BYTES);
@@ -349,6 +399,37 @@ impl Executor<'_> {
         }
         Ok(())
     }
+}
+
+/// A stage's log in the store, cut at [`LOG_MAX`].
+struct LogFile {
+    file: std::fs::File,
+    written: u64,
+    dropped: u64,
+    /// The last byte kept, so a note starts on a line of its own.
+    last: u8,
+}
+
+impl LogFile {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let room = LOG_MAX.saturating_sub(self.written).min(bytes.len() as u64) as usize;
+        self.file.write_all(&bytes[..room])?;
+        self.written += room as u64;
+        self.dropped += (bytes.len() - room) as u64;
+        if room > 0 {
+            self.last = bytes[room - 1];
+        }
+        Ok(())
+    }
+}
+
+/// The largest cut at or below `at` that does not split a UTF-8 character
+/// (at most 3 bytes back; invalid bytes are cut anywhere).
+fn utf8_boundary(bytes: &[u8], at: usize) -> usize {
+    (at.saturating_sub(3)..=at)
+        .rev()
+        .find(|&i| i == bytes.len() || i == 0 || (bytes[i] & 0xC0) != 0x80)
+        .unwrap_or(at)
 }
 
 /// The environment of every stage: fixed, so a build does not depend on who runs it.

@@ -32,6 +32,24 @@ struct CommonOpts {
     /// Print JSON (for `build`: one event per line) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// What each stage's sandbox may take: memory=SIZE (default 4G), pids=N
+    /// (4096), tmp=SIZE (1G, /tmp and /var/tmp each), shm=SIZE (256M); `max`
+    /// for no limit. Repeat for several.
+    #[arg(long = "limit", value_name = "NAME=VALUE", global = true, value_parser = parse_limit)]
+    limits: Vec<String>,
+}
+
+fn parse_limit(spec: &str) -> Result<String, String> {
+    osbuild::sandbox::Limits::default().set(spec)?;
+    Ok(spec.to_string())
+}
+
+fn limits(specs: &[String]) -> osbuild::sandbox::Limits {
+    let mut limits = osbuild::sandbox::Limits::default();
+    for spec in specs {
+        limits.set(spec).expect("checked by clap");
+    }
+    limits
 }
 
 #[derive(Args)]
@@ -125,6 +143,7 @@ enum StoreCmd {
 
 fn common(c: CommonOpts) -> Common {
     Common {
+        limits: limits(&c.limits),
         store: c.store,
         libdir: c.libdir,
         json: c.json,
@@ -179,6 +198,7 @@ fn main() {
             script,
         }) => script_cli::run(script_args(c, define, script, Some(output), verbose)),
         Some(Command::Repl { define, script }) => osbuild::repl::run(osbuild::repl::ReplArgs {
+            limits: limits(&c.limits),
             store: c.store,
             libdir: c.libdir,
             script,

@@ -5,6 +5,7 @@ mod support;
 
 mod assembler_tar;
 mod caching;
+mod hardening;
 mod interrupt;
 mod manifest_errors;
 mod os_image;

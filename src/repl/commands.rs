@@ -248,7 +248,14 @@ fn build(repl: &mut Repl, args: &str) {
         }
         // The line editor is not reading now: the terminal is in its normal
         // mode, so Ctrl-C is a SIGINT, which the executor turns into a clean stop.
-        if let Err(f) = run_plan(&p, &store, repl.session.registry(), &mut monitor, dir.as_deref()) {
+        if let Err(f) = run_plan(
+            &p,
+            &store,
+            repl.session.registry(),
+            &mut monitor,
+            dir.as_deref(),
+            repl.limits,
+        ) {
             eprintln!("{:?}", f.report);
             return;
         }

@@ -48,6 +48,8 @@ use self::session::{Failure, Names, Session};
 pub struct ReplArgs {
     pub store: PathBuf,
     pub libdir: Option<PathBuf>,
+    /// What each stage's sandbox may take in `:build`.
+    pub limits: crate::sandbox::Limits,
     /// A script to load first.
     pub script: Option<PathBuf>,
     /// `-D key=value` parameters, as for `osbuild run` (in a session, a key
@@ -77,6 +79,7 @@ pub fn history_path() -> Option<PathBuf> {
 pub struct Repl {
     pub session: Session,
     pub store: PathBuf,
+    pub limits: crate::sandbox::Limits,
 }
 
 impl Repl {
@@ -284,6 +287,7 @@ pub fn run(args: ReplArgs) -> i32 {
     let mut repl = Repl {
         session,
         store: args.store,
+        limits: args.limits,
     };
     if let Some(script) = &args.script {
         repl.load(script);

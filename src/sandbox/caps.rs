@@ -39,7 +39,9 @@ pub mod cap {
 /// writable mount is nodev and /dev is read-only). Not SYS_ADMIN (no mount or
 /// remount, so read-only stays read-only), DAC_READ_SEARCH (the
 /// `open_by_handle_at` escape), SYS_MODULE, SYS_RAWIO, SYS_PTRACE, SYS_BOOT,
-/// SYS_TIME, NET_ADMIN nor any other.
+/// SYS_TIME, NET_ADMIN, NET_RAW (raw and packet sockets on the host's
+/// interfaces, for a stage with network), NET_BIND_SERVICE (no stage serves)
+/// nor any other.
 pub const KEEP: &[u32] = &[
     cap::CHOWN,
     cap::DAC_OVERRIDE,
@@ -49,17 +51,22 @@ pub const KEEP: &[u32] = &[
     cap::SETGID,
     cap::SETUID,
     cap::SETPCAP,
-    cap::NET_BIND_SERVICE,
-    cap::NET_RAW,
     cap::SYS_CHROOT,
     cap::MKNOD,
     cap::AUDIT_WRITE,
     cap::SETFCAP,
 ];
 
-/// [`KEEP`] as a 64-bit mask.
-pub fn keep_mask() -> u64 {
-    KEEP.iter().fold(0, |mask, cap| mask | (1u64 << cap))
+/// [`KEEP`] as a 64-bit mask; with the host's network, without AUDIT_WRITE
+/// too (the audit socket there is the host's: its log is not the stage's to
+/// write).
+pub fn keep_mask(network: bool) -> u64 {
+    let mask = KEEP.iter().fold(0, |mask, cap| mask | (1u64 << cap));
+    if network {
+        mask & !(1u64 << cap::AUDIT_WRITE)
+    } else {
+        mask
+    }
 }
 
 #[repr(C)]
@@ -80,8 +87,8 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// Drops every capability not in [`KEEP`] from the bounding set, clears the
 /// ambient set, and sets effective = permitted = KEEP, inheritable = none.
-pub fn drop_all_but_keep() -> Result<(), String> {
-    let keep = keep_mask();
+pub fn drop_all_but_keep(network: bool) -> Result<(), String> {
+    let keep = keep_mask(network);
     // The bounding set first: PR_CAPBSET_DROP needs CAP_SETPCAP (kept anyway).
     for cap in 0..64u32 {
         if keep & (1 << cap) != 0 {
@@ -140,7 +147,7 @@ mod tests {
 
     #[test]
     fn keeps_what_packages_need_and_nothing_dangerous() {
-        let mask = keep_mask();
+        let mask = keep_mask(false);
         for kept in [cap::CHOWN, cap::MKNOD, cap::SETFCAP, cap::SYS_CHROOT, cap::DAC_OVERRIDE] {
             assert!(mask & (1 << kept) != 0);
         }
@@ -153,9 +160,12 @@ mod tests {
             cap::SYS_BOOT,
             cap::SYS_TIME,
             cap::NET_ADMIN,
+            cap::NET_RAW,
+            cap::NET_BIND_SERVICE,
         ] {
             assert!(mask & (1 << gone) == 0);
         }
-        assert_eq!(mask.count_ones(), 14);
+        assert_eq!(mask.count_ones(), 12);
+        assert_eq!(keep_mask(true), mask & !(1 << cap::AUDIT_WRITE));
     }
 }

@@ -41,7 +41,9 @@
 //! exits with [`SETUP_FAILED`] (125), which [`Running::wait`] returns.
 
 mod caps;
+mod limits;
 mod plan;
+mod seccomp;
 mod sys;
 
 use std::ffi::CString;
@@ -58,9 +60,12 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 pub use caps::{cap, keep_mask, KEEP};
+pub use limits::{parse_size, show_size, Cgroup, LimitHit, Limits, NAMES as LIMIT_NAMES};
 pub use plan::{
-    expand_top_level, flatten, plan, Cond, EntryKind, HostFacts, Op, PlanError, CACHE, HOSTNAME, LIB, OUTPUT, TREE,
+    expand_top_level, flatten, plan, scratch_filesystems, Cond, EntryKind, HostFacts, Op, PlanError, CACHE, HOSTNAME,
+    HOST_SECRETS, LIB, OUTPUT, TREE,
 };
+pub use seccomp::{REFUSED as SECCOMP_REFUSED, REFUSED_WITH_NEWUSER as SECCOMP_REFUSED_WITH_NEWUSER};
 pub use sys::{execute, RealSys, SetupError, Sys};
 
 /// The exit status of a sandbox whose set-up failed before the payload
@@ -124,6 +129,8 @@ pub struct Spec {
     /// its own mount namespace only, and builds everything there: seen from
     /// the host it stays empty and nothing is written to the caller's disk.
     pub scratch: PathBuf,
+    /// What the sandbox may take: memory, processes, scratch space.
+    pub limits: Limits,
 }
 
 /// What runs in the sandbox.
@@ -152,6 +159,19 @@ pub struct Running {
     /// Read end of the log pipe.
     log: OwnedFd,
     reaped: bool,
+    /// Bounds memory and processes; removed after the sandbox is reaped
+    /// (fields drop after [`Drop::drop`] has run).
+    cgroup: Option<Cgroup>,
+}
+
+/// How a sandbox ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// 0 success, n the payload's exit code, 128+signo a signal, or
+    /// [`SETUP_FAILED`].
+    pub code: i32,
+    /// A limit of its cgroup it ran into (the likely reason it failed).
+    pub limit: Option<LimitHit>,
 }
 
 impl Running {
@@ -175,13 +195,18 @@ impl Running {
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
     }
 
-    /// Wait for the payload's result: Ok(0) success, Ok(n) exit code n,
-    /// signal death as 128+signo, [`SETUP_FAILED`] if the sandbox couldn't be
-    /// set up. The caller reads the log to EOF first, then calls this.
-    pub fn wait(mut self) -> std::io::Result<i32> {
+    /// Wait for the payload's result: code 0 success, n exit code n, signal
+    /// death as 128+signo, [`SETUP_FAILED`] if the sandbox couldn't be set
+    /// up; and a limit it hit. The caller reads the log to EOF first, then
+    /// calls this.
+    pub fn wait(mut self) -> std::io::Result<Exit> {
         let code = reap(self.pid)?;
         self.reaped = true;
-        Ok(code)
+        let limit = match code {
+            0 => None,
+            _ => self.cgroup.as_ref().and_then(Cgroup::hit),
+        };
+        Ok(Exit { code, limit })
     }
 }
 
@@ -273,6 +298,19 @@ pub fn spawn(spec: &Spec, payload: Payload) -> std::io::Result<Running> {
         BuildRoot::Layers(_) => HostFacts::default(),
     };
     let ops = plan(spec, &host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let filter = seccomp::program().map_err(std::io::Error::other)?;
+    let cgroup = Cgroup::create(&spec.limits).map_err(|e| err("creating the sandbox's cgroup", e))?;
+    let cgroup_procs = match &cgroup {
+        Some(cgroup) => cgroup.procs()?,
+        None => Vec::new(),
+    };
+    let scratch = scratch_filesystems(spec)
+        .into_iter()
+        .map(|(path, name, size)| {
+            let path = CString::new(path).expect("no NUL in a constant");
+            (path, name, size)
+        })
+        .collect();
     let (run, stdin) = match payload {
         Payload::Exec { argv, stdin, env } => (Run::Exec(prepare_exec(&argv, &env)?), Some(memfd_with(&stdin)?)),
         Payload::Call(f) => (Run::Call(f), None),
@@ -289,6 +327,12 @@ pub fn spawn(spec: &Spec, payload: Payload) -> std::io::Result<Running> {
         ops,
         log: log_w.as_raw_fd(),
         stdin: stdin.as_ref().map(|fd| fd.as_raw_fd()),
+        cgroup_procs: cgroup_procs.iter().map(|fd| fd.as_raw_fd()).collect(),
+        filter,
+        network: spec.network,
+        // Without a cgroup, memory is bounded per process.
+        address_space: if cgroup.is_none() { spec.limits.memory } else { None },
+        scratch,
         run,
     };
     // SAFETY: the child only runs `outer`, which never returns (it ends in
@@ -299,10 +343,12 @@ pub fn spawn(spec: &Spec, payload: Payload) -> std::io::Result<Running> {
             // `child` (with the payload) is dropped here, in the caller.
             drop(log_w);
             drop(stdin);
+            drop(cgroup_procs);
             Ok(Running {
                 pid,
                 log: log_r,
                 reaped: false,
+                cgroup,
             })
         }
     }
@@ -322,6 +368,17 @@ struct Child {
     log: RawFd,
     /// The stdin memfd (the caller's fd number), for Exec.
     stdin: Option<RawFd>,
+    /// `cgroup.procs` of the sandbox's cgroup(s), open for writing.
+    cgroup_procs: Vec<RawFd>,
+    /// Installed by B just before it starts the payload.
+    filter: &'static seccompiler::BpfProgram,
+    /// Whether the sandbox has the host's network (fewer capabilities).
+    network: bool,
+    /// `RLIMIT_AS` for the payload when there is no cgroup.
+    address_space: Option<u64>,
+    /// The bounded tmpfs mounts (path inside, limit name, size), to name the
+    /// one that filled up when the payload fails.
+    scratch: Vec<(CString, &'static str, u64)>,
     run: Run,
 }
 
@@ -402,6 +459,31 @@ fn outer(child: Child) -> ! {
     if !die_with_parent(|| nix::unistd::getppid() == caller) {
         exit(SETUP_FAILED);
     }
+    // Into the cgroup before anything else runs, so every process of the
+    // sandbox is in it.
+    for fd in &child.cgroup_procs {
+        // SAFETY: writing a buffer we own to an fd of ours.
+        if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } != 1 {
+            write_fd(
+                child.log,
+                &format!("joining the sandbox's cgroup: {}", Errno::last().desc()),
+            );
+            exit(SETUP_FAILED);
+        }
+    }
+    // Nothing in the sandbox may read the caller's memory: not its
+    // environment or command line through /proc/PID/{environ,cmdline,mem},
+    // not by ptrace. A non-dumpable process's /proc files are closed to
+    // processes without CAP_SYS_PTRACE (none in the sandbox has it), and it
+    // can't be traced; the flag survives fork, so B and a built-in payload
+    // have it too (an exec'd payload gets it back: its memory is its own).
+    // /proc/PID/cmdline stays readable, so the arguments and environment in
+    // our copy of the caller's memory are wiped as well.
+    if nix::sys::prctl::set_dumpable(false).is_err() {
+        write_fd(child.log, "making the sandbox non-dumpable failed");
+        exit(SETUP_FAILED);
+    }
+    wipe_arguments_and_environment();
     // Its own session and process group: the terminal's Ctrl-C reaches only
     // the caller, which decides what to do with the sandbox.
     let _ = nix::unistd::setsid();
@@ -486,7 +568,15 @@ fn init(child: Child, alive: OwnedFd) -> ! {
     if let Err(e) = execute(&mut RealSys, &child.ops) {
         die(&e.to_string());
     }
-    if let Err(e) = caps::drop_all_but_keep() {
+    // While we still have CAP_SYS_ADMIN, which lets us install it without
+    // PR_SET_NO_NEW_PRIVS.
+    if let Err(e) = seccomp::install(child.filter) {
+        die(&e);
+    }
+    if let Err(e) = caps::drop_all_but_keep(child.network) {
+        die(&e);
+    }
+    if let Err(e) = set_rlimits(child.address_space) {
         die(&e);
     }
     // SAFETY: as in spawn: the child ends in _exit.
@@ -505,12 +595,86 @@ fn init(child: Child, alive: OwnedFd) -> ! {
         match waitpid(None::<Pid>, None) {
             Ok(status) if status.pid() == Some(payload) => {
                 if let Some(code) = exit_code(status) {
+                    if code != 0 {
+                        report_full_scratch(&child.scratch);
+                    }
                     // Our exit makes the kernel SIGKILL the rest of the namespace.
                     exit(code);
                 }
             }
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => die(&format!("waiting for the payload: {}", e.desc())),
+        }
+    }
+}
+
+/// Overwrites the command line and environment strings this process
+/// inherited (its copy of the caller's memory), and empties `environ`.
+fn wipe_arguments_and_environment() {
+    // /proc/self/stat fields 48 to 51: arg_start, arg_end, env_start, env_end.
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some((_, after_comm)) = stat.rsplit_once(')') else {
+        return;
+    };
+    // The first field after the command's name is field 3.
+    let fields: Vec<usize> = after_comm
+        .split_whitespace()
+        .skip(45)
+        .take(4)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if let [arg_start, arg_end, env_start, env_end] = fields[..] {
+        for (start, end) in [(arg_start, arg_end), (env_start, env_end)] {
+            if start != 0 && end > start {
+                // SAFETY: the kernel reports these as this process's own
+                // argument and environment areas (on the stack, writable);
+                // nothing reads them after this, in this process.
+                unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
+            }
+        }
+        // What `ps` shows for the sandbox's own processes.
+        let name = b"osbuild-sandbox";
+        if arg_end - arg_start > name.len() {
+            // SAFETY: within the argument area, as above.
+            unsafe { std::ptr::copy_nonoverlapping(name.as_ptr(), arg_start as *mut u8, name.len()) };
+        }
+    }
+    // SAFETY: clearenv in a single-threaded child; a built-in payload sets
+    // its own environment later.
+    unsafe { libc::clearenv() };
+}
+
+/// Core dumps off (the host's core handler must not receive a stage's
+/// memory), and the address space bounded when no cgroup bounds memory.
+fn set_rlimits(address_space: Option<u64>) -> Result<(), String> {
+    use nix::sys::resource::{setrlimit, Resource};
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("setting RLIMIT_CORE: {}", e.desc()))?;
+    if let Some(bytes) = address_space {
+        setrlimit(Resource::RLIMIT_AS, bytes, bytes).map_err(|e| format!("setting RLIMIT_AS: {}", e.desc()))?;
+    }
+    Ok(())
+}
+
+/// After a failed payload: names each bounded tmpfs that is (nearly) full,
+/// since the payload's own message ("No space left on device") does not say
+/// which limit it was.
+fn report_full_scratch(scratch: &[(CString, &'static str, u64)]) {
+    for (path, name, size) in scratch {
+        let Ok(stat) = nix::sys::statvfs::statvfs(path.as_c_str()) else {
+            continue;
+        };
+        let free = stat.blocks_available() * stat.fragment_size();
+        if free < (1 << 20).min(*size / 100 + 1) {
+            write_fd(
+                2,
+                &format!(
+                    "{} is full: its limit is {} (raise it with --limit {name}=SIZE)",
+                    path.to_string_lossy(),
+                    show_size(*size)
+                ),
+            );
         }
     }
 }

@@ -61,11 +61,36 @@ pub enum EntryKind {
     Other,
 }
 
+/// Files of the host's `/etc` that hold its secrets: hidden from every stage
+/// that runs on the host as its build root (an empty file or directory is
+/// bound over each). A stage that needs one of them is asking for too much.
+pub const HOST_SECRETS: &[&str] = &[
+    "shadow",
+    "shadow-",
+    "gshadow",
+    "gshadow-",
+    "security/opasswd",
+    "ssl/private",
+    "munge/munge.key",
+    "krb5.keytab",
+    "ipsec.secrets",
+    "ppp/chap-secrets",
+    "ppp/pap-secrets",
+    "wireguard",
+    "NetworkManager/system-connections",
+    "credstore",
+    "credstore.encrypted",
+];
+
 /// What the plan needs to know about the host, gathered before forking.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
     /// For each of [`HOST_LINKS`] that exists on the host: what it is.
     pub links: Vec<(String, EntryKind)>,
+    /// The host's secret files and directories under `/etc` (relative to
+    /// it) that exist: [`HOST_SECRETS`] and the SSH host keys. Only regular
+    /// files ([`EntryKind::File`]) and directories ([`EntryKind::Dir`]).
+    pub secrets: Vec<(PathBuf, EntryKind)>,
 }
 
 impl HostFacts {
@@ -89,8 +114,41 @@ impl HostFacts {
             };
             links.push((name.to_string(), kind));
         }
-        HostFacts { links }
+        HostFacts {
+            links,
+            secrets: probe_secrets(Path::new("/etc")),
+        }
     }
+}
+
+/// The secrets that exist under `etc`: [`HOST_SECRETS`], and every
+/// `ssh/ssh_host_*` key but the public ones.
+fn probe_secrets(etc: &Path) -> Vec<(PathBuf, EntryKind)> {
+    let mut names: Vec<PathBuf> = HOST_SECRETS.iter().map(PathBuf::from).collect();
+    if let Ok(entries) = std::fs::read_dir(etc.join("ssh")) {
+        let mut keys: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("ssh_host_") && !name.ends_with(".pub"))
+            .map(|name| Path::new("ssh").join(name))
+            .collect();
+        keys.sort();
+        names.extend(keys);
+    }
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let meta = std::fs::symlink_metadata(etc.join(&name)).ok()?;
+            let kind = if meta.is_dir() {
+                EntryKind::Dir
+            } else if meta.is_file() {
+                EntryKind::File
+            } else {
+                return None;
+            };
+            Some((name, kind))
+        })
+        .collect()
 }
 
 /// A condition checked at execution time with `lstat` (never following a
@@ -365,6 +423,11 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
         },
         mkdir(d.links.join("e")),
         mkdir(d.links.join("f")),
+        // Bound over the host's secret files.
+        Op::CreateFile {
+            path: d.links.join("n"),
+            mode: 0,
+        },
         mkdir(root.clone()),
     ];
 
@@ -417,6 +480,19 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
                 // Non-recursive: mounts below the host's /usr or /etc stay out.
                 ops.push(bind(&Path::new("/").join(dir), target.clone()));
                 ops.push(remount(target, RO));
+            }
+            for (name, kind) in &host.secrets {
+                let (target, empty) = match kind {
+                    EntryKind::Dir => (root.join("etc").join(name), d.links.join("e")),
+                    _ => (root.join("etc").join(name), d.links.join("n")),
+                };
+                // Checked again here: a file gone since the probe is fine.
+                ops.push(Op::If {
+                    path: target.clone(),
+                    cond: Cond::Exists,
+                    then: vec![bind(&empty, target.clone()), remount(target, RO | MsFlags::MS_NOSUID)],
+                    otherwise: vec![],
+                });
             }
             for (name, kind) in &host.links {
                 let target = root.join(name);
@@ -512,17 +588,18 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
         ops.push(remount(target, RO | MsFlags::MS_NODEV));
     }
 
-    // Private /tmp and /var/tmp.
+    // Private /tmp and /var/tmp, of bounded size.
     let scratch_fs = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let tmp_data = sized("mode=1777", spec.limits.tmp);
     let tmp = root.join("tmp");
     ops.push(mkdir(tmp.clone()));
-    ops.push(tmpfs(tmp, scratch_fs, "mode=1777"));
+    ops.push(tmpfs(tmp, scratch_fs, &tmp_data));
     let var = root.join("var");
     let var_tmp = var.join("tmp");
     let make_var_tmp = vec![
         mkdir(var.clone()),
         mkdir(var_tmp.clone()),
-        tmpfs(var_tmp.clone(), scratch_fs, "mode=1777"),
+        tmpfs(var_tmp.clone(), scratch_fs, &tmp_data),
     ];
     match &spec.build_root {
         BuildRoot::Host => ops.extend(make_var_tmp),
@@ -535,7 +612,7 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
             then: vec![Op::If {
                 path: var_tmp.clone(),
                 cond: Cond::Dir,
-                then: vec![tmpfs(var_tmp, scratch_fs, "mode=1777")],
+                then: vec![tmpfs(var_tmp, scratch_fs, &tmp_data)],
                 otherwise: vec![],
             }],
             otherwise: make_var_tmp,
@@ -582,7 +659,7 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
     ops.push(tmpfs(
         shm,
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        "mode=1777",
+        &sized("mode=1777", spec.limits.shm),
     ));
     let pts = dev.join("pts");
     ops.push(mkdir(pts.clone()));
@@ -618,7 +695,7 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
         });
         ops.push(remount(tdev, RO));
         ops.push(mkdir(ttmp.clone()));
-        ops.push(tmpfs(ttmp, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777"));
+        ops.push(tmpfs(ttmp, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &tmp_data));
     }
 
     // Everything is in place: the root itself becomes read-only, then it
@@ -631,6 +708,32 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
         ops.push(Op::LoopbackUp);
     }
     Ok(ops)
+}
+
+/// tmpfs options with a size limit (without one, a tmpfs may take half of
+/// the machine's memory).
+fn sized(options: &str, size: Option<u64>) -> String {
+    match size {
+        Some(bytes) => format!("{options},size={bytes}"),
+        None => options.to_string(),
+    }
+}
+
+/// The sandbox's bounded scratch file systems, as seen inside it: where, and
+/// which limit bounds it (for the message when one is full).
+pub fn scratch_filesystems(spec: &Spec) -> Vec<(&'static str, &'static str, u64)> {
+    let mut out = Vec::new();
+    if let Some(tmp) = spec.limits.tmp {
+        out.push(("/tmp", "tmp", tmp));
+        out.push(("/var/tmp", "tmp", tmp));
+        if spec.tree_mounts && matches!(spec.tree, Tree::Writable { .. }) {
+            out.push(("/run/osbuild/tree/tmp", "tmp", tmp));
+        }
+    }
+    if let Some(shm) = spec.limits.shm {
+        out.push(("/dev/shm", "shm", shm));
+    }
+    out
 }
 
 /// A new procfs at `proc`, with the files root could write by permissions
@@ -713,6 +816,77 @@ pub fn flatten(ops: &[Op]) -> Vec<&Op> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::Limits;
+
+    #[test]
+    fn host_secrets_are_covered_and_scratch_is_bounded() {
+        let ops = plan(&spec(BuildRoot::Host, writable(vec![])), &host()).unwrap();
+        let bound_over = |at: &str| {
+            flatten(&ops).into_iter().find_map(|op| match op {
+                Op::Mount {
+                    source: Some(source),
+                    target,
+                    flags,
+                    ..
+                } if target == Path::new(at) && flags.contains(MsFlags::MS_BIND) => Some(source.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(bound_over("/s/root/etc/shadow"), Some("/s/l/n".into()));
+        assert_eq!(bound_over("/s/root/etc/ssl/private"), Some("/s/l/e".into()));
+        assert!(remount_at(&ops, "/s/root/etc/shadow")
+            .unwrap()
+            .contains(MsFlags::MS_RDONLY));
+        // After /etc itself is bound.
+        let etc = position(
+            &ops,
+            |op| matches!(op, Op::Mount { target, .. } if target == Path::new("/s/root/etc")),
+        );
+        let shadow = position(
+            &ops,
+            |op| matches!(op, Op::If { path, .. } if path == Path::new("/s/root/etc/shadow")),
+        );
+        assert!(etc < shadow);
+        let limits = Limits::default();
+        for (at, size) in [
+            ("/s/root/tmp", limits.tmp),
+            ("/s/root/var/tmp", limits.tmp),
+            ("/s/root/dev/shm", limits.shm),
+        ] {
+            let (data, _) = data_of(mount_at(&ops, at).unwrap());
+            assert!(data.ends_with(&format!(",size={}", size.unwrap())), "{at}: {data}");
+        }
+        let mut unbounded = spec(BuildRoot::Host, writable(vec![]));
+        unbounded.limits.tmp = None;
+        let ops = plan(&unbounded, &host()).unwrap();
+        assert_eq!(data_of(mount_at(&ops, "/s/root/tmp").unwrap()).0, "mode=1777");
+    }
+
+    #[test]
+    fn ssh_host_keys_are_secrets_but_not_their_public_halves() {
+        let etc = std::env::temp_dir().join(format!("osbuild-secrets-test-{}", std::process::id()));
+        std::fs::create_dir_all(etc.join("ssh")).unwrap();
+        std::fs::create_dir_all(etc.join("ssl/private")).unwrap();
+        for file in [
+            "shadow",
+            "ssh/ssh_host_ed25519_key",
+            "ssh/ssh_host_ed25519_key.pub",
+            "ssh/sshd_config",
+        ] {
+            std::fs::write(etc.join(file), "").unwrap();
+        }
+        std::os::unix::fs::symlink("shadow", etc.join("gshadow")).unwrap();
+        let found = probe_secrets(&etc);
+        assert_eq!(
+            found,
+            vec![
+                ("shadow".into(), EntryKind::File),
+                ("ssl/private".into(), EntryKind::Dir),
+                ("ssh/ssh_host_ed25519_key".into(), EntryKind::File),
+            ]
+        );
+        std::fs::remove_dir_all(etc).unwrap();
+    }
 
     fn spec(build_root: BuildRoot, tree: Tree) -> Spec {
         Spec {
@@ -724,6 +898,7 @@ mod tests {
             tree_mounts: false,
             network: false,
             scratch: "/s".into(),
+            limits: Limits::default(),
         }
     }
 
@@ -733,6 +908,10 @@ mod tests {
                 ("bin".into(), EntryKind::Symlink("usr/bin".into())),
                 ("lib".into(), EntryKind::Symlink("usr/lib".into())),
                 ("lib64".into(), EntryKind::Dir),
+            ],
+            secrets: vec![
+                ("shadow".into(), EntryKind::File),
+                ("ssl/private".into(), EntryKind::Dir),
             ],
         }
     }
@@ -1018,7 +1197,7 @@ mod tests {
         let ops = plan(&spec(BuildRoot::Host, writable(vec![])), &host()).unwrap();
         for at in ["/s/root/tmp", "/s/root/var/tmp"] {
             let (data, flags) = data_of(mount_at(&ops, at).unwrap());
-            assert_eq!(data, "mode=1777");
+            assert!(data.starts_with("mode=1777,size="), "{data}");
             assert!(flags.contains(MsFlags::MS_NODEV));
         }
         let ops = plan(&spec(BuildRoot::Layers(vec!["/x".into()]), writable(vec![])), &host()).unwrap();

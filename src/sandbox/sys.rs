@@ -408,6 +408,7 @@ mod tests {
             tree_mounts: false,
             network: false,
             scratch: "/s".into(),
+            limits: crate::sandbox::Limits::default(),
         }
     }
 

@@ -213,7 +213,7 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
             built: 0,
             cached: 0,
         };
-        run_plan(&p, &store, &registry, &mut counting, Some(&dir))?;
+        run_plan(&p, &store, &registry, &mut counting, Some(&dir), args.common.limits)?;
         done.push(Built {
             name: image.name.clone(),
             files: files(&dir),
