@@ -9,10 +9,13 @@
 //!
 //! ```text
 //! caller ── fork ──> A (outermost child, in the caller's pid namespace)
+//!                    joins the sandbox's cgroup, becomes non-dumpable and
+//!                    wipes the caller's argv and environment in its memory,
 //!                    setsid, unshare(NEWNS|NEWPID|NEWIPC|NEWUTS[|NEWNET])
 //!                    └─ fork ──> B = PID 1 of the new pid namespace
 //!                                 mounts (the plan), pivot_root, hostname, lo,
-//!                                 drops capabilities
+//!                                 installs the seccomp filter, drops
+//!                                 capabilities, sets rlimits
 //!                                 └─ fork ──> C = the payload (exec or call)
 //! ```
 //!
@@ -59,13 +62,14 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
+use limits::Cgroup;
+
 pub use caps::{cap, keep_mask, KEEP};
-pub use limits::{parse_size, show_size, Cgroup, LimitHit, Limits, NAMES as LIMIT_NAMES};
+pub use limits::{show_size, LimitHit, Limits};
 pub use plan::{
     expand_top_level, flatten, plan, scratch_filesystems, Cond, EntryKind, HostFacts, Op, PlanError, CACHE, HOSTNAME,
-    HOST_SECRETS, LIB, OUTPUT, TREE,
+    LIB, OUTPUT, TREE,
 };
-pub use seccomp::{REFUSED as SECCOMP_REFUSED, REFUSED_WITH_NEWUSER as SECCOMP_REFUSED_WITH_NEWUSER};
 pub use sys::{execute, RealSys, SetupError, Sys};
 
 /// The exit status of a sandbox whose set-up failed before the payload
