@@ -35,6 +35,13 @@ pub struct Context {
     pub cache: Option<PathBuf>,
 }
 
+impl Context {
+    /// The tree, opened so that every path resolves inside it (see [`crate::tree`]).
+    pub fn open_tree(&self) -> Result<crate::tree::Tree, StageError> {
+        Ok(crate::tree::Tree::open(&self.tree)?)
+    }
+}
+
 /// A stage's failure, shown at the end of its log.
 #[derive(Debug)]
 pub struct StageError(pub String);
