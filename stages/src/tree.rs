@@ -373,6 +373,19 @@ impl Tree {
         Ok(n)
     }
 
+    /// Copies a file of the tree to `to`, with its permission bits; returns
+    /// the bytes copied.
+    pub fn copy(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<u64> {
+        let mut src = self.open_file(from.as_ref())?;
+        let mode = src.metadata()?.mode() & 0o7777;
+        let mut n = 0;
+        self.write_with(to, mode, None, |f| {
+            n = io::copy(&mut src, f)?;
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
     /// A symlink at `path` to `target` (taken literally).
     pub fn symlink(&self, target: impl AsRef<Path>, path: impl AsRef<Path>) -> io::Result<()> {
         let path = path.as_ref();

@@ -514,11 +514,7 @@ fn copy_skel(tree: &Tree, from: &Path, to: &Path, uid: u32, gid: u32) -> StageRe
                 tree.set_mode(&dst, tree.symlink_metadata(&src)?.mode() & 0o7777)?;
             }
             tree::Kind::Symlink => tree.symlink(tree.read_link(&src)?, &dst)?,
-            tree::Kind::File => {
-                let mode = tree.symlink_metadata(&src)?.mode() & 0o7777;
-                let mut content = tree.open_file(&src)?;
-                tree.write_with(&dst, mode, None, |f| std::io::copy(&mut content, f).map(drop))?;
-            }
+            tree::Kind::File => drop(tree.copy(&src, &dst)?),
             tree::Kind::Other => continue,
         }
         tree.chown(&dst, uid, gid)?;
