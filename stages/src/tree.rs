@@ -93,6 +93,14 @@ impl Tree {
         })
     }
 
+    /// Another handle on the same tree.
+    pub fn try_clone(&self) -> io::Result<Tree> {
+        Ok(Tree {
+            root: self.root.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
     /// Where the tree is, for programs run on it (`chroot`, `systemctl --root`).
     pub fn path(&self) -> &Path {
         &self.path
