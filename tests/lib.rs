@@ -8,6 +8,7 @@ mod caching;
 mod interrupt;
 mod manifest_errors;
 mod os_image;
+mod planted_symlinks;
 mod repl;
 mod sandbox;
 mod script;
