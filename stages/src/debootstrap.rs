@@ -266,9 +266,10 @@ impl Debootstrap {
         let sources = format!("deb {signed}{mirror} {} {}\n", self.suite, self.components.join(" "));
         std::fs::write(tmp.join("etc/sources.list"), sources).at(tmp)?;
         let t = tmp.display();
-        // The build root's apt writes the lists into the tree by path: that
-        // is a tree mmdebstrap is about to fill, and the lists are checked
-        // against planted symlinks (the directories were made just above).
+        // The build root's apt reaches the tree by path, as the sandbox
+        // resolves it. Only the package cache depends on what it writes
+        // (the lists are read back through Tree, and nothing of it stays in
+        // the image): a planted `var/lib/apt` link leaves the cache unused.
         let r = tree.path().display();
         let conf = format!(
             "Dir \"/\";\nDir::Etc \"{t}/etc\";\nDir::Etc::TrustedParts \"/etc/apt/trusted.gpg.d\";\n\

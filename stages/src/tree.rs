@@ -15,7 +15,15 @@
 //! writes is a new file at exactly that path, never written through a symlink
 //! found there (`etc/hostname -> /etc/passwd` becomes a regular
 //! `/etc/hostname`; the tree's `/etc/passwd` is untouched). Directories on the
-//! way are followed, inside the tree. Reads follow symlinks, inside the tree.
+//! way are followed, inside the tree. Reads follow symlinks, inside the tree;
+//! an edit ([`Tree::rewrite`]: the account files, `/etc/default/keyboard`)
+//! reads through a link and puts a regular file in its place, with the mode
+//! and owner of what it read.
+//!
+//! Programs a stage runs on the tree resolve paths themselves: chrooted ones
+//! (apt, dpkg, update-initramfs, the script stage) inside the tree as here;
+//! `systemctl --root` and `dnf --installroot` with their own root-prefixed
+//! lookups; mmdebstrap from outside, on what is usually an empty tree.
 //!
 //! Hand-written on nix's `openat2` rather than cap-std: cap-std refuses every
 //! absolute symlink as an escape, but Debian trees are full of them
@@ -25,7 +33,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -467,11 +475,6 @@ impl Tree {
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(|e| named(e, path))
-    }
-
-    /// The tree's descriptor, for `*at` calls of a caller's own.
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.root.as_fd()
     }
 }
 
