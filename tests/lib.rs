@@ -9,6 +9,7 @@ mod hardening;
 mod interrupt;
 mod manifest_errors;
 mod os_image;
+mod planted_symlinks;
 mod repl;
 mod sandbox;
 mod script;

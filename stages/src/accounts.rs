@@ -11,11 +11,9 @@
 //! (`/etc/login.defs`, `/etc/default/useradd`) is read from the tree here too.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
 
-use crate::api::{StageError, WithPath};
+use crate::api::StageError;
+use crate::tree::Tree;
 
 /// A user or group name, checked against osbuild's pattern
 /// `^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}$`.
@@ -85,7 +83,8 @@ enum Line {
 pub struct DbFile {
     /// Path relative to the tree, for messages (`/etc/passwd`).
     pub name: String,
-    path: PathBuf,
+    /// Path relative to the tree (`etc/passwd`).
+    rel: String,
     /// Whether the file exists in the tree; an absent optional file is never created.
     pub present: bool,
     fields: usize,
@@ -95,12 +94,11 @@ pub struct DbFile {
 
 impl DbFile {
     /// Loads `rel` (e.g. `etc/passwd`) whose lines have `fields` fields.
-    pub fn load(tree: &Path, rel: &str, fields: usize) -> Result<Self, StageError> {
-        let path = tree.join(rel);
-        let (present, text) = match std::fs::read_to_string(&path) {
+    pub fn load(tree: &Tree, rel: &str, fields: usize) -> Result<Self, StageError> {
+        let (present, text) = match tree.read_to_string(rel) {
             Ok(text) => (true, text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (false, String::new()),
-            Err(e) => return Err(StageError(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(e.into()),
         };
         let lines = text
             .lines()
@@ -118,7 +116,7 @@ impl DbFile {
             .collect();
         Ok(DbFile {
             name: format!("/{rel}"),
-            path,
+            rel: rel.to_string(),
             present,
             fields,
             lines,
@@ -127,7 +125,7 @@ impl DbFile {
     }
 
     /// Like [`DbFile::load`], but the file must exist.
-    pub fn load_required(tree: &Path, rel: &str, fields: usize) -> Result<Self, StageError> {
+    pub fn load_required(tree: &Tree, rel: &str, fields: usize) -> Result<Self, StageError> {
         let db = Self::load(tree, rel, fields)?;
         if !db.present {
             return Err(format!("the tree has no /{rel}").into());
@@ -178,8 +176,9 @@ impl DbFile {
         self.entries().filter_map(|f| f[index].parse().ok()).collect()
     }
 
-    /// Writes the file back if it exists in the tree and was changed.
-    pub fn save(&self) -> Result<(), StageError> {
+    /// Writes the file back (atomically, keeping its mode and owner: shadow
+    /// is root:shadow 0640 on Debian) if it exists in the tree and was changed.
+    pub fn save(&self, tree: &Tree) -> Result<(), StageError> {
         if !self.present || !self.changed {
             return Ok(());
         }
@@ -191,25 +190,7 @@ impl DbFile {
             }
             text.push('\n');
         }
-        let meta = std::fs::metadata(&self.path).at(&self.path)?;
-        let dir = self.path.parent().expect("a file in /etc has a parent");
-        let tmp = dir.join(format!(
-            ".{}.osbuild-new",
-            self.path.file_name().unwrap_or_default().to_string_lossy()
-        ));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .at(&tmp)?;
-        f.write_all(text.as_bytes()).at(&tmp)?;
-        // Same owner and mode as the file it replaces (shadow is root:shadow 0640 on Debian).
-        std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid())).at(&tmp)?;
-        f.set_permissions(meta.permissions()).at(&tmp)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).at(&self.path)?;
+        tree.rewrite(&self.rel, text)?;
         Ok(())
     }
 }
@@ -223,8 +204,8 @@ impl LoginDefs {
         LoginDefs(HashMap::new())
     }
 
-    pub fn load(tree: &Path) -> Self {
-        let text = std::fs::read_to_string(tree.join("etc/login.defs")).unwrap_or_default();
+    pub fn load(tree: &Tree) -> Self {
+        let text = tree.read_to_string("etc/login.defs").unwrap_or_default();
         LoginDefs(
             text.lines()
                 .filter(|l| !l.trim_start().starts_with('#'))
@@ -258,8 +239,8 @@ impl LoginDefs {
 pub type UseraddDefaults = HashMap<String, String>;
 
 /// `KEY=VALUE` settings from the tree's `/etc/default/useradd`.
-pub fn useradd_defaults(tree: &Path) -> UseraddDefaults {
-    let text = std::fs::read_to_string(tree.join("etc/default/useradd")).unwrap_or_default();
+pub fn useradd_defaults(tree: &Tree) -> UseraddDefaults {
+    let text = tree.read_to_string("etc/default/useradd").unwrap_or_default();
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| {

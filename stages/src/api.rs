@@ -35,6 +35,13 @@ pub struct Context {
     pub cache: Option<PathBuf>,
 }
 
+impl Context {
+    /// The tree, opened so that every path resolves inside it (see [`crate::tree`]).
+    pub fn open_tree(&self) -> Result<crate::tree::Tree, StageError> {
+        Ok(crate::tree::Tree::open(&self.tree)?)
+    }
+}
+
 /// A stage's failure, shown at the end of its log.
 #[derive(Debug)]
 pub struct StageError(pub String);
@@ -239,12 +246,19 @@ fn run_as<T: Options>(ctx: &Context, options: &Value) -> StageResult {
 /// Joins an absolute path from a manifest onto the tree, refusing `..` so an
 /// option can never name a file outside the tree.
 pub fn in_tree(tree: &std::path::Path, path: &str) -> Result<PathBuf, StageError> {
+    Ok(tree.join(option_path(path)?))
+}
+
+/// An absolute path from a manifest, relative to the tree's top (for
+/// [`crate::tree::Tree`]), refusing `..`: an option names a file as the image
+/// sees it, plainly.
+pub fn option_path(path: &str) -> Result<PathBuf, StageError> {
     use std::path::Component;
     let rel = std::path::Path::new(path);
     if !rel.is_absolute() {
         return Err(format!("path {path:?} must be absolute").into());
     }
-    let mut out = tree.to_path_buf();
+    let mut out = PathBuf::new();
     for c in rel.components() {
         match c {
             Component::RootDir | Component::CurDir => {}

@@ -37,12 +37,12 @@ use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
+use crate::tree::Tree;
 
 /// Installs (and removes) packages with the tree's own apt, in one transaction.
 /// Services are kept from starting (`policy-rc.d`), dpkg runs without fsync,
@@ -249,20 +249,18 @@ impl Apt {
 impl Options for Apt {
     fn run(self, ctx: &Context) -> StageResult {
         self.check()?;
-        let tree = &ctx.tree;
-        if !tree.join("usr/bin/apt-get").exists() {
+        let tree = &ctx.open_tree()?;
+        if !tree.is_file("usr/bin/apt-get") {
             return Err("the tree has no /usr/bin/apt-get: bootstrap it first (org.osbuild.debootstrap)".into());
         }
         for r in &self.repositories {
-            let dir = tree.join("etc/apt/sources.list.d");
-            std::fs::create_dir_all(&dir).at(&dir)?;
-            let path = dir.join(format!("{}.sources", r.name));
-            std::fs::write(&path, r.deb822()).at(&path)?;
+            tree.create_dir_all("etc/apt/sources.list.d")?;
+            tree.write(format!("etc/apt/sources.list.d/{}.sources", r.name), r.deb822())?;
             println!("wrote /etc/apt/sources.list.d/{}.sources", r.name);
         }
 
         let mut env = BuildEnv::set_up(tree)?;
-        let result = self.install(ctx, &mut env);
+        let result = self.install(tree, ctx, &mut env);
         let undone = env.undo();
         result?;
         undone?;
@@ -273,14 +271,13 @@ impl Options for Apt {
 }
 
 impl Apt {
-    fn install(&self, ctx: &Context, env: &mut BuildEnv) -> StageResult {
-        let tree = &ctx.tree;
+    fn install(&self, tree: &Tree, ctx: &Context, env: &mut BuildEnv) -> StageResult {
         let cache = ctx.cache.as_deref().map(DebCache::open).transpose()?;
         if let Some(cache) = &cache {
             cache.lists_in(tree)?;
         }
         run(
-            chroot_cmd(tree, "/usr/bin/apt-get").args(["-q", "-o", "Acquire::Languages=none", "update"]),
+            chroot_cmd(tree.path(), "/usr/bin/apt-get").args(["-q", "-o", "Acquire::Languages=none", "update"]),
             "apt-get update",
         )?;
         if let Some(cache) = &cache {
@@ -300,7 +297,7 @@ impl Apt {
 
         let before = kernels(tree);
         run(
-            chroot_cmd(tree, "/usr/bin/apt-get")
+            chroot_cmd(tree.path(), "/usr/bin/apt-get")
                 .args(["-q", "-y", "-o", &recommends])
                 .args(DPKG_OPTS.iter().flat_map(|o| ["-o", o]))
                 .args(["install", "--"])
@@ -318,26 +315,25 @@ impl Apt {
     /// Copies the packages apt will install from the cache into the tree:
     /// those an earlier run on the same tree installed, as recorded in the
     /// cache; else the ones `apt-get --print-uris` names.
-    fn seed(&self, cache: &DebCache, key: &str, tree: &Path, recommends: &str) -> Result<Vec<Download>, StageError> {
-        let archives = tree.join("var/cache/apt/archives");
+    fn seed(&self, cache: &DebCache, key: &str, tree: &Tree, recommends: &str) -> Result<Vec<Download>, StageError> {
         if let Some(set) = cache.recorded(key) {
             println!("package cache: the package set of an earlier run on this tree");
-            return cache.seed(&set, &archives);
+            return cache.seed(&set, tree, ARCHIVES);
         }
         let out = output(
-            chroot_cmd(tree, "/usr/bin/apt-get")
+            chroot_cmd(tree.path(), "/usr/bin/apt-get")
                 .args(["-qq", "-y", "--print-uris", "-o", recommends, "install", "--"])
                 .args(self.transaction()),
             "apt-get --print-uris",
         )?;
         let mut uris = parse_print_uris(&out);
         crate::debootstrap::fill_sha256(tree, &mut uris)?;
-        cache.seed(&uris, &archives)
+        cache.seed(&uris, tree, ARCHIVES)
     }
 
     /// What decides the packages this stage installs: the tree's installed
     /// packages, its apt sources and preferences, and the transaction.
-    fn set_key(&self, tree: &Path, recommends: &str) -> Result<String, StageError> {
+    fn set_key(&self, tree: &Tree, recommends: &str) -> Result<String, StageError> {
         let mut inputs: Vec<Vec<u8>> = vec![
             recommends.as_bytes().to_vec(),
             self.transaction().join(" ").into_bytes(),
@@ -350,20 +346,14 @@ impl Apt {
             "etc/apt/preferences.d",
         ] {
             inputs.push(name.as_bytes().to_vec());
-            let path = tree.join(name);
-            if path.is_dir() {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
-                    .at(&path)?
-                    .flatten()
-                    .map(|e| e.path())
-                    .collect();
-                files.sort();
-                for f in files {
-                    inputs.push(f.file_name().unwrap_or_default().as_encoded_bytes().to_vec());
-                    inputs.push(std::fs::read(&f).unwrap_or_default());
+            if tree.is_dir(name) {
+                // Sorted by name.
+                for e in tree.read_dir(name)? {
+                    inputs.push(e.name.as_encoded_bytes().to_vec());
+                    inputs.push(tree.read(Path::new(name).join(&e.name)).unwrap_or_default());
                 }
             } else {
-                inputs.push(std::fs::read(&path).unwrap_or_default());
+                inputs.push(tree.read(name).unwrap_or_default());
             }
         }
         let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
@@ -381,19 +371,24 @@ const DPKG_OPTS: &[&str] = &[
 ];
 
 /// Kernel versions in the tree: `/usr/lib/modules/*` (or `/lib/modules/*`).
-fn kernels(tree: &Path) -> BTreeSet<String> {
+fn kernels(tree: &Tree) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for dir in ["usr/lib/modules", "lib/modules"] {
-        if let Ok(entries) = std::fs::read_dir(tree.join(dir)) {
-            for e in entries.flatten() {
-                if e.path().is_dir() {
-                    out.insert(e.file_name().to_string_lossy().into_owned());
+        if let Ok(entries) = tree.read_dir(dir) {
+            for e in entries {
+                if tree.is_dir(Path::new(dir).join(&e.name)) {
+                    out.insert(e.name.to_string_lossy().into_owned());
                 }
             }
         }
     }
     out
 }
+
+/// Where apt keeps package files, in the tree.
+pub(crate) const ARCHIVES: &str = "var/cache/apt/archives";
+/// Where apt keeps package lists, in the tree.
+const LISTS: &str = "var/lib/apt/lists";
 
 const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
@@ -405,9 +400,9 @@ const NOSYNC_DIR: &str = "tmp/osbuild-nosync";
 /// `policy-rc.d`, the build root's `resolv.conf`, and `update-initramfs`
 /// diverted to a stub that only records it was called.
 struct BuildEnv {
-    tree: PathBuf,
+    tree: Tree,
     policy_saved: Option<Vec<u8>>,
-    resolv_saved: Option<PathBuf>,
+    resolv_saved: Option<&'static str>,
     resolv_placed: bool,
     diverted: bool,
     undone: bool,
@@ -415,9 +410,9 @@ struct BuildEnv {
 }
 
 impl BuildEnv {
-    fn set_up(tree: &Path) -> Result<Self, StageError> {
+    fn set_up(tree: &Tree) -> Result<Self, StageError> {
         let mut env = BuildEnv {
-            tree: tree.to_path_buf(),
+            tree: tree.try_clone()?,
             policy_saved: None,
             resolv_saved: None,
             resolv_placed: false,
@@ -426,35 +421,35 @@ impl BuildEnv {
             new_kernels: Vec::new(),
         };
         // Services must not start in the tree during the build.
-        let policy = tree.join(POLICY_RC_D);
-        env.policy_saved = std::fs::read(&policy).ok();
+        env.policy_saved = tree.read(POLICY_RC_D).ok();
         write_exec(
-            &policy,
+            tree,
+            POLICY_RC_D,
             "#!/bin/sh\n# osbuild: no service starts during the build\nexit 101\n",
         )?;
 
         // Name resolution inside the chroot: the build root's resolv.conf.
-        let resolv = tree.join("etc/resolv.conf");
+        let resolv = "etc/resolv.conf";
         if Path::new("/etc/resolv.conf").exists() {
-            if std::fs::symlink_metadata(&resolv).is_ok() {
-                let saved = tree.join("etc/resolv.conf.osbuild-saved");
-                std::fs::rename(&resolv, &saved).at(&resolv)?;
+            if tree.exists(resolv) {
+                let saved = "etc/resolv.conf.osbuild-saved";
+                tree.rename(resolv, saved)?;
                 env.resolv_saved = Some(saved);
             }
-            std::fs::copy("/etc/resolv.conf", &resolv).at(&resolv)?;
+            tree.copy_in(Path::new("/etc/resolv.conf"), resolv, 0o644)?;
             env.resolv_placed = true;
         }
 
         // update-initramfs: once at the end, not after every kernel or hook.
         run(
-            chroot_cmd(tree, "/usr/bin/dpkg-divert").args(["--local", "--rename", "--add", UPDATE_INITRAMFS]),
+            chroot_cmd(tree.path(), "/usr/bin/dpkg-divert").args(["--local", "--rename", "--add", UPDATE_INITRAMFS]),
             "dpkg-divert update-initramfs",
         )?;
         env.diverted = true;
         let stub = format!(
             "#!/bin/sh\n# osbuild: update-initramfs runs once at the end of the apt stage\necho \"$*\" >> /{INITRAMFS_CALLS}\nexit 0\n"
         );
-        write_exec(&tree.join(UPDATE_INITRAMFS.trim_start_matches('/')), &stub)?;
+        write_exec(tree, UPDATE_INITRAMFS, &stub)?;
         Ok(env)
     }
 
@@ -464,7 +459,7 @@ impl BuildEnv {
             return Ok(());
         }
         self.undone = true;
-        let tree = self.tree.clone();
+        let tree = &self.tree;
         let mut first_err: Option<StageError> = None;
         let mut note = |r: StageResult| {
             if let Err(e) = r {
@@ -473,24 +468,27 @@ impl BuildEnv {
             }
         };
         if self.diverted {
-            let stub = tree.join(UPDATE_INITRAMFS.trim_start_matches('/'));
-            note(std::fs::remove_file(&stub).at(&stub));
+            note(tree.remove_file(UPDATE_INITRAMFS).map_err(Into::into));
             note(run(
-                chroot_cmd(&tree, "/usr/bin/dpkg-divert").args(["--local", "--rename", "--remove", UPDATE_INITRAMFS]),
+                chroot_cmd(tree.path(), "/usr/bin/dpkg-divert").args([
+                    "--local",
+                    "--rename",
+                    "--remove",
+                    UPDATE_INITRAMFS,
+                ]),
                 "dpkg-divert --remove update-initramfs",
             ));
         }
-        let policy = tree.join(POLICY_RC_D);
         note(match &self.policy_saved {
-            Some(old) => std::fs::write(&policy, old).at(&policy),
-            None => std::fs::remove_file(&policy).at(&policy),
+            Some(old) => write_exec(tree, POLICY_RC_D, old),
+            None => tree.remove_file(POLICY_RC_D).map_err(Into::into),
         });
-        let resolv = tree.join("etc/resolv.conf");
+        let resolv = "etc/resolv.conf";
         if self.resolv_placed {
-            note(std::fs::remove_file(&resolv).at(&resolv));
+            note(tree.remove_file(resolv).map_err(Into::into));
         }
-        if let Some(saved) = &self.resolv_saved {
-            note(std::fs::rename(saved, &resolv).at(saved));
+        if let Some(saved) = self.resolv_saved {
+            note(tree.rename(saved, resolv).map_err(Into::into));
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -498,15 +496,14 @@ impl BuildEnv {
     /// Builds the initramfs of every kernel installed by this stage (or of
     /// every kernel, if a hook asked for an update), once.
     fn run_initramfs(&self) -> StageResult {
-        let calls_path = self.tree.join(INITRAMFS_CALLS);
-        let called = calls_path.exists();
-        let _ = std::fs::remove_file(&calls_path);
-        let real = self.tree.join(UPDATE_INITRAMFS.trim_start_matches('/'));
-        if !real.exists() {
+        let tree = &self.tree;
+        let called = tree.exists(INITRAMFS_CALLS);
+        let _ = tree.remove_file(INITRAMFS_CALLS);
+        if !tree.is_file(UPDATE_INITRAMFS) {
             return Ok(());
         }
         let versions: Vec<String> = if called {
-            kernels(&self.tree).into_iter().collect()
+            kernels(tree).into_iter().collect()
         } else {
             self.new_kernels.clone()
         };
@@ -516,25 +513,24 @@ impl BuildEnv {
         // it is built (a failed build is thrown away: the reason for dpkg's
         // --force-unsafe-io too), so a `sync` that does nothing comes first
         // on its PATH, in the tree's /tmp (removed again).
-        let nosync = self.tree.join(NOSYNC_DIR);
-        write_exec(&nosync.join("sync"), "#!/bin/sh\nexit 0\n")?;
+        write_exec(tree, &format!("{NOSYNC_DIR}/sync"), "#!/bin/sh\nexit 0\n")?;
         let result = versions.iter().try_for_each(|v| {
-            if !self.tree.join(format!("boot/vmlinuz-{v}")).exists() {
+            if !tree.exists(format!("boot/vmlinuz-{v}")) {
                 return Ok(());
             }
-            let mode = if self.tree.join(format!("boot/initrd.img-{v}")).exists() {
+            let mode = if tree.exists(format!("boot/initrd.img-{v}")) {
                 "-u"
             } else {
                 "-c"
             };
             run(
-                chroot_cmd(&self.tree, UPDATE_INITRAMFS)
+                chroot_cmd(tree.path(), UPDATE_INITRAMFS)
                     .env("PATH", format!("/{NOSYNC_DIR}:{PATH}"))
                     .args([mode, "-k", v]),
                 &format!("update-initramfs {mode} -k {v}"),
             )
         });
-        std::fs::remove_dir_all(&nosync).at(&nosync)?;
+        tree.remove_dir_all(NOSYNC_DIR)?;
         result
     }
 }
@@ -545,39 +541,32 @@ impl Drop for BuildEnv {
     }
 }
 
-fn write_exec(path: &Path, content: &str) -> StageResult {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).at(parent)?;
-    }
-    let _ = std::fs::remove_file(path);
-    std::fs::write(path, content).at(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).at(path)?;
+/// An executable file in the tree, replacing what is there.
+fn write_exec(tree: &Tree, path: &str, content: impl AsRef<[u8]>) -> StageResult {
+    tree.create_parents(path)?;
+    tree.write_with(path, 0o755, None, |f| f.write_all(content.as_ref()))?;
     Ok(())
 }
 
 /// Empties `var/cache/apt/archives` and `var/lib/apt/lists` (keeping their
 /// `partial/` directories and lock files), so neither package files nor
 /// package lists end up in the stored tree.
-pub(crate) fn clean_apt_dirs(tree: &Path) -> StageResult {
-    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-        let dir = tree.join(dir);
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let path = e.path();
-            let ft = e.file_type().at(&path)?;
-            if ft.is_dir() {
-                if let Ok(inner) = std::fs::read_dir(&path) {
-                    for f in inner.flatten() {
-                        let _ = std::fs::remove_file(f.path());
-                    }
+pub(crate) fn clean_apt_dirs(tree: &Tree) -> StageResult {
+    for dir in [ARCHIVES, LISTS] {
+        let Ok(entries) = tree.read_dir(dir) else { continue };
+        for e in entries {
+            let path = Path::new(dir).join(&e.name);
+            if e.kind == crate::tree::Kind::Dir {
+                for f in tree.read_dir(&path).unwrap_or_default() {
+                    let _ = tree.remove_file(path.join(&f.name));
                 }
-            } else if e.file_name() != "lock" {
-                std::fs::remove_file(&path).at(&path)?;
+            } else if e.name != "lock" {
+                tree.remove_file(&path)?;
             }
         }
     }
     for f in ["var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin"] {
-        let _ = std::fs::remove_file(tree.join(f));
+        let _ = tree.remove_file(f);
     }
     Ok(())
 }
@@ -722,15 +711,15 @@ impl DebCache {
 
     /// Copies the cached ones of `wanted` into `archives`; logs them and
     /// returns those copied.
-    pub(crate) fn seed(&self, wanted: &[Download], archives: &Path) -> Result<Vec<Download>, StageError> {
-        std::fs::create_dir_all(archives.join("partial")).at(archives)?;
+    pub(crate) fn seed(&self, wanted: &[Download], tree: &Tree, archives: &str) -> Result<Vec<Download>, StageError> {
+        tree.create_dir_all(format!("{archives}/partial"))?;
         let mut copied = Vec::new();
         let mut bytes = 0;
         for d in wanted {
             let src = self.path(&d.sha256);
-            let dest = archives.join(&d.file);
+            let dest = Path::new(archives).join(&d.file);
             let cached = !d.sha256.is_empty() && std::fs::metadata(&src).is_ok_and(|m| m.len() == d.size);
-            if cached && std::fs::copy(&src, &dest).at(&dest)? == d.size {
+            if cached && tree.copy_in(&src, &dest, 0o644)? == d.size {
                 bytes += d.size;
                 copied.push(d.clone());
                 // Marks it used for `store gc` (best effort: only a hint).
@@ -784,16 +773,20 @@ impl DebCache {
     }
 
     /// Stores the files of `got` found in `archives` that the cache lacks.
-    pub(crate) fn store(&self, got: &[Download], archives: &Path) -> Result<usize, StageError> {
+    pub(crate) fn store(&self, got: &[Download], tree: &Tree, archives: &str) -> Result<usize, StageError> {
         let mut stored = 0;
         for d in got.iter().filter(|d| !d.sha256.is_empty()) {
-            let src = archives.join(&d.file);
+            let src = Path::new(archives).join(&d.file);
             let dest = self.path(&d.sha256);
-            if dest.exists() || !std::fs::metadata(&src).is_ok_and(|m| m.is_file() && m.len() == d.size) {
+            if dest.exists()
+                || !tree
+                    .symlink_metadata(&src)
+                    .is_ok_and(|m| m.is_file() && m.len() == d.size)
+            {
                 continue;
             }
             let tmp = self.debs.join(format!(".{}.{}.tmp", d.sha256, std::process::id()));
-            std::fs::copy(&src, &tmp).at(&tmp)?;
+            copy_out(tree, &src, &tmp, None)?;
             std::fs::rename(&tmp, &dest).at(&dest)?;
             stored += 1;
         }
@@ -804,15 +797,55 @@ impl DebCache {
     }
 
     /// Copies the cached package lists into the tree before `apt-get update`.
-    pub(crate) fn lists_in(&self, tree: &Path) -> StageResult {
-        let dest = tree.join("var/lib/apt/lists");
-        std::fs::create_dir_all(dest.join("partial")).at(&dest)?;
-        copy_files(&self.lists, &dest)
+    /// (Atomically, keeping the modification time apt relies on, skipping
+    /// those already there with the same size and time.)
+    pub(crate) fn lists_in(&self, tree: &Tree) -> StageResult {
+        tree.create_dir_all(format!("{LISTS}/partial"))?;
+        let Ok(entries) = std::fs::read_dir(&self.lists) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if !e.file_type().at(&e.path())?.is_file() || skipped(&name) {
+                continue;
+            }
+            let src = e.path();
+            let meta = e.metadata().at(&src)?;
+            let dest = Path::new(LISTS).join(&name);
+            if tree.symlink_metadata(&dest).is_ok_and(|m| same(&m, &meta)) {
+                continue;
+            }
+            let mut from = std::fs::File::open(&src).at(&src)?;
+            tree.write_with(&dest, 0o644, None, |f| {
+                std::io::copy(&mut from, f)?;
+                f.set_modified(meta.modified()?)
+            })?;
+        }
+        Ok(())
     }
 
     /// Keeps the tree's package lists for the next `apt-get update`.
-    pub(crate) fn lists_out(&self, tree: &Path) -> StageResult {
-        copy_files(&tree.join("var/lib/apt/lists"), &self.lists)
+    pub(crate) fn lists_out(&self, tree: &Tree) -> StageResult {
+        let Ok(entries) = tree.read_dir(LISTS) else {
+            return Ok(());
+        };
+        for e in entries {
+            if e.kind != crate::tree::Kind::File || skipped(&e.name) {
+                continue;
+            }
+            let src = Path::new(LISTS).join(&e.name);
+            let meta = tree.symlink_metadata(&src)?;
+            let dest = self.lists.join(&e.name);
+            if std::fs::metadata(&dest).is_ok_and(|m| same(&m, &meta)) {
+                continue;
+            }
+            let tmp = self
+                .lists
+                .join(format!(".{}.{}.tmp", e.name.to_string_lossy(), std::process::id()));
+            copy_out(tree, &src, &tmp, Some(meta.modified().at(&src)?))?;
+            std::fs::rename(&tmp, &dest).at(&dest)?;
+        }
+        Ok(())
     }
 }
 
@@ -837,20 +870,19 @@ pub(crate) fn set_key(stage: &str, inputs: &[&[u8]]) -> String {
 /// alone, so a cached file whose name the index now gives to other contents
 /// would be installed unverified: that fails the stage. (A Debian archive
 /// never reuses a file name, so this guards against a damaged cache.)
-pub(crate) fn keep_downloads(cache: &DebCache, tree: &Path, key: &str, seeded: &[Download]) -> StageResult {
-    let archives = tree.join("var/cache/apt/archives");
+pub(crate) fn keep_downloads(cache: &DebCache, tree: &Tree, key: &str, seeded: &[Download]) -> StageResult {
     let index = crate::debootstrap::package_index(tree, None)?;
     check_seeded(seeded, &index)?;
     let installed = installed_files(tree)?;
-    let used: Vec<Download> = std::fs::read_dir(&archives)
-        .at(&archives)?
-        .flatten()
+    let used: Vec<Download> = tree
+        .read_dir(ARCHIVES)?
+        .into_iter()
         .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
+            let name = e.name.into_string().ok()?;
             installed.contains(&name).then(|| index.get(&name).cloned())?
         })
         .collect();
-    cache.store(&used, &archives)?;
+    cache.store(&used, tree, ARCHIVES)?;
     cache.record(key, &used)
 }
 
@@ -872,9 +904,8 @@ fn check_seeded(seeded: &[Download], index: &std::collections::BTreeMap<String, 
 
 /// The archive file names (`NAME_VERSION_ARCH.deb`) of the packages dpkg
 /// has installed in the tree.
-fn installed_files(tree: &Path) -> Result<BTreeSet<String>, StageError> {
-    let path = tree.join("var/lib/dpkg/status");
-    let text = std::fs::read_to_string(&path).at(&path)?;
+fn installed_files(tree: &Tree) -> Result<BTreeSet<String>, StageError> {
+    let text = tree.read_to_string("var/lib/dpkg/status")?;
     Ok(text
         .split("\n\n")
         .filter_map(|stanza| {
@@ -895,33 +926,22 @@ fn installed_files(tree: &Path) -> Result<BTreeSet<String>, StageError> {
         .collect())
 }
 
-/// Copies the regular files of `from` to `to` (atomically, keeping the
-/// modification time apt relies on), skipping those already there with the
-/// same size and time.
-fn copy_files(from: &Path, to: &Path) -> StageResult {
-    let Ok(entries) = std::fs::read_dir(from) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let ft = e.file_type().at(&e.path())?;
-        if !ft.is_file() || name == "lock" || name.as_bytes().starts_with(b".") {
-            continue;
-        }
-        let src = e.path();
-        let meta = e.metadata().at(&src)?;
-        let dest = to.join(&name);
-        if let Ok(m) = std::fs::metadata(&dest) {
-            if m.len() == meta.len() && m.modified().ok() == meta.modified().ok() {
-                continue;
-            }
-        }
-        let tmp = to.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-        std::fs::copy(&src, &tmp).at(&tmp)?;
-        let f = std::fs::File::options().write(true).open(&tmp).at(&tmp)?;
-        f.set_modified(meta.modified().at(&src)?).at(&tmp)?;
-        drop(f);
-        std::fs::rename(&tmp, &dest).at(&dest)?;
+/// Lock files and temporaries are not package lists.
+fn skipped(name: &std::ffi::OsStr) -> bool {
+    name == "lock" || name.as_bytes().starts_with(b".")
+}
+
+fn same(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
+}
+
+/// Copies a file of the tree to `to` outside it (the cache), with `mtime`.
+fn copy_out(tree: &Tree, from: &Path, to: &Path, mtime: Option<std::time::SystemTime>) -> StageResult {
+    let mut src = tree.open_file(from)?;
+    let mut f = std::fs::File::create(to).at(to)?;
+    std::io::copy(&mut src, &mut f).at(to)?;
+    if let Some(t) = mtime {
+        f.set_modified(t).at(to)?;
     }
     Ok(())
 }
@@ -1029,27 +1049,28 @@ mod tests {
         let base = std::env::temp_dir().join(format!("osbuild-debcache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let cache = DebCache::open(&base.join("cache")).unwrap();
-        let archives = base.join("archives");
+        let archives = base.join("tree/archives");
         std::fs::create_dir_all(&archives).unwrap();
+        let tree = Tree::open(&base.join("tree")).unwrap();
         let sha = "a".repeat(64);
         let d = vec![Download {
             file: "x_1_all.deb".into(),
             size: 3,
             sha256: sha.clone(),
         }];
-        assert_eq!(cache.seed(&d, &archives).unwrap(), vec![]);
+        assert_eq!(cache.seed(&d, &tree, "archives").unwrap(), vec![]);
         std::fs::write(archives.join("x_1_all.deb"), "abc").unwrap();
-        assert_eq!(cache.store(&d, &archives).unwrap(), 1);
-        assert_eq!(cache.store(&d, &archives).unwrap(), 0, "already cached");
+        assert_eq!(cache.store(&d, &tree, "archives").unwrap(), 1);
+        assert_eq!(cache.store(&d, &tree, "archives").unwrap(), 0, "already cached");
         std::fs::remove_file(archives.join("x_1_all.deb")).unwrap();
-        assert_eq!(cache.seed(&d, &archives).unwrap(), d);
+        assert_eq!(cache.seed(&d, &tree, "archives").unwrap(), d);
         assert_eq!(std::fs::read_to_string(archives.join("x_1_all.deb")).unwrap(), "abc");
         // A size that does not match is never taken from the cache.
         let wrong = vec![Download {
             size: 4,
             ..d[0].clone()
         }];
-        assert_eq!(cache.seed(&wrong, &archives).unwrap(), vec![]);
+        assert_eq!(cache.seed(&wrong, &tree, "archives").unwrap(), vec![]);
 
         // Recorded sets round-trip; an unknown key has none.
         assert_eq!(cache.recorded("k"), None);
@@ -1087,7 +1108,7 @@ mod tests {
              Package: tzdata\nStatus: install ok installed\nArchitecture: all\nVersion: 2024a-0\n",
         )
         .unwrap();
-        let files = installed_files(&tree).unwrap();
+        let files = installed_files(&Tree::open(&tree).unwrap()).unwrap();
         std::fs::remove_dir_all(&tree).unwrap();
         assert_eq!(
             files.into_iter().collect::<Vec<_>>(),

@@ -19,7 +19,9 @@ use std::process::Command;
 use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
 use crate::apt::{
     clean_apt_dirs, clean_env, keep_downloads, output, parse_print_uris, run, set_key, DebCache, Download, PackageName,
+    ARCHIVES,
 };
+use crate::tree::Tree;
 
 /// Creates a base Debian system in the (empty) tree.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -130,7 +132,6 @@ impl Debootstrap {
 impl Options for Debootstrap {
     fn run(self, ctx: &Context) -> StageResult {
         self.check()?;
-        let tree = &ctx.tree;
         let arch = match &self.arch {
             Some(a) => a.clone(),
             None => host_arch().ok_or("cannot tell the build root's architecture: set arch")?,
@@ -143,8 +144,9 @@ impl Options for Debootstrap {
         if !Path::new("/usr/bin/mmdebstrap").exists() {
             return Err("mmdebstrap is not installed in the build root (package mmdebstrap)".into());
         }
-        std::fs::create_dir_all(tree).at(tree)?;
-        if std::fs::read_dir(tree).at(tree)?.next().is_some() {
+        std::fs::create_dir_all(&ctx.tree).at(&ctx.tree)?;
+        let tree = &ctx.open_tree()?;
+        if !tree.read_dir("/")?.is_empty() {
             println!("note: the tree is not empty; bootstrapping over it");
         }
         println!(
@@ -198,7 +200,8 @@ impl Options for Debootstrap {
         if needs_merged_usr_hook(&self.suite) {
             cmd.arg("--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr");
         }
-        cmd.arg(&self.suite).arg(tree).arg(&mirror);
+        // mmdebstrap runs outside the tree, but most of its work chrooted into it.
+        cmd.arg(&self.suite).arg(tree.path()).arg(&mirror);
         run(&mut cmd, "mmdebstrap")?;
 
         if let Some(cache) = &cache {
@@ -221,25 +224,25 @@ impl Debootstrap {
         &self,
         cache: &DebCache,
         key: &str,
-        tree: &Path,
+        tree: &Tree,
         arch: &str,
         mirror: &str,
     ) -> Result<Vec<Download>, StageError> {
         cache.lists_in(tree)?;
         if let Some(set) = cache.recorded(key) {
             println!("package cache: the package set of an earlier run with these options");
-            return cache.seed(&set, &tree.join("var/cache/apt/archives"));
+            return cache.seed(&set, tree, ARCHIVES);
         }
         let tmp = std::env::temp_dir().join(format!("osbuild-debootstrap-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         let result = self.resolve(tree, arch, mirror, &tmp);
         let _ = std::fs::remove_dir_all(&tmp);
-        cache.seed(&result?, &tree.join("var/cache/apt/archives"))
+        cache.seed(&result?, tree, ARCHIVES)
     }
 
     /// The package files mmdebstrap would download, as the build root's apt
     /// works them out from the tree's package lists.
-    fn resolve(&self, tree: &Path, arch: &str, mirror: &str, tmp: &Path) -> Result<Vec<Download>, StageError> {
+    fn resolve(&self, tree: &Tree, arch: &str, mirror: &str, tmp: &Path) -> Result<Vec<Download>, StageError> {
         for d in ["etc/apt.conf.d", "etc/preferences.d", "log"] {
             std::fs::create_dir_all(tmp.join(d)).at(tmp)?;
         }
@@ -248,11 +251,11 @@ impl Debootstrap {
             "var/cache/apt/archives/partial",
             "var/lib/dpkg",
         ] {
-            std::fs::create_dir_all(tree.join(d)).at(tree)?;
+            tree.create_dir_all(d)?;
         }
-        let status = tree.join("var/lib/dpkg/status");
-        if !status.exists() {
-            std::fs::write(&status, "").at(&status)?;
+        let status = "var/lib/dpkg/status";
+        if !tree.exists(status) {
+            tree.write(status, "")?;
         }
         let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
         let signed = if Path::new(keyring).exists() {
@@ -263,7 +266,11 @@ impl Debootstrap {
         let sources = format!("deb {signed}{mirror} {} {}\n", self.suite, self.components.join(" "));
         std::fs::write(tmp.join("etc/sources.list"), sources).at(tmp)?;
         let t = tmp.display();
-        let r = tree.display();
+        // The build root's apt reaches the tree by path, as the sandbox
+        // resolves it. Only the package cache depends on what it writes
+        // (the lists are read back through Tree, and nothing of it stays in
+        // the image): a planted `var/lib/apt` link leaves the cache unused.
+        let r = tree.path().display();
         let conf = format!(
             "Dir \"/\";\nDir::Etc \"{t}/etc\";\nDir::Etc::TrustedParts \"/etc/apt/trusted.gpg.d\";\n\
              Dir::State \"{r}/var/lib/apt\";\nDir::State::Status \"{r}/var/lib/dpkg/status\";\n\
@@ -313,17 +320,19 @@ fn needs_merged_usr_hook(suite: &str) -> bool {
 /// Removes what mmdebstrap leaves that belongs to the build, not the image:
 /// its dpkg configuration (`force-unsafe-io`), and the build root's
 /// `hostname` and `resolv.conf` it copied in.
-fn tidy(tree: &Path) -> StageResult {
-    let dpkg_cfg = tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap");
-    if std::fs::read_to_string(&dpkg_cfg).is_ok_and(|s| s.trim() == "force-unsafe-io") {
-        std::fs::remove_file(&dpkg_cfg).at(&dpkg_cfg)?;
+fn tidy(tree: &Tree) -> StageResult {
+    let dpkg_cfg = "etc/dpkg/dpkg.cfg.d/99mmdebstrap";
+    if tree
+        .read_to_string(dpkg_cfg)
+        .is_ok_and(|s| s.trim() == "force-unsafe-io")
+    {
+        tree.remove_file(dpkg_cfg)?;
     }
     for f in ["etc/hostname", "etc/resolv.conf"] {
-        let in_tree = tree.join(f);
         let host = Path::new("/").join(f);
-        if let (Ok(a), Ok(b)) = (std::fs::read(&in_tree), std::fs::read(&host)) {
-            if a == b && std::fs::symlink_metadata(&in_tree).is_ok_and(|m| m.is_file()) {
-                std::fs::remove_file(&in_tree).at(&in_tree)?;
+        if let (Ok(a), Ok(b)) = (tree.read(f), std::fs::read(&host)) {
+            if a == b && tree.symlink_metadata(f).is_ok_and(|m| m.is_file()) {
+                tree.remove_file(f)?;
             }
         }
     }
@@ -354,21 +363,22 @@ pub(crate) fn archive_file(name: &str, version: &str, arch: &str) -> String {
 }
 
 /// Calls `f` for each stanza of each (uncompressed) `*_Packages` list in the tree.
-fn for_each_package(tree: &Path, mut f: impl FnMut(&Package)) -> StageResult {
-    let lists = tree.join("var/lib/apt/lists");
+fn for_each_package(tree: &Tree, mut f: impl FnMut(&Package)) -> StageResult {
+    let lists = Path::new("var/lib/apt/lists");
     let mut found = false;
-    for e in std::fs::read_dir(&lists).at(&lists)?.flatten() {
-        if !e.file_name().to_string_lossy().ends_with("_Packages") {
+    for e in tree.read_dir(lists)? {
+        if !e.name.to_string_lossy().ends_with("_Packages") {
             continue;
         }
         found = true;
-        let file = std::fs::File::open(e.path()).at(&e.path())?;
-        parse_packages(std::io::BufReader::new(file), &mut f).at(&e.path())?;
+        let path = lists.join(&e.name);
+        let file = tree.open_file(&path)?;
+        parse_packages(std::io::BufReader::new(file), &mut f).map_err(|e| format!("/{}: {e}", path.display()))?;
     }
     if found {
         Ok(())
     } else {
-        Err(format!("no package index in {}", lists.display()).into())
+        Err(format!("no package index in /{}", lists.display()).into())
     }
 }
 
@@ -410,7 +420,7 @@ pub(crate) fn parse_packages(r: impl BufRead, f: &mut impl FnMut(&Package)) -> s
 /// Archive file name to its download (size, SHA256), from the tree's lists;
 /// only the names in `only`, if given.
 pub(crate) fn package_index(
-    tree: &Path,
+    tree: &Tree,
     only: Option<&BTreeSet<String>>,
 ) -> Result<BTreeMap<String, Download>, StageError> {
     let mut index = BTreeMap::new();
@@ -432,7 +442,7 @@ pub(crate) fn package_index(
 
 /// Fills in the SHA256 of each download from the Packages index in the tree's
 /// lists (`apt-get --print-uris` gives only the MD5 sum), where the size agrees.
-pub(crate) fn fill_sha256(tree: &Path, downloads: &mut [Download]) -> StageResult {
+pub(crate) fn fill_sha256(tree: &Tree, downloads: &mut [Download]) -> StageResult {
     let names: BTreeSet<String> = downloads.iter().map(|d| d.file.clone()).collect();
     let index = package_index(tree, Some(&names))?;
     for d in downloads.iter_mut() {

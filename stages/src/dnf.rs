@@ -152,8 +152,8 @@ impl Dnf {
         // rpm reads ~/.rpmmacros: fix where the tree's database goes (the
         // build root's rpm may default to somewhere odd, Debian's to ~/.rpmdb).
         std::fs::write(home.join(".rpmmacros"), format!("%_dbpath {}\n", self.dbpath)).at(&home)?;
-        let db = ctx.tree.join(self.dbpath.trim_start_matches('/'));
-        std::fs::create_dir_all(&db).at(&db)?;
+        let tree = ctx.open_tree()?;
+        tree.create_dir_all(self.dbpath.trim_start_matches('/'))?;
 
         let cachedir = match &ctx.cache {
             Some(c) => c.join("dnf"),
@@ -182,7 +182,8 @@ impl Dnf {
             .args(&self.packages);
         run(&mut cmd, "dnf install")?;
         // dnf keeps its own state under the installroot; the package cache is outside.
-        let _ = std::fs::remove_dir_all(ctx.tree.join("var/cache/dnf"));
+        // (dnf and rpm resolve paths under --installroot themselves.)
+        tree.remove_dir_all("var/cache/dnf")?;
         Ok(())
     }
 }

@@ -1,8 +1,8 @@
 //! `org.osbuild.files`: writes files given inline in the manifest.
 
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
 
-use crate::api::{in_tree, Builtin, Context, Kind, Mode, Options, Owner, StageResult, WithPath};
+use crate::api::{option_path, Builtin, Context, Kind, Mode, Options, Owner, StageResult};
 use crate::passwd;
 
 /// Writes files whose content is carried in the manifest, so that the content
@@ -46,19 +46,17 @@ fn root() -> Owner {
 
 impl Options for Files {
     fn run(self, ctx: &Context) -> StageResult {
+        let tree = ctx.open_tree()?;
         for file in self.files {
-            let path = in_tree(&ctx.tree, &file.path)?;
-            let uid = passwd::uid(&ctx.tree, &file.user)?;
-            let gid = passwd::gid(&ctx.tree, &file.group)?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).at(parent)?;
-            }
-            // Replace rather than write through: the path may be a symlink into
-            // the build root, or a hard link shared with another file.
-            let _ = std::fs::remove_file(&path);
-            std::fs::write(&path, file.content.as_bytes()).at(&path)?;
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).at(&path)?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode.0)).at(&path)?;
+            let path = option_path(&file.path)?;
+            let uid = passwd::uid(&tree, &file.user)?;
+            let gid = passwd::gid(&tree, &file.group)?;
+            tree.create_parents(&path)?;
+            // A new file, replacing rather than writing through what is there:
+            // a symlink, or a hard link shared with another file.
+            tree.write_with(&path, file.mode.0, Some((uid, gid)), |f| {
+                f.write_all(file.content.as_bytes())
+            })?;
             println!(
                 "wrote {} ({:04o}, {uid}:{gid}, {} bytes)",
                 file.path,

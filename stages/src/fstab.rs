@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, StageResult};
 
 /// Writes `/etc/fstab` with one line per file system, replacing any existing
 /// file. Each entry names its file system by exactly one of `uuid`, `label`,
@@ -125,11 +125,9 @@ impl Options for Fstab {
                 fs.passno
             );
         }
-        let etc = ctx.tree.join("etc");
-        std::fs::create_dir_all(&etc).at(&etc)?;
-        let path = etc.join("fstab");
-        let _ = std::fs::remove_file(&path);
-        std::fs::write(&path, text).at(&path)?;
+        let tree = ctx.open_tree()?;
+        tree.create_dir_all("etc")?;
+        tree.write("etc/fstab", text)?;
         for Filesystem { spec, raw } in &self.filesystems {
             println!("fstab: {spec} on {} ({})", raw.path, raw.vfs_type);
         }

@@ -37,9 +37,10 @@ struct Group {
 
 impl Options for Groups {
     fn run(self, ctx: &Context) -> StageResult {
-        let defs = LoginDefs::load(&ctx.tree);
-        let mut group = DbFile::load_required(&ctx.tree, "etc/group", 4)?;
-        let mut gshadow = DbFile::load(&ctx.tree, "etc/gshadow", 4)?;
+        let tree = ctx.open_tree()?;
+        let defs = LoginDefs::load(&tree);
+        let mut group = DbFile::load_required(&tree, "etc/group", 4)?;
+        let mut gshadow = DbFile::load(&tree, "etc/gshadow", 4)?;
         let (min, max) = (defs.num("GID_MIN", 1000), defs.num("GID_MAX", 60000));
         for (name, options) in &self.groups {
             let name = &name.0;
@@ -70,8 +71,8 @@ impl Options for Groups {
                 _ => println!("added group {name} (gid {gid})"),
             }
         }
-        group.save()?;
-        gshadow.save()
+        group.save(&tree)?;
+        gshadow.save(&tree)
     }
 }
 

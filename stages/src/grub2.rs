@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
+use crate::tree::Tree;
 
 /// Configures GRUB 2 the Debian way and sets the kernel command line.
 ///
@@ -237,21 +238,20 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// The kernels in `boot`: (version, has an initrd), newest first.
-fn kernels(boot: &Path) -> Result<Vec<(String, bool)>, StageError> {
+fn kernels(tree: &Tree) -> Result<Vec<(String, bool)>, StageError> {
     let mut found = Vec::new();
-    let entries = match std::fs::read_dir(boot) {
+    let entries = match tree.read_dir("boot") {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(StageError(format!("{}: {e}", boot.display()))),
+        Err(e) => return Err(e.into()),
     };
     for e in entries {
-        let e = e.at(boot)?;
-        let name = e.file_name().to_string_lossy().into_owned();
+        let name = e.name.to_string_lossy().into_owned();
         if let Some(version) = name.strip_prefix("vmlinuz-") {
             if version.is_empty() || version.contains(['\'', '"', ' ', '\\']) {
                 continue;
             }
-            let initrd = boot.join(format!("initrd.img-{version}")).exists();
+            let initrd = tree.is_file(format!("boot/initrd.img-{version}"));
             found.push((version.to_string(), initrd));
         }
     }
@@ -260,9 +260,9 @@ fn kernels(boot: &Path) -> Result<Vec<(String, bool)>, StageError> {
 }
 
 /// NAME from the tree's os-release, as Debian's menu entries show it.
-fn distributor(tree: &Path) -> String {
+fn distributor(tree: &Tree) -> String {
     for rel in ["etc/os-release", "usr/lib/os-release"] {
-        if let Ok(text) = std::fs::read_to_string(tree.join(rel)) {
+        if let Ok(text) = tree.read_to_string(rel) {
             for line in text.lines() {
                 if let Some(v) = line.strip_prefix("NAME=") {
                     let v = v.trim_matches('"').trim_matches('\'');
@@ -322,8 +322,9 @@ impl Options for Grub2 {
             }
         }
         let default = cfg.default.clone().unwrap_or_else(|| "0".into());
-        let distro = cfg.distributor.clone().unwrap_or_else(|| distributor(&ctx.tree));
-        let kernels = kernels(&ctx.tree.join("boot"))?;
+        let tree = ctx.open_tree()?;
+        let distro = cfg.distributor.clone().unwrap_or_else(|| distributor(&tree));
+        let kernels = kernels(&tree)?;
 
         // /boot/grub/grub.cfg
         let mut g = String::new();
@@ -372,10 +373,8 @@ impl Options for Grub2 {
         if kernels.is_empty() {
             println!("grub2: no /boot/vmlinuz-* in the tree: grub.cfg has no menu entries");
         }
-        let grub_dir = ctx.tree.join("boot/grub");
-        std::fs::create_dir_all(&grub_dir).at(&grub_dir)?;
-        let path = grub_dir.join("grub.cfg");
-        std::fs::write(&path, &g).at(&path)?;
+        tree.create_dir_all("boot/grub")?;
+        tree.write("boot/grub/grub.cfg", &g)?;
 
         // /boot/grub/grubenv: exactly 1024 bytes, padded with '#'.
         let mut env = String::from("# GRUB Environment Block\n");
@@ -389,8 +388,7 @@ impl Options for Grub2 {
             return Err("saved_entry is too long for grubenv".into());
         }
         env.push_str(&"#".repeat(1024 - env.len()));
-        let path = grub_dir.join("grubenv");
-        std::fs::write(&path, env).at(&path)?;
+        tree.write("boot/grub/grubenv", env)?;
 
         if self.write_defaults {
             let mut d =
@@ -418,16 +416,14 @@ impl Options for Grub2 {
             if let Some(s) = &serial {
                 d.push_str(&format!("GRUB_SERIAL_COMMAND={}\n", shell_quote(s)));
             }
-            let etc = ctx.tree.join("etc/default");
-            std::fs::create_dir_all(&etc).at(&etc)?;
-            let path = etc.join("grub");
-            std::fs::write(&path, d).at(&path)?;
+            tree.create_dir_all("etc/default")?;
+            tree.write("etc/default/grub", d)?;
         }
 
         match &self.legacy {
             None | Some(Legacy::Enabled(false)) => {}
-            Some(Legacy::Enabled(true)) => copy_modules(&ctx.tree, "i386-pc")?,
-            Some(Legacy::Platform(p)) => copy_modules(&ctx.tree, p)?,
+            Some(Legacy::Enabled(true)) => copy_modules(&tree, "i386-pc")?,
+            Some(Legacy::Platform(p)) => copy_modules(&tree, p)?,
         }
 
         if let Some(uefi) = &self.uefi {
@@ -435,8 +431,8 @@ impl Options for Grub2 {
             if uefi.vendor.is_empty() || uefi.vendor.contains(['/', '.']) {
                 return Err(format!("uefi vendor {:?} must be a plain directory name", uefi.vendor).into());
             }
-            let dir = ctx.tree.join("boot/efi/EFI").join(&uefi.vendor);
-            std::fs::create_dir_all(&dir).at(&dir)?;
+            let dir = format!("boot/efi/EFI/{}", uefi.vendor);
+            tree.create_dir_all(&dir)?;
             let (kind, id) = grub_fs.search.split_once(' ').expect("two words");
             let search = if kind == "--fs-uuid" {
                 format!("search.fs_uuid {id} root")
@@ -445,10 +441,9 @@ impl Options for Grub2 {
             };
             let grub_path = if boot.is_some() { "/grub" } else { "/boot/grub" };
             let redirect = format!("{search}\nset prefix=($root)'{grub_path}'\nconfigfile $prefix/grub.cfg\n");
-            let path = dir.join("grub.cfg");
-            std::fs::write(&path, redirect).at(&path)?;
+            tree.write(format!("{dir}/grub.cfg"), redirect)?;
             if uefi.install {
-                install_signed(&ctx.tree, &uefi.vendor)?;
+                install_signed(&tree, &uefi.vendor)?;
             }
         }
         let _ = self.write_cmdline;
@@ -463,73 +458,93 @@ impl Options for Grub2 {
 
 /// Copies GRUB's modules and lists for `platform` to /boot/grub/<platform>,
 /// and its font to /boot/grub/fonts, as grub-install does.
-fn copy_modules(tree: &Path, platform: &str) -> StageResult {
+fn copy_modules(tree: &Tree, platform: &str) -> StageResult {
     if platform.is_empty() || platform.contains(['/', '.']) {
         return Err(format!("{platform:?} is not a GRUB platform").into());
     }
-    let source = [
-        tree.join("usr/lib/grub").join(platform),
-        Path::new("/usr/lib/grub").join(platform),
-    ]
-    .into_iter()
-    .find(|d| d.join("moddep.lst").is_file())
-    .ok_or_else(|| {
-        format!("no GRUB modules for {platform} (/usr/lib/grub/{platform}) in the tree or the build root")
-    })?;
-    let target = tree.join("boot/grub").join(platform);
-    std::fs::create_dir_all(&target).at(&target)?;
-    let mut n = 0;
-    for e in std::fs::read_dir(&source).at(&source)? {
-        let e = e.at(&source)?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".mod") || name.ends_with(".lst") {
-            std::fs::copy(e.path(), target.join(&name)).at(&e.path())?;
-            n += 1;
+    let dir = format!("usr/lib/grub/{platform}");
+    let host = Path::new("/").join(&dir);
+    // The tree's own modules when it has them, else the build root's.
+    let names = |list: Vec<String>| -> Vec<String> {
+        list.into_iter()
+            .filter(|n| n.ends_with(".mod") || n.ends_with(".lst"))
+            .collect()
+    };
+    let (from_tree, files) = if tree.is_file(format!("{dir}/moddep.lst")) {
+        let entries = tree.read_dir(&dir)?;
+        let files = entries
+            .into_iter()
+            .filter(|e| e.kind != crate::tree::Kind::Dir)
+            .map(|e| e.name.to_string_lossy().into_owned());
+        (true, names(files.collect()))
+    } else if host.join("moddep.lst").is_file() {
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(&host).at(&host)? {
+            files.push(e.at(&host)?.file_name().to_string_lossy().into_owned());
+        }
+        (false, names(files))
+    } else {
+        return Err(
+            format!("no GRUB modules for {platform} (/usr/lib/grub/{platform}) in the tree or the build root").into(),
+        );
+    };
+    let target = format!("boot/grub/{platform}");
+    tree.create_dir_all(&target)?;
+    for name in &files {
+        let dest = format!("{target}/{name}");
+        if from_tree {
+            tree.copy(format!("{dir}/{name}"), &dest)?;
+        } else {
+            tree.copy_in(&host.join(name), &dest, 0o644)?;
         }
     }
-    for font in [
-        tree.join("usr/share/grub/unicode.pf2"),
-        "/usr/share/grub/unicode.pf2".into(),
-    ] {
-        if font.is_file() {
-            let fonts = tree.join("boot/grub/fonts");
-            std::fs::create_dir_all(&fonts).at(&fonts)?;
-            std::fs::copy(&font, fonts.join("unicode.pf2")).at(&font)?;
-            break;
+    let font = "usr/share/grub/unicode.pf2";
+    let host_font = Path::new("/").join(font);
+    if tree.is_file(font) || host_font.is_file() {
+        tree.create_dir_all("boot/grub/fonts")?;
+        let dest = "boot/grub/fonts/unicode.pf2";
+        if tree.is_file(font) {
+            tree.copy(font, dest)?;
+        } else {
+            tree.copy_in(&host_font, dest, 0o644)?;
         }
     }
     println!(
-        "grub2: copied {n} files from {} to /boot/grub/{platform}",
-        source.display()
+        "grub2: copied {} files from {} to /boot/grub/{platform}",
+        files.len(),
+        if from_tree {
+            format!("the tree's /{dir}")
+        } else {
+            host.display().to_string()
+        }
     );
     Ok(())
 }
 
 /// Debian's signed shim and GRUB, from the tree, onto the ESP.
-fn install_signed(tree: &Path, vendor: &str) -> StageResult {
-    let shim = tree.join("usr/lib/shim/shimx64.efi.signed");
-    let mm = tree.join("usr/lib/shim/mmx64.efi.signed");
-    let grub = tree.join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed");
-    if !grub.is_file() {
+fn install_signed(tree: &Tree, vendor: &str) -> StageResult {
+    let shim = "usr/lib/shim/shimx64.efi.signed";
+    let mm = "usr/lib/shim/mmx64.efi.signed";
+    let grub = "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed";
+    if !tree.is_file(grub) {
         return Err("uefi.install needs the signed GRUB in the tree (package grub-efi-amd64-signed)".into());
     }
-    let esp = tree.join("boot/efi/EFI");
-    let mut copies = vec![(grub.clone(), format!("{vendor}/grubx64.efi"))];
-    if shim.is_file() {
-        copies.push((shim.clone(), format!("{vendor}/shimx64.efi")));
+    let mut copies = vec![(grub, format!("{vendor}/grubx64.efi"))];
+    if tree.is_file(shim) {
+        copies.push((shim, format!("{vendor}/shimx64.efi")));
         copies.push((shim, "BOOT/BOOTX64.EFI".into()));
         copies.push((grub, "BOOT/grubx64.efi".into()));
-        if mm.is_file() {
-            copies.push((mm.clone(), format!("{vendor}/mmx64.efi")));
+        if tree.is_file(mm) {
+            copies.push((mm, format!("{vendor}/mmx64.efi")));
             copies.push((mm, "BOOT/mmx64.efi".into()));
         }
     } else {
         copies.push((grub, "BOOT/BOOTX64.EFI".into()));
     }
     for (from, to) in copies {
-        let dest = esp.join(to);
-        std::fs::create_dir_all(dest.parent().expect("has a parent")).at(&dest)?;
-        std::fs::copy(&from, &dest).at(&from)?;
+        let dest = format!("boot/efi/EFI/{to}");
+        tree.create_parents(&dest)?;
+        tree.copy(from, &dest)?;
     }
     Ok(())
 }

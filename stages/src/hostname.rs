@@ -1,6 +1,6 @@
 //! `org.osbuild.hostname`: writes `/etc/hostname`.
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, StageResult};
 
 /// Sets the static host name of the image.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -14,10 +14,9 @@ pub struct Hostname {
 impl Options for Hostname {
     fn run(self, ctx: &Context) -> StageResult {
         valid(&self.hostname)?;
-        let etc = ctx.tree.join("etc");
-        std::fs::create_dir_all(&etc).at(&etc)?;
-        let path = etc.join("hostname");
-        std::fs::write(&path, format!("{}\n", self.hostname)).at(&path)?;
+        let tree = ctx.open_tree()?;
+        tree.create_dir_all("etc")?;
+        tree.write("etc/hostname", format!("{}\n", self.hostname))?;
         println!("hostname set to {}", self.hostname);
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! `org.osbuild.kernel-cmdline`: writes `/etc/kernel/cmdline` (osbuild's schema).
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, StageResult};
 
 /// Writes the kernel command line to `/etc/kernel/cmdline`, where
 /// `kernel-install` (systemd-boot, UKIs) and osbuild's boot loader stages read
@@ -65,11 +65,9 @@ impl Options for KernelCmdline {
             params.push(opts.to_string());
         }
         let line = params.join(" ");
-        let dir = ctx.tree.join("etc/kernel");
-        std::fs::create_dir_all(&dir).at(&dir)?;
-        let path = dir.join("cmdline");
-        let _ = std::fs::remove_file(&path);
-        std::fs::write(&path, format!("{line}\n")).at(&path)?;
+        let tree = ctx.open_tree()?;
+        tree.create_dir_all("etc/kernel")?;
+        tree.write("etc/kernel/cmdline", format!("{line}\n"))?;
         println!("kernel command line: {line}");
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! `org.osbuild.keymap`: sets the console and X11 keyboard layouts (osbuild's schema).
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, StageResult};
 
 /// Sets the keyboard layout of the virtual console in `/etc/vconsole.conf`
 /// (replaced, as `systemd-firstboot --keymap` writes it), and optionally the X11
@@ -43,15 +43,13 @@ impl Options for Keymap {
                 return Err(format!("{what} {v:?} is not a valid name").into());
             }
         }
-        let etc = ctx.tree.join("etc");
-        std::fs::create_dir_all(&etc).at(&etc)?;
+        let tree = ctx.open_tree()?;
+        tree.create_dir_all("etc")?;
         let mut text = format!("KEYMAP={}\n", self.keymap);
         if let Some(font) = &self.font {
             text.push_str(&format!("FONT={font}\n"));
         }
-        let vconsole = etc.join("vconsole.conf");
-        let _ = std::fs::remove_file(&vconsole);
-        std::fs::write(&vconsole, text).at(&vconsole)?;
+        tree.write("etc/vconsole.conf", text)?;
         println!("console keymap set to {}", self.keymap);
 
         let Some(x11) = self.x11_keymap else {
@@ -64,12 +62,9 @@ impl Options for Keymap {
             return Err(format!("x11-keymap: {bad:?} is not a valid layout").into());
         }
         let layouts = x11.layouts.join(",");
-        let dir = etc.join("X11/xorg.conf.d");
-        std::fs::create_dir_all(&dir).at(&dir)?;
-        let conf = dir.join("00-keyboard.conf");
-        let _ = std::fs::remove_file(&conf);
-        std::fs::write(
-            &conf,
+        tree.create_dir_all("etc/X11/xorg.conf.d")?;
+        tree.write(
+            "etc/X11/xorg.conf.d/00-keyboard.conf",
             format!(
                 "# Written by osbuild; use localectl(1) to change it.\n\
                  Section \"InputClass\"\n\
@@ -78,13 +73,12 @@ impl Options for Keymap {
                  \x20       Option \"XkbLayout\" \"{layouts}\"\n\
                  EndSection\n"
             ),
-        )
-        .at(&conf)?;
+        )?;
         println!("X11 keyboard layouts set to {layouts}");
 
-        let keyboard = etc.join("default/keyboard");
-        if keyboard.is_file() {
-            let old = std::fs::read_to_string(&keyboard).at(&keyboard)?;
+        let keyboard = "etc/default/keyboard";
+        if tree.is_file(keyboard) {
+            let old = tree.read_to_string(keyboard)?;
             let line = format!("XKBLAYOUT=\"{layouts}\"");
             let mut found = false;
             let mut new: Vec<String> = old
@@ -101,7 +95,7 @@ impl Options for Keymap {
             if !found {
                 new.push(line);
             }
-            std::fs::write(&keyboard, new.join("\n") + "\n").at(&keyboard)?;
+            tree.rewrite(keyboard, new.join("\n") + "\n")?;
             println!("XKBLAYOUT set in /etc/default/keyboard");
         }
         Ok(())

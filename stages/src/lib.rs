@@ -29,6 +29,7 @@ mod systemd;
 #[cfg(test)]
 mod testutil;
 mod timezone;
+pub mod tree;
 mod users;
 
 pub use api::{Builtin, Context, Kind, OptionsError, PathSegment, StageError, StageResult};

@@ -1,6 +1,6 @@
 //! `org.osbuild.locale`: sets the system language (osbuild's schema).
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, StageResult};
 
 /// Sets the system-wide `LANG`: writes `/etc/locale.conf` (read by systemd), and
 /// on Debian-family trees (those with `/etc/debian_version`) also
@@ -28,18 +28,13 @@ impl Options for Locale {
             return Err(format!("{:?} is not a locale identifier (like en_US.UTF-8)", self.language).into());
         }
         let line = format!("LANG={}\n", self.language);
-        let etc = ctx.tree.join("etc");
-        std::fs::create_dir_all(&etc).at(&etc)?;
+        let tree = ctx.open_tree()?;
+        tree.create_dir_all("etc")?;
         let mut written = vec!["/etc/locale.conf"];
-        let conf = etc.join("locale.conf");
-        let _ = std::fs::remove_file(&conf);
-        std::fs::write(&conf, &line).at(&conf)?;
-        if etc.join("debian_version").exists() {
-            let default = etc.join("default");
-            std::fs::create_dir_all(&default).at(&default)?;
-            let path = default.join("locale");
-            let _ = std::fs::remove_file(&path);
-            std::fs::write(&path, &line).at(&path)?;
+        tree.write("etc/locale.conf", &line)?;
+        if tree.exists("etc/debian_version") {
+            tree.create_dir_all("etc/default")?;
+            tree.write("etc/default/locale", &line)?;
             written.push("/etc/default/locale");
         }
         println!("LANG={} in {}", self.language, written.join(" and "));

@@ -1,8 +1,8 @@
 //! `org.osbuild.machine-id`: decides what `/etc/machine-id` holds (osbuild's schema).
 
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, StageResult};
 
 /// Sets the state of `/etc/machine-id`, which must not be shared by the machines
 /// made from one image. With `yes` or `no`, a `/var/lib/dbus/machine-id` that is
@@ -38,10 +38,11 @@ fn default_first_boot() -> FirstBoot {
 
 impl Options for MachineId {
     fn run(self, ctx: &Context) -> StageResult {
-        let path = ctx.tree.join("etc/machine-id");
+        let tree = ctx.open_tree()?;
+        let path = "etc/machine-id";
         let content = match self.first_boot {
             FirstBoot::Preserve => {
-                if !path.is_file() {
+                if !tree.is_file(path) {
                     return Err("/etc/machine-id cannot be preserved: it is not in the tree".into());
                 }
                 println!("/etc/machine-id preserved");
@@ -50,14 +51,9 @@ impl Options for MachineId {
             FirstBoot::Yes => "uninitialized\n",
             FirstBoot::No => "",
         };
-        let etc = ctx.tree.join("etc");
-        std::fs::create_dir_all(&etc).at(&etc)?;
-        if std::fs::symlink_metadata(&path).is_ok() {
-            std::fs::remove_file(&path).at(&path)?;
-        }
-        std::fs::write(&path, content).at(&path)?;
+        tree.create_dir_all("etc")?;
         // systemd and Debian's postinst leave it read-only for everyone.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).at(&path)?;
+        tree.write_with(path, 0o444, None, |f| f.write_all(content.as_bytes()))?;
         println!(
             "/etc/machine-id {}",
             if content.is_empty() {
@@ -66,9 +62,9 @@ impl Options for MachineId {
                 "set to uninitialized (first boot)"
             }
         );
-        let dbus = ctx.tree.join("var/lib/dbus/machine-id");
-        if std::fs::symlink_metadata(&dbus).is_ok_and(|m| m.is_file()) {
-            std::fs::remove_file(&dbus).at(&dbus)?;
+        let dbus = "var/lib/dbus/machine-id";
+        if tree.symlink_metadata(dbus).is_ok_and(|m| m.is_file()) {
+            tree.remove_file(dbus)?;
             println!("removed /var/lib/dbus/machine-id");
         }
         Ok(())

@@ -1,8 +1,6 @@
 //! `org.osbuild.mkdir`: creates directories (osbuild's schema).
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-
-use crate::api::{in_tree, Builtin, Context, Kind, Mode, Options, StageResult, WithPath};
+use crate::api::{option_path, Builtin, Context, Kind, Mode, Options, StageResult};
 
 /// Creates directories in the tree.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -36,20 +34,22 @@ fn default_mode() -> Mode {
 
 impl Options for Mkdir {
     fn run(self, ctx: &Context) -> StageResult {
+        let tree = ctx.open_tree()?;
         for dir in self.paths {
             let raw = dir.path.strip_prefix("tree://").unwrap_or(&dir.path);
-            let path = in_tree(&ctx.tree, raw)?;
-            if path.is_dir() {
+            let path = option_path(raw)?;
+            if tree.is_dir(&path) {
                 if dir.exist_ok {
                     continue;
                 }
                 return Err(format!("{raw} already exists").into());
             }
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(dir.parents).mode(0o755);
-            builder.create(&path).at(&path)?;
-            // DirBuilder's mode is filtered by the umask; set the bits exactly.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(dir.mode.0)).at(&path)?;
+            if dir.parents {
+                tree.create_parents(&path)?;
+            }
+            tree.create_dir(&path, 0o755)?;
+            // mkdir's mode is filtered by the umask; set the bits exactly.
+            tree.set_mode(&path, dir.mode.0)?;
             println!("created {raw} ({:04o})", dir.mode.0);
         }
         Ok(())

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use crate::tree::Tree;
+
 /// One `name:x:id:...` line's name and numeric id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -25,29 +27,30 @@ pub fn parse(text: &str) -> Vec<Entry> {
         .collect()
 }
 
-fn lookup(file: &Path, name: &str) -> Result<u32, String> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| format!("cannot look up {name:?}: {}: {e}", file.display()))?;
+fn lookup(tree: &Tree, file: &str, name: &str) -> Result<u32, String> {
+    let text = tree
+        .read_to_string(file)
+        .map_err(|e| format!("cannot look up {name:?}: {e}"))?;
     parse(&text)
         .into_iter()
         .find(|e| e.name == name)
         .map(|e| e.id)
-        .ok_or_else(|| format!("{name:?} is not in the tree's {}", file.display()))
+        .ok_or_else(|| format!("{name:?} is not in the tree's {}", Path::new("/").join(file).display()))
 }
 
 /// A user given as a number or as a name known to the tree.
-pub fn uid(tree: &Path, user: &crate::api::Owner) -> Result<u32, String> {
+pub fn uid(tree: &Tree, user: &crate::api::Owner) -> Result<u32, String> {
     match user {
         crate::api::Owner::Id(id) => Ok(*id),
-        crate::api::Owner::Name(name) => lookup(&tree.join("etc/passwd"), name),
+        crate::api::Owner::Name(name) => lookup(tree, "etc/passwd", name),
     }
 }
 
 /// A group given as a number or as a name known to the tree.
-pub fn gid(tree: &Path, group: &crate::api::Owner) -> Result<u32, String> {
+pub fn gid(tree: &Tree, group: &crate::api::Owner) -> Result<u32, String> {
     match group {
         crate::api::Owner::Id(id) => Ok(*id),
-        crate::api::Owner::Name(name) => lookup(&tree.join("etc/group"), name),
+        crate::api::Owner::Name(name) => lookup(tree, "etc/group", name),
     }
 }
 

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 
-use crate::api::{in_tree, Builtin, Context, Kind, Options, StageResult};
+use crate::api::{option_path, Builtin, Context, Kind, Options, StageResult};
 
 /// Runs a script with the tree as its root directory (`chroot`), so it uses the
 /// tree's own programs (`apt-get`, `update-alternatives`, `locale-gen`, ...).
@@ -47,8 +47,9 @@ impl Options for Script {
             return Err("interpreter must not be empty".into());
         }
         if interpreter.starts_with('/') {
-            let path = in_tree(&ctx.tree, interpreter)?;
-            if std::fs::symlink_metadata(&path).is_err() {
+            let path = option_path(interpreter)?;
+            // Chrooted, the script's interpreter resolves in the tree as this does.
+            if !ctx.open_tree()?.exists(&path) {
                 return Err(format!("interpreter {interpreter} is not in the tree").into());
             }
         }

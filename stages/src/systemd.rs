@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult};
+use crate::tree::Tree;
 
 /// Enables, disables and masks systemd units in the tree and sets the default
 /// target, with the build root's `systemctl --root`. Units are first enabled, then
@@ -111,7 +112,7 @@ impl UnitName {
 
 /// The unit's path inside the tree (`/usr/lib/systemd/system/x.service`), if any;
 /// an instance (`a@b.service`) is found by its template (`a@.service`).
-fn find_unit(tree: &Path, unit: &str) -> Option<String> {
+fn find_unit(tree: &Tree, unit: &str) -> Option<String> {
     let template = unit.split_once('@').and_then(|(prefix, rest)| {
         let (_, ty) = rest.rsplit_once('.')?;
         Some(format!("{prefix}@.{ty}"))
@@ -119,7 +120,7 @@ fn find_unit(tree: &Path, unit: &str) -> Option<String> {
     for name in std::iter::once(unit.to_string()).chain(template) {
         for dir in UNIT_DIRS {
             let rel = format!("{dir}/{name}");
-            if std::fs::symlink_metadata(tree.join(&rel)).is_ok() {
+            if tree.exists(&rel) {
                 return Some(format!("/{rel}"));
             }
         }
@@ -129,11 +130,11 @@ fn find_unit(tree: &Path, unit: &str) -> Option<String> {
 
 /// Whether `systemctl` can act on the unit: a unit file, or (Debian) a SysV
 /// init script that `systemctl` hands to `systemd-sysv-install`.
-fn known(tree: &Path, unit: &str) -> bool {
+fn known(tree: &Tree, unit: &str) -> bool {
     find_unit(tree, unit).is_some()
         || unit
             .strip_suffix(".service")
-            .is_some_and(|base| tree.join("etc/init.d").join(base).is_file())
+            .is_some_and(|base| tree.is_file(format!("etc/init.d/{base}")))
 }
 
 fn systemctl() -> Result<&'static str, StageError> {
@@ -143,11 +144,13 @@ fn systemctl() -> Result<&'static str, StageError> {
         .ok_or_else(|| StageError("systemctl is not in the build root (/usr/bin/systemctl)".into()))
 }
 
-fn run_systemctl(tree: &Path, verb: &str, unit: &str) -> StageResult {
+/// `systemctl --root` resolves every path in the tree itself (systemd's
+/// `chase()` with the root as prefix), so planted symlinks stay inside too.
+fn run_systemctl(tree: &Tree, verb: &str, unit: &str) -> StageResult {
     let bin = systemctl()?;
     println!("systemctl {verb} {unit}");
     let status = Command::new(bin)
-        .arg(format!("--root={}", tree.display()))
+        .arg(format!("--root={}", tree.path().display()))
         .arg(verb)
         .arg(unit)
         .status()
@@ -160,21 +163,19 @@ fn run_systemctl(tree: &Path, verb: &str, unit: &str) -> StageResult {
 }
 
 /// Replaces whatever is at `link` with a symlink to `target`.
-fn symlink(link: &Path, target: &str) -> StageResult {
-    if let Some(parent) = link.parent() {
-        std::fs::create_dir_all(parent).at(parent)?;
-    }
-    match std::fs::symlink_metadata(link) {
-        Ok(m) if m.is_dir() => return Err(format!("{} is a directory", link.display()).into()),
-        Ok(_) => std::fs::remove_file(link).at(link)?,
+fn symlink(tree: &Tree, link: &str, target: &str) -> StageResult {
+    tree.create_parents(link)?;
+    match tree.symlink_metadata(link) {
+        Ok(m) if m.is_dir() => return Err(format!("/{link} is a directory").into()),
+        Ok(_) => tree.remove_file(link)?,
         Err(_) => {}
     }
-    std::os::unix::fs::symlink(target, link).at(link)
+    Ok(tree.symlink(target, link)?)
 }
 
 impl Options for Systemd {
     fn run(self, ctx: &Context) -> StageResult {
-        let tree = &ctx.tree;
+        let tree = &ctx.open_tree()?;
         // Check every name first, so a typo fails before anything changed.
         for (verb, units) in [("enable", &self.enabled_services), ("disable", &self.disabled_services)] {
             for unit in units {
@@ -216,12 +217,15 @@ impl Options for Systemd {
             run_systemctl(tree, "mask", &full)?;
         }
         for generator in &self.masked_generators {
-            let link = tree.join("etc/systemd/system-generators").join(&generator.0);
-            symlink(&link, "/dev/null")?;
+            symlink(
+                tree,
+                &format!("etc/systemd/system-generators/{}", generator.0),
+                "/dev/null",
+            )?;
             println!("masked generator {}", generator.0);
         }
         if let Some((full, path)) = default_target {
-            symlink(&tree.join("etc/systemd/system/default.target"), &path)?;
+            symlink(tree, "etc/systemd/system/default.target", &path)?;
             println!("default target set to {full} ({path})");
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! `org.osbuild.timezone`: sets the time zone (osbuild's schema).
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, StageResult};
 
 /// Sets the system time zone: `/etc/localtime` becomes a symlink to
 /// `../usr/share/zoneinfo/ZONE` (as `systemd-firstboot` and `timedatectl` make
@@ -31,23 +31,19 @@ impl Options for Timezone {
         if !valid(zone) {
             return Err(format!("{zone:?} is not a time zone name (like Europe/Berlin)").into());
         }
-        let file = ctx.tree.join("usr/share/zoneinfo").join(zone);
-        if !file.is_file() {
+        let tree = ctx.open_tree()?;
+        if !tree.is_file(format!("usr/share/zoneinfo/{zone}")) {
             return Err(format!(
                 "time zone {zone}: /usr/share/zoneinfo/{zone} is not in the tree (is tzdata installed?)"
             )
             .into());
         }
-        let etc = ctx.tree.join("etc");
-        std::fs::create_dir_all(&etc).at(&etc)?;
-        let localtime = etc.join("localtime");
-        if std::fs::symlink_metadata(&localtime).is_ok() {
-            std::fs::remove_file(&localtime).at(&localtime)?;
+        tree.create_dir_all("etc")?;
+        if tree.exists("etc/localtime") {
+            tree.remove_file("etc/localtime")?;
         }
-        std::os::unix::fs::symlink(format!("../usr/share/zoneinfo/{zone}"), &localtime).at(&localtime)?;
-        let timezone = etc.join("timezone");
-        let _ = std::fs::remove_file(&timezone);
-        std::fs::write(&timezone, format!("{zone}\n")).at(&timezone)?;
+        tree.symlink(format!("../usr/share/zoneinfo/{zone}"), "etc/localtime")?;
+        tree.write("etc/timezone", format!("{zone}\n"))?;
         println!("time zone set to {zone}");
         Ok(())
     }

@@ -5,11 +5,11 @@
 //! `/etc/shadow`, so the tree would differ from build to build).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use crate::accounts::{self, AccountName, DbFile, LoginDefs, UseraddDefaults};
-use crate::api::{in_tree, Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
+use crate::api::{option_path, Builtin, Context, Kind, Options, StageError, StageResult};
+use crate::tree::{self, Tree};
 
 /// Adds user accounts to the tree, or changes existing ones, by editing the
 /// tree's `/etc/passwd`, `/etc/shadow`, `/etc/group` and `/etc/gshadow`
@@ -91,7 +91,7 @@ struct Db {
 
 impl Options for Users {
     fn run(self, ctx: &Context) -> StageResult {
-        let tree = &ctx.tree;
+        let tree = &ctx.open_tree()?;
         let defs = LoginDefs::load(tree);
         let defaults = accounts::useradd_defaults(tree);
         let mut db = Db {
@@ -112,7 +112,7 @@ impl Options for Users {
             plans.push(plan);
         }
         for file in [&db.passwd, &db.shadow, &db.group, &db.gshadow, &db.subuid, &db.subgid] {
-            file.save()?;
+            file.save(tree)?;
         }
         for plan in plans {
             make_home(tree, &plan, &defs)?;
@@ -463,30 +463,24 @@ fn home_mode(defs: &LoginDefs) -> u32 {
 }
 
 /// Creates the home directory from `/etc/skel` when it is missing.
-fn make_home(tree: &Path, plan: &HomePlan, defs: &LoginDefs) -> StageResult {
+fn make_home(tree: &Tree, plan: &HomePlan, defs: &LoginDefs) -> StageResult {
     if !plan.create && plan.keys.is_empty() {
         return Ok(());
     }
-    let dir = in_tree(tree, &plan.home).map_err(|e| format!("user {}: {e}", plan.user))?;
-    if std::fs::symlink_metadata(&dir).is_ok() {
+    let dir = option_path(&plan.home).map_err(|e| format!("user {}: {e}", plan.user))?;
+    if tree.exists(&dir) {
         if plan.create {
             println!("home {} of {} already exists; left as it is", plan.home, plan.user);
         }
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .at(parent)?;
-    }
-    std::fs::create_dir(&dir).at(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(home_mode(defs))).at(&dir)?;
-    std::os::unix::fs::lchown(&dir, Some(plan.uid), Some(plan.gid)).at(&dir)?;
-    let skel = tree.join("etc/skel");
-    if skel.is_dir() {
-        copy_skel(&skel, &dir, plan.uid, plan.gid)?;
+    tree.create_parents(&dir)?;
+    tree.create_dir(&dir, 0o755)?;
+    tree.set_mode(&dir, home_mode(defs))?;
+    tree.chown(&dir, plan.uid, plan.gid)?;
+    let skel = Path::new("etc/skel");
+    if tree.is_dir(skel) {
+        copy_skel(tree, skel, &dir, plan.uid, plan.gid)?;
         println!(
             "created {} ({:04o}, {}:{}) from /etc/skel",
             plan.home,
@@ -508,48 +502,43 @@ fn make_home(tree: &Path, plan: &HomePlan, defs: &LoginDefs) -> StageResult {
 
 /// Copies a skeleton directory (files, directories, symlinks) into a new home,
 /// giving everything to the user; modes are kept.
-fn copy_skel(from: &Path, to: &Path, uid: u32, gid: u32) -> StageResult {
-    let mut entries: Vec<_> = std::fs::read_dir(from).at(from)?.collect::<Result<_, _>>().at(from)?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let src = entry.path();
-        let dst = to.join(entry.file_name());
-        let meta = std::fs::symlink_metadata(&src).at(&src)?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir(&dst).at(&dst)?;
-            copy_skel(&src, &dst, uid, gid)?;
-            std::fs::set_permissions(&dst, meta.permissions()).at(&dst)?;
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(&src).at(&src)?;
-            std::os::unix::fs::symlink(&target, &dst).at(&dst)?;
-        } else if ft.is_file() {
-            std::fs::copy(&src, &dst).at(&dst)?;
-        } else {
-            continue;
+fn copy_skel(tree: &Tree, from: &Path, to: &Path, uid: u32, gid: u32) -> StageResult {
+    use std::os::unix::fs::MetadataExt;
+    for entry in tree.read_dir(from)? {
+        let src = from.join(&entry.name);
+        let dst = to.join(&entry.name);
+        match entry.kind {
+            tree::Kind::Dir => {
+                tree.create_dir(&dst, 0o700)?;
+                copy_skel(tree, &src, &dst, uid, gid)?;
+                tree.set_mode(&dst, tree.symlink_metadata(&src)?.mode() & 0o7777)?;
+            }
+            tree::Kind::Symlink => tree.symlink(tree.read_link(&src)?, &dst)?,
+            tree::Kind::File => drop(tree.copy(&src, &dst)?),
+            tree::Kind::Other => continue,
         }
-        std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).at(&dst)?;
+        tree.chown(&dst, uid, gid)?;
     }
     Ok(())
 }
 
 /// Adds the keys missing from `~/.ssh/authorized_keys`.
-fn add_keys(tree: &Path, plan: &HomePlan) -> StageResult {
+fn add_keys(tree: &Tree, plan: &HomePlan) -> StageResult {
     if plan.keys.is_empty() {
         return Ok(());
     }
-    let home = in_tree(tree, &plan.home)?;
+    let home = option_path(&plan.home)?;
     let ssh = home.join(".ssh");
-    if !ssh.is_dir() {
-        std::fs::create_dir(&ssh).at(&ssh)?;
+    if !tree.is_dir(&ssh) {
+        tree.create_dir(&ssh, 0o700)?;
     }
-    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700)).at(&ssh)?;
-    std::os::unix::fs::lchown(&ssh, Some(plan.uid), Some(plan.gid)).at(&ssh)?;
+    tree.set_mode(&ssh, 0o700)?;
+    tree.chown(&ssh, plan.uid, plan.gid)?;
     let file = ssh.join("authorized_keys");
-    let mut text = match std::fs::read_to_string(&file) {
+    let mut text = match tree.read_to_string(&file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(StageError(format!("{}: {e}", file.display()))),
+        Err(e) => return Err(e.into()),
     };
     let mut added = 0;
     for key in &plan.keys {
@@ -563,11 +552,10 @@ fn add_keys(tree: &Path, plan: &HomePlan) -> StageResult {
         text.push('\n');
         added += 1;
     }
-    // Replace rather than write through a symlink planted in the home.
-    let _ = std::fs::remove_file(&file);
-    std::fs::write(&file, text).at(&file)?;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).at(&file)?;
-    std::os::unix::fs::lchown(&file, Some(plan.uid), Some(plan.gid)).at(&file)?;
+    // A new file, not written through a symlink planted in the home.
+    tree.write_with(&file, 0o600, Some((plan.uid, plan.gid)), |f| {
+        std::io::Write::write_all(f, text.as_bytes())
+    })?;
     println!(
         "added {added} of {} SSH key(s) to {}/.ssh/authorized_keys of {}",
         plan.keys.len(),
