@@ -42,6 +42,7 @@ pub enum StoreCommand {
     Ls,
     Du,
     Gc { all: bool, keep_days: u64 },
+    Verify { repair: bool },
 }
 
 /// A failure with its exit status.
@@ -459,8 +460,70 @@ fn store_inner(common: Common, command: StoreCommand) -> Result<(), Failure> {
                 );
             }
         }
+        StoreCommand::Verify { repair } => return verify(&common, repair),
     }
     Ok(())
+}
+
+/// `store verify [--repair]`: bad objects are a failure unless repaired.
+fn verify(common: &Common, repair: bool) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure::failed(msg(format!("store {}: {e}", common.store.display())));
+    let store = if repair {
+        Store::open_exclusive(&common.store).map_err(io)?
+    } else {
+        match Store::open_existing(&common.store).map_err(io)? {
+            Some(store) => store,
+            None => {
+                return Err(Failure::invalid(msg(format!(
+                    "there is no store at {}",
+                    common.store.display()
+                ))))
+            }
+        }
+    };
+    let report = store.verify(repair).map_err(io)?;
+    if common.json {
+        let problems: Vec<_> = report
+            .problems
+            .iter()
+            .map(|(id, p)| json!({"id": id, "problem": p.to_string()}))
+            .collect();
+        println!(
+            "{}",
+            json!({"verified": report.verified, "unhashed": report.unhashed, "problems": problems,
+                "repaired": report.repaired})
+        );
+    } else {
+        for (id, problem) in &report.problems {
+            println!("{id}  {problem}{}", if report.repaired { " (removed)" } else { "" });
+        }
+        println!(
+            "{} objects verified, {} bad{}{}",
+            report.verified,
+            report.problems.len(),
+            if report.unhashed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} stored without a content hash (not checked)",
+                    report.unhashed.len()
+                )
+            },
+            if report.repaired && !report.problems.is_empty() {
+                "; the bad ones were removed and will be built again"
+            } else {
+                ""
+            }
+        );
+    }
+    if report.problems.is_empty() || report.repaired {
+        Ok(())
+    } else {
+        Err(Failure::failed(msg(format!(
+            "{} stored objects are not what was committed: `osbuild store verify --repair` removes them",
+            report.problems.len()
+        ))))
+    }
 }
 
 pub fn bytes_human(bytes: u64) -> String {

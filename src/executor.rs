@@ -138,7 +138,19 @@ impl Executor<'_> {
                 });
                 return Ok(());
             }
-            Claim::Build(staging) => staging,
+            Claim::Build { staging, discarded } => {
+                if let Some(why) = discarded {
+                    let text = format!(
+                        "the stored {} {name} was unusable ({why}): building it again",
+                        kind.noun()
+                    );
+                    self.monitor.event(&Event::Warning {
+                        id: Some(&planned.id),
+                        text: &text,
+                    });
+                }
+                staging
+            }
         };
         self.monitor.event(&Event::StageBegin {
             name,
@@ -189,6 +201,7 @@ impl Executor<'_> {
             layers,
             created: crate::store::now_secs(),
             duration_ms,
+            content: None,
         };
         staging.commit(&meta).map_err(io_err("committing to the store"))?;
         outcome.built += 1;
@@ -396,6 +409,17 @@ impl Executor<'_> {
                 tail: String::from_utf8_lossy(&tail[start..]).into_owned(),
                 log: staging.keep_log().map_err(io_err("keeping the log"))?,
             })));
+        }
+        if kind == Kind::Assembler {
+            // Stored, a FIFO would hang every later delivery of the image.
+            let output = staging.output().map_err(io_err("reading the output"))?;
+            crate::output::check_deliverable(&output).map_err(|e| {
+                let path = e.to_string().replace(&*output.to_string_lossy(), "output");
+                BuildError::Io(format!(
+                    "assembler {} made an output that cannot be delivered: {path}",
+                    planned.stage.name
+                ))
+            })?;
         }
         Ok(())
     }

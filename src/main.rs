@@ -139,6 +139,14 @@ enum StoreCmd {
         #[arg(long, default_value_t = 14)]
         keep_days: u64,
     },
+    /// Rehash every object and report those that changed since they were
+    /// stored (exit status 1 if any did).
+    Verify {
+        /// Remove the changed and unusable objects, and the trees built on
+        /// them, so the next build makes them again.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 fn common(c: CommonOpts) -> Common {
@@ -211,6 +219,7 @@ fn main() {
                 StoreCmd::Ls => StoreCommand::Ls,
                 StoreCmd::Du => StoreCommand::Du,
                 StoreCmd::Gc { all, keep_days } => StoreCommand::Gc { all, keep_days },
+                StoreCmd::Verify { repair } => StoreCommand::Verify { repair },
             },
         ),
     };

@@ -35,6 +35,12 @@ pub enum Event<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
     },
+    /// Something the user should know that does not stop the build.
+    Warning {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        text: &'a str,
+    },
     BuildEnd {
         /// "success", "failure" or "interrupted".
         status: &'a str,
@@ -103,6 +109,7 @@ impl Monitor for Terminal {
                 };
                 writeln!(err, "  {} {name} {} {how}", arrow(kind), short(id))
             }
+            Event::Warning { text, .. } => writeln!(err, "warning: {text}"),
             Event::BuildEnd {
                 status,
                 duration_ms,

@@ -1,5 +1,11 @@
 //! Hands an image to the user: copies an image object's files into the output
 //! directory, all or nothing.
+//!
+//! Only regular files, directories and symlinks are delivered: an assembler's
+//! output is checked before it is stored ([`check_deliverable`]), and a copy
+//! opens nothing that could block (a FIFO) or lead elsewhere (a symlink).
+//! Delivered files lose setuid and setgid bits: the output directory is
+//! the user's, often readable by others, and an image file has no use for them.
 
 use std::fs;
 use std::io;
@@ -74,27 +80,80 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         let entry = entry?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
         let meta = fs::symlink_metadata(&src)?;
-        if meta.is_dir() {
+        let kind = meta.file_type();
+        if kind.is_dir() {
             copy_tree(&src, &dst)?;
-        } else if meta.file_type().is_symlink() {
+        } else if kind.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
-        } else {
+        } else if kind.is_file() {
             copy_sparse(&src, &dst)?;
-            fs::set_permissions(&dst, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+            fs::set_permissions(&dst, fs::Permissions::from_mode(meta.mode() & 0o777))?;
+        } else {
+            return Err(not_deliverable(&src, kind));
         }
     }
     Ok(())
 }
 
-/// Copies a file keeping its holes: raw disk images are mostly holes, and
-/// `fs::copy` would write every zero.
+/// Checks that an assembler's output holds only what can be delivered:
+/// regular files, directories and symlinks.
+pub fn check_deliverable(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            check_deliverable(&entry.path())?;
+        } else if !kind.is_file() && !kind.is_symlink() {
+            return Err(not_deliverable(&entry.path(), kind));
+        }
+    }
+    Ok(())
+}
+
+fn not_deliverable(path: &Path, kind: fs::FileType) -> io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{} is {what}: only regular files, directories and symlinks can be delivered",
+            path.display()
+        ),
+    )
+}
+
+/// Copies a regular file keeping its holes: raw disk images are mostly holes,
+/// and `fs::copy` would write every zero. The source is opened without
+/// following a symlink and without blocking, and must be a regular file.
+/// Data moves by `copy_file_range` (a reflink or an in-kernel copy) where the
+/// two files' filesystems allow it, else by reads and writes.
 pub fn copy_sparse(from: &Path, to: &Path) -> io::Result<()> {
     use nix::unistd::{lseek, Whence};
     use std::os::fd::AsFd;
+    use std::os::unix::fs::OpenOptionsExt;
 
-    let src = fs::File::open(from)?;
-    let dst = fs::File::create(to)?;
-    let len = src.metadata()?.len();
+    let src = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(from)
+        .map_err(|e| context(e, from))?;
+    let meta = src.metadata()?;
+    if !meta.is_file() {
+        return Err(not_deliverable(from, meta.file_type()));
+    }
+    let dst = fs::File::create(to).map_err(|e| context(e, to))?;
+    let len = meta.len();
+    let mut in_kernel = true;
     let mut offset: i64 = 0;
     while (offset as u64) < len {
         let data = match lseek(src.as_fd(), offset, Whence::SeekData) {
@@ -106,23 +165,55 @@ pub fn copy_sparse(from: &Path, to: &Path) -> io::Result<()> {
         let mut off_in = data;
         let mut off_out = data;
         let mut remaining = (hole - data) as usize;
-        while remaining > 0 {
-            let n = nix::fcntl::copy_file_range(
+        while remaining > 0 && in_kernel {
+            match nix::fcntl::copy_file_range(
                 src.as_fd(),
                 Some(&mut off_in),
                 dst.as_fd(),
                 Some(&mut off_out),
                 remaining,
-            )?;
-            if n == 0 {
-                break;
+            ) {
+                Ok(0) => break,
+                Ok(n) => remaining -= n,
+                // Another filesystem (EXDEV), or one that cannot: copy by hand
+                // from where the kernel stopped.
+                Err(
+                    nix::errno::Errno::EXDEV
+                    | nix::errno::Errno::EINVAL
+                    | nix::errno::Errno::ENOSYS
+                    | nix::errno::Errno::EOPNOTSUPP,
+                ) => in_kernel = false,
+                Err(e) => return Err(context(e.into(), from)),
             }
-            remaining -= n;
+        }
+        if remaining > 0 && !in_kernel {
+            copy_range(&src, &dst, off_in as u64, remaining as u64).map_err(|e| context(e, from))?;
         }
         offset = hole;
     }
     dst.set_len(len)?;
     Ok(())
+}
+
+/// Copies `len` bytes at `offset` of `src` to the same offset of `dst`.
+fn copy_range(src: &fs::File, dst: &fs::File, mut offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; (1 << 20).min(len as usize)];
+    let end = offset + len;
+    while offset < end {
+        let want = buf.len().min((end - offset) as usize);
+        let n = src.read_at(&mut buf[..want], offset)?;
+        if n == 0 {
+            break; // the file shrank: nothing more to copy
+        }
+        dst.write_all_at(&buf[..n], offset)?;
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+fn context(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -153,6 +244,46 @@ mod tests {
         assert!(
             fs::metadata(&dst).unwrap().blocks() * 512 < 1 << 20,
             "holes were filled"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sparse_copy_to_another_filesystem_reads_and_writes() {
+        // /dev/shm is a tmpfs, the temporary directory is not: copy_file_range
+        // between them fails with EXDEV.
+        let dir = temp("exdev");
+        let src = dir.join("disk.raw");
+        let mut f = fs::File::create(&src).unwrap();
+        f.seek(SeekFrom::Start(8 << 20)).unwrap();
+        f.write_all(&[7u8; 3 << 20]).unwrap();
+        f.set_len(64 << 20).unwrap();
+        drop(f);
+        let shm = PathBuf::from(format!("/dev/shm/osbuild-output-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&shm);
+        fs::create_dir(&shm).unwrap();
+        let dst = shm.join("copy.raw");
+        let copied = copy_sparse(&src, &dst);
+        let same = copied.is_ok() && fs::read(&src).unwrap() == fs::read(&dst).unwrap();
+        let blocks = fs::metadata(&dst).map(|m| m.blocks()).unwrap_or(0);
+        fs::remove_dir_all(&shm).unwrap();
+        fs::remove_dir_all(dir).unwrap();
+        copied.unwrap();
+        assert!(same, "the copy differs");
+        assert!(blocks * 512 < 4 << 20, "holes were filled: {blocks} blocks");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = temp("fifo");
+        nix::unistd::mkfifo(&dir.join("pipe"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let e = copy_sparse(&dir.join("pipe"), &dir.join("copy")).unwrap_err();
+        assert!(e.to_string().contains("is a FIFO"), "{e}");
+        let e = check_deliverable(&dir).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("pipe is a FIFO: only regular files, directories and symlinks can be delivered"),
+            "{e}"
         );
         fs::remove_dir_all(dir).unwrap();
     }

@@ -117,7 +117,17 @@ struct Meta {
 
 impl Registry {
     /// The built-ins plus whatever `libdir` holds.
+    /// The libdir is made absolute: it is bound into sandboxes, which have
+    /// another working directory.
     pub fn load(libdir: Option<&Path>) -> Result<Registry, LibdirError> {
+        let libdir = match libdir {
+            Some(dir) => Some(std::fs::canonicalize(dir).map_err(|e| LibdirError {
+                path: dir.display().to_string(),
+                message: format!("cannot use the libdir: {e}"),
+            })?),
+            None => None,
+        };
+        let libdir = libdir.as_deref();
         let mut registry = Registry {
             libdir: libdir.map(Path::to_path_buf),
             ..Default::default()

@@ -14,3 +14,4 @@ mod repl;
 mod sandbox;
 mod script;
 mod store_cmd;
+mod store_hardening;

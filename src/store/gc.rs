@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::{age, ObjectMeta, Store};
+use super::{age, Lookup, ObjectMeta, Store};
 use crate::manifest::Id;
 
 /// What `gc` may remove.
@@ -58,8 +58,21 @@ impl Store {
 
     /// Removes objects nothing needs. Named trees are always kept, and so is
     /// every stage before them and every build root they were built in.
+    /// Unusable objects (see [`Lookup`]) are removed too, unless a kept tree
+    /// still stacks their layer.
     pub fn gc(&self, options: &GcOptions) -> io::Result<GcReport> {
-        let objects: BTreeMap<Id, ObjectMeta> = self.objects()?.into_iter().map(|m| (m.id.clone(), m)).collect();
+        let mut objects = BTreeMap::new();
+        let mut unusable = Vec::new();
+        for (id, found) in self.lookup_all()? {
+            match found {
+                Lookup::Complete(meta) => {
+                    objects.insert(id, meta);
+                }
+                Lookup::Unusable(_) => unusable.push(id),
+                Lookup::Absent => {}
+            }
+        }
+        let objects: BTreeMap<Id, ObjectMeta> = objects;
         let mut keep: BTreeSet<Id> = self.names()?.into_iter().map(|(_, id)| id).collect();
         if !options.all {
             let limit = options.keep_days * 24 * 3600;
@@ -87,14 +100,10 @@ impl Store {
                 report.kept += 1;
                 continue;
             }
-            let dir = self.object_dir(id);
-            report.freed_bytes += dir_bytes(&dir, &mut seen)?;
-            // Rename out of `objects/` first, so a crash mid-delete leaves no half object.
-            let doomed = self.root.join("tmp").join(format!("gc-{id}"));
-            fs::rename(&dir, &doomed)?;
-            fs::remove_dir_all(&doomed)?;
-            let _ = fs::remove_file(self.root.join("locks").join(id));
-            report.removed += 1;
+            self.remove_counted(id, &mut seen, &mut report)?;
+        }
+        for id in unusable.iter().filter(|id| !keep.contains(*id)) {
+            self.remove_counted(id, &mut seen, &mut report)?;
         }
         // Names whose object is gone mean nothing any more.
         for (name, id) in self.names()? {
@@ -104,6 +113,14 @@ impl Store {
         }
         prune_cache(&self.root.join("cache"), options, &mut report)?;
         Ok(report)
+    }
+
+    fn remove_counted(&self, id: &str, seen: &mut HashSet<(u64, u64)>, report: &mut GcReport) -> io::Result<()> {
+        report.freed_bytes += dir_bytes(&self.object_dir(id), seen)?;
+        self.remove_object(id)?;
+        let _ = fs::remove_file(self.root.join("locks").join(id));
+        report.removed += 1;
+        Ok(())
     }
 }
 

@@ -17,8 +17,17 @@
 //!
 //! A stage's tree is a stack of layers: its own diff on top of its parent's
 //! stack, so checkpointing every stage costs only what the stage changed.
+//!
+//! Trees keep their setuid files (an image needs its sudo), so the store is
+//! private to its owner: `STORE` is mode 0700, and a store that others can
+//! enter is made private again with a warning. An object that cannot be
+//! read (a corrupt `meta.json`, a missing layer) counts as absent: a build
+//! replaces it and `gc` removes it. Each object's meta records a content hash
+//! of its layer or image, which `verify` checks.
 
+mod content;
 mod gc;
+mod verify;
 
 use std::fs::{self, File};
 use std::io;
@@ -29,7 +38,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use content::hash_dir;
 pub use gc::{GcOptions, GcReport, Usage};
+pub use verify::{Problem, VerifyReport};
 
 use crate::manifest::{is_id, Id};
 
@@ -61,6 +72,20 @@ pub struct ObjectMeta {
     /// Seconds since the epoch.
     pub created: u64,
     pub duration_ms: u64,
+    /// The content hash of its `tree/` (for a tree) or `output/` (for an
+    /// image) when it was committed; see [`hash_dir`]. Objects made before
+    /// hashes were recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// What is under `objects/<id>`.
+#[derive(Debug)]
+pub enum Lookup {
+    Absent,
+    Complete(ObjectMeta),
+    /// There, but not usable: the reason.
+    Unusable(String),
 }
 
 /// A store opened by one process.
@@ -72,7 +97,11 @@ pub struct Store {
 /// Whether an object is there already or is ours to build.
 pub enum Claim {
     Stored,
-    Build(Staging),
+    Build {
+        staging: Staging,
+        /// Why an unusable object of the same id was thrown away first.
+        discarded: Option<String>,
+    },
 }
 
 impl Store {
@@ -88,8 +117,9 @@ impl Store {
     }
 
     fn open_with(root: &Path, how: nix::fcntl::FlockArg) -> io::Result<Store> {
+        make_private(root)?;
         for dir in ["objects", "refs", "locks", "tmp", "logs"] {
-            fs::create_dir_all(root.join(dir)).map_err(|e| context(e, &root.join(dir)))?;
+            private_dir(&root.join(dir))?;
         }
         let root = fs::canonicalize(root)?;
         let lock = File::options()
@@ -120,8 +150,39 @@ impl Store {
         self.root.join("objects").join(id)
     }
 
+    /// Whether a complete, usable object `id` is stored.
     pub fn contains(&self, id: &str) -> bool {
-        self.object_dir(id).join("meta.json").is_file()
+        matches!(self.lookup(id), Lookup::Complete(_))
+    }
+
+    /// What is stored under `id`: a usable object has readable metadata of
+    /// its own id, and its layers (or its output) are all there.
+    pub fn lookup(&self, id: &str) -> Lookup {
+        let dir = self.object_dir(id);
+        match fs::symlink_metadata(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Absent,
+            Err(e) => return Lookup::Unusable(format!("{}: {e}", dir.display())),
+            Ok(_) => {}
+        }
+        let meta = match self.meta(id) {
+            Ok(meta) => meta,
+            Err(e) => return Lookup::Unusable(e.to_string()),
+        };
+        if meta.id != id {
+            return Lookup::Unusable(format!("its meta.json is about another object ({})", meta.id));
+        }
+        let missing = match meta.kind {
+            ObjectKind::Tree => meta
+                .layers
+                .iter()
+                .map(|l| self.object_dir(l).join("tree"))
+                .find(|dir| !dir.is_dir()),
+            ObjectKind::Image => Some(self.output_dir(id)).filter(|dir| !dir.is_dir()),
+        };
+        match missing {
+            Some(dir) => Lookup::Unusable(format!("{} is missing", dir.display())),
+            None => Lookup::Complete(meta),
+        }
     }
 
     pub fn meta(&self, id: &str) -> io::Result<ObjectMeta> {
@@ -162,6 +223,7 @@ impl Store {
     /// A named cache directory shared by every build on this store
     /// (`cache/<name>`), created on first use.
     pub fn cache_dir(&self, name: &str) -> io::Result<PathBuf> {
+        private_dir(&self.root.join("cache"))?;
         let dir = self.root.join("cache").join(name);
         fs::create_dir_all(&dir)?;
         Ok(dir)
@@ -176,6 +238,8 @@ impl Store {
 
     /// Claims `id` for building. Blocks while another process builds the same
     /// id, then reports it stored, so two builds never do the same work twice.
+    /// An unusable object of that id is thrown away (and the reason given), so
+    /// the new one can take its place.
     pub fn claim(&self, id: &str) -> io::Result<Claim> {
         if self.contains(id) {
             return Ok(Claim::Stored);
@@ -186,10 +250,26 @@ impl Store {
             .write(true)
             .open(self.root.join("locks").join(id))?;
         flock(&lock, nix::fcntl::FlockArg::LockExclusive)?;
-        if self.contains(id) {
-            return Ok(Claim::Stored);
-        }
-        Ok(Claim::Build(Staging::new(self, id, lock)?))
+        let discarded = match self.lookup(id) {
+            Lookup::Complete(_) => return Ok(Claim::Stored),
+            Lookup::Absent => None,
+            Lookup::Unusable(why) => {
+                self.remove_object(id)?;
+                Some(why)
+            }
+        };
+        Ok(Claim::Build {
+            staging: Staging::new(self, id, lock)?,
+            discarded,
+        })
+    }
+
+    /// Removes `objects/<id>`: renamed out of `objects/` first, so a crash
+    /// mid-delete leaves no half object there.
+    pub(crate) fn remove_object(&self, id: &str) -> io::Result<()> {
+        let doomed = self.root.join("tmp").join(format!(".removed-{id}-{}", unique()));
+        fs::rename(self.object_dir(id), &doomed).map_err(|e| context(e, &self.object_dir(id)))?;
+        fs::remove_dir_all(&doomed).map_err(|e| context(e, &doomed))
     }
 
     /// Resolves a `base`: an id in the store, or a name given to a tree.
@@ -228,16 +308,32 @@ impl Store {
 
     /// Every complete object's metadata.
     pub fn objects(&self) -> io::Result<Vec<ObjectMeta>> {
+        let mut out: Vec<ObjectMeta> = self
+            .lookup_all()?
+            .into_iter()
+            .filter_map(|(_, found)| match found {
+                Lookup::Complete(meta) => Some(meta),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(out)
+    }
+
+    /// Every entry of `objects/`, by id; entries whose name is not an id are
+    /// unusable objects too.
+    pub fn lookup_all(&self) -> io::Result<Vec<(String, Lookup)>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(self.root.join("objects"))? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             if is_id(&name) {
-                if let Ok(meta) = self.meta(&name) {
-                    out.push(meta);
-                }
+                let found = self.lookup(&name);
+                out.push((name, found));
+            } else {
+                out.push((name, Lookup::Unusable("its name is not an object id".into())));
             }
         }
-        out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
@@ -265,6 +361,60 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// Creates the store's root private to us, or makes an existing one so.
+/// Trees keep their setuid-root files, so anyone who can enter the store can
+/// become root; and whoever owns it can change what our builds run.
+fn make_private(root: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| context(e, parent))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(context(e, root)),
+    }
+    let meta = fs::metadata(root).map_err(|e| context(e, root))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is owned by uid {}, not by you (uid {me}): its owner could change what your builds run; \
+                 use a store of your own",
+                root.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(|e| context(e, root))?;
+        eprintln!(
+            "warning: the store {} was open to other users (mode {mode:04o}); its trees hold setuid-root files, \
+             so it is now private to you (0700)",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Creates a directory of the store private to us, or makes it so.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = fs::metadata(dir).map_err(|e| context(e, dir))?;
+            if meta.mode() & 0o077 != 0 {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| context(e, dir))?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(context(e, dir)),
     }
 }
 
@@ -357,13 +507,22 @@ impl Staging {
         Ok(fs::read_dir(self.upper())?.next().is_none())
     }
 
-    /// Writes the metadata and moves the object into place atomically.
+    /// Records the content hash, writes the metadata and moves the object
+    /// into place atomically.
     pub fn commit(mut self, meta: &ObjectMeta) -> io::Result<()> {
         let object = self.dir.join("object");
-        if meta.kind == ObjectKind::Image {
-            let _ = fs::remove_dir(object.join("tree"));
-        }
-        let json = serde_json::to_string_pretty(meta).map_err(io::Error::other)?;
+        let content = match meta.kind {
+            ObjectKind::Image => {
+                let _ = fs::remove_dir(object.join("tree"));
+                object.join("output")
+            }
+            ObjectKind::Tree => object.join("tree"),
+        };
+        let meta = ObjectMeta {
+            content: Some(hash_dir(&content)?),
+            ..meta.clone()
+        };
+        let json = serde_json::to_string_pretty(&meta).map_err(io::Error::other)?;
         fs::write(object.join("meta.json"), json)?;
         // rename(2) is atomic: readers see no object or a whole one. If another
         // process got there first (it cannot while we hold the id lock, but a
@@ -455,7 +614,7 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
         let store = Store::open(&root).unwrap();
         let id = "ab".repeat(32);
-        let Claim::Build(live) = store.claim(&id).unwrap() else {
+        let Claim::Build { staging: live, .. } = store.claim(&id).unwrap() else {
             panic!("nothing is stored yet")
         };
         let tmp = root.join("tmp");

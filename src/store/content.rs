@@ -1,0 +1,243 @@
+//! The content hash of a stored layer or image: one sha256 over everything a
+//! tree is made of, so a changed object can be told from the one committed.
+//!
+//! The hash covers, for every entry in name order: its path, type, mode,
+//! owner, mtime (whole seconds, which a tar round-trip keeps), extended
+//! attributes (file capabilities, ACLs, overlayfs' opaque-directory and
+//! whiteout marks), and its content: a file's bytes, a symlink's target, a
+//! device's number, or for a second name of a hard-linked inode, the first
+//! name. Access and change times are left out: reading a tree or copying it
+//! changes them without changing what it holds.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// The prefix of every content hash, so a later algorithm can be told apart.
+const PREFIX: &str = "sha256:";
+
+/// Hashes the directory `root` and everything below it, without following
+/// symlinks; `sha256:<hex>`.
+pub fn hash_dir(root: &Path) -> io::Result<String> {
+    let mut walk = Walk {
+        hasher: Sha256::new(),
+        links: HashMap::new(),
+        buf: vec![0; 1 << 20],
+    };
+    walk.entry(root, b".")?;
+    let digest = walk.hasher.finalize();
+    let mut out = String::with_capacity(PREFIX.len() + 64);
+    out.push_str(PREFIX);
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    Ok(out)
+}
+
+struct Walk {
+    hasher: Sha256,
+    /// The first path of each multiply-linked inode seen so far.
+    links: HashMap<(u64, u64), Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Walk {
+    fn entry(&mut self, path: &Path, rel: &[u8]) -> io::Result<()> {
+        let meta = fs::symlink_metadata(path).map_err(|e| context(e, path))?;
+        let kind = meta.file_type();
+        let tag: &[u8] = if kind.is_dir() {
+            b"d"
+        } else if kind.is_file() {
+            b"f"
+        } else if kind.is_symlink() {
+            b"l"
+        } else if kind.is_char_device() {
+            b"c"
+        } else if kind.is_block_device() {
+            b"b"
+        } else if kind.is_fifo() {
+            b"p"
+        } else {
+            b"s"
+        };
+        // Length-prefixed fields: no path or value can pass for another.
+        self.field(tag);
+        self.field(rel);
+        self.field(
+            format!(
+                "{:o} {} {} {}",
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid(),
+                meta.mtime()
+            )
+            .as_bytes(),
+        );
+        for (name, value) in xattrs(path)? {
+            self.field(b"x");
+            self.field(&name);
+            self.field(&value);
+        }
+        if !kind.is_dir() && meta.nlink() > 1 {
+            let first = self
+                .links
+                .entry((meta.dev(), meta.ino()))
+                .or_insert_with(|| rel.to_vec());
+            if first.as_slice() != rel {
+                let first = first.clone();
+                self.field(b"h");
+                self.field(&first);
+                return Ok(());
+            }
+        }
+        if kind.is_dir() {
+            let mut names: Vec<_> = fs::read_dir(path)
+                .map_err(|e| context(e, path))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()?;
+            names.sort();
+            self.field(format!("{}", names.len()).as_bytes());
+            for name in names {
+                let mut child = rel.to_vec();
+                child.push(b'/');
+                child.extend_from_slice(name.as_bytes());
+                self.entry(&path.join(&name), &child)?;
+            }
+        } else if kind.is_file() {
+            self.field(format!("{}", meta.len()).as_bytes());
+            let mut file = File::open(path).map_err(|e| context(e, path))?;
+            loop {
+                let n = file.read(&mut self.buf).map_err(|e| context(e, path))?;
+                if n == 0 {
+                    break;
+                }
+                self.hasher.update(&self.buf[..n]);
+            }
+        } else if kind.is_symlink() {
+            let target = fs::read_link(path).map_err(|e| context(e, path))?;
+            self.field(target.as_os_str().as_bytes());
+        } else if kind.is_char_device() || kind.is_block_device() {
+            self.field(format!("{}", meta.rdev()).as_bytes());
+        }
+        Ok(())
+    }
+
+    fn field(&mut self, bytes: &[u8]) {
+        self.hasher.update((bytes.len() as u64).to_le_bytes());
+        self.hasher.update(bytes);
+    }
+}
+
+/// A file's extended attributes, sorted by name, without following symlinks.
+fn xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let c_path = CString::new(path.as_os_str().as_bytes())?;
+    let names = read_sized(|buf, len| unsafe { libc::llistxattr(c_path.as_ptr(), buf.cast(), len) })
+        .map_err(|e| context(e, path))?;
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let c_name = CString::new(name)?;
+        let value =
+            read_sized(|buf, len| unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), buf.cast(), len) });
+        match value {
+            Ok(value) => out.push((name.to_vec(), value)),
+            // Gone between the listing and the read: not part of the tree.
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => {
+                return Err(context(
+                    e,
+                    &path.join(format!("[xattr {}]", OsStr::from_bytes(name).to_string_lossy())),
+                ))
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Calls a `(buffer, size) -> length` system call with a buffer that grows
+/// until the value fits (it may grow between the two calls).
+fn read_sized(call: impl Fn(*mut u8, usize) -> isize) -> io::Result<Vec<u8>> {
+    loop {
+        let len = call(std::ptr::null_mut(), 0);
+        if len < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOTSUP) => Ok(Vec::new()),
+                _ => Err(e),
+            };
+        }
+        let mut buf = vec![0u8; len as usize];
+        let got = call(buf.as_mut_ptr(), buf.len());
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
+    }
+}
+
+fn context(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("osbuild-content-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("etc")).unwrap();
+        fs::write(dir.join("etc/hostname"), "box\n").unwrap();
+        std::os::unix::fs::symlink("hostname", dir.join("etc/name")).unwrap();
+        fs::hard_link(dir.join("etc/hostname"), dir.join("etc/again")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn every_kind_of_change_changes_the_hash() {
+        let dir = temp("changes");
+        let first = hash_dir(&dir).unwrap();
+        assert!(first.starts_with("sha256:") && first.len() == 71, "{first}");
+        assert_eq!(hash_dir(&dir).unwrap(), first, "the same tree, the same hash");
+        // Reading a file moves its atime, not its hash.
+        fs::read(dir.join("etc/hostname")).unwrap();
+        assert_eq!(hash_dir(&dir).unwrap(), first);
+
+        let mut seen = vec![first];
+        let mut changed = |what: &str| {
+            let now = hash_dir(&dir).unwrap();
+            assert!(!seen.contains(&now), "{what} did not change the hash");
+            seen.push(now);
+        };
+        fs::write(dir.join("etc/hostname"), "bot\n").unwrap();
+        changed("content");
+        fs::set_permissions(dir.join("etc/hostname"), fs::Permissions::from_mode(0o4755)).unwrap();
+        changed("mode");
+        std::os::unix::fs::lchown(dir.join("etc/name"), Some(1), None).unwrap();
+        changed("owner");
+        fs::remove_file(dir.join("etc/name")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("etc/name")).unwrap();
+        changed("symlink target");
+        fs::remove_file(dir.join("etc/again")).unwrap();
+        fs::write(dir.join("etc/again"), "bot\n").unwrap();
+        changed("a hard link broken");
+        let c = CString::new(dir.join("etc").as_os_str().as_bytes()).unwrap();
+        let rc = unsafe { libc::lsetxattr(c.as_ptr(), c"user.osbuild".as_ptr(), b"1".as_ptr().cast(), 1, 0) };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        changed("an extended attribute");
+        fs::rename(dir.join("etc/again"), dir.join("etc/bgain")).unwrap();
+        changed("a name");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
