@@ -1,9 +1,11 @@
 //! Shared test helpers: a scratch directory per test, the real `osbuild`
 //! binary, and libdirs of stages written as shell scripts.
 
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -71,6 +73,47 @@ impl Scratch {
             cmd.arg("-o").arg(out);
         }
         Build::from(cmd.output().unwrap())
+    }
+
+    /// [`Scratch::build`], but a build still running after `limit` is killed
+    /// (SIGKILL: its sandboxes die with it) and the test fails, rather than
+    /// hanging. What it wrote so far (the whole scratch directory) is removed
+    /// first, since a runaway build may have written a lot.
+    pub fn build_within(&self, manifest: &Path, out: Option<&Path>, limit: Duration) -> Build {
+        let mut cmd = self.osbuild();
+        cmd.arg("build").arg("--json").arg(manifest);
+        if let Some(out) = out {
+            cmd.arg("-o").arg(out);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(&self.dir);
+                let stdout = String::from_utf8_lossy(&stdout.join().unwrap()).into_owned();
+                panic!("the build did not finish within {limit:?}; it printed:\n{stdout}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Build::from(Output {
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        })
     }
 
     /// `osbuild inspect --json` of a manifest.
@@ -218,4 +261,23 @@ pub fn untar(tarball: &Path, into: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// The ranges `[start, end)` of a file that hold data, per `SEEK_DATA` and
+/// `SEEK_HOLE`: what is not in them is a hole.
+pub fn data_ranges(path: &Path) -> Vec<(u64, u64)> {
+    use nix::unistd::{lseek, Whence};
+    let file = std::fs::File::open(path).unwrap();
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    loop {
+        let start = match lseek(&file, at, Whence::SeekData) {
+            Ok(start) => start,
+            Err(nix::errno::Errno::ENXIO) => return ranges,
+            Err(e) => panic!("SEEK_DATA in {}: {e}", path.display()),
+        };
+        let end = lseek(&file, start, Whence::SeekHole).unwrap();
+        ranges.push((start as u64, end as u64));
+        at = end;
+    }
 }

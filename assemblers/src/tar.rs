@@ -4,6 +4,36 @@
 //! It runs the build root's GNU tar with the reproducible-builds recipe: entries
 //! sorted by name, mtimes clamped to `source_epoch`, numeric owners only, and
 //! pax headers without atime/ctime and with fixed names.
+//!
+//! # Sparse files
+//!
+//! Sparse files are stored sparse (`--sparse`): only their data is read and
+//! written, so a 1 TiB file made by `truncate` takes a few blocks of the
+//! tarball and milliseconds, not a terabyte. GNU tar takes a file for sparse
+//! when it has fewer blocks than its size needs, then finds its data with
+//! `SEEK_DATA`/`SEEK_HOLE`, which overlayfs (the tree we see) passes to the
+//! layer holding the file; a file with no blocks at all is one hole without
+//! any seek. Files that are not sparse are written as without `--sparse`.
+//! What is a hole is what the store's filesystem reports (in its block size),
+//! so the bytes are the same for the same tree on the same kind of filesystem.
+//!
+//! The format is pax sparse 1.0 (`--sparse-version=1.0`, GNU tar's own
+//! default): the map is in the member's data, and GNU tar, libarchive (bsdtar),
+//! Python's and Go's tar readers extract it. The older versions are worse:
+//! 0.0 repeats pax keywords (against POSIX, and bsdtar refuses a map of more
+//! than about 17,000 extents: its pax header exceeds libarchive's 1 MiB), and
+//! 0.1 renames the member like 1.0 does. That renaming is 1.0's catch for
+//! reproducibility: the member's ustar name is `%d/GNUSparseFile.%p/%f`, with
+//! %p tar's PID, which no option overrides (the real name is in the pax
+//! `GNU.sparse.name`, so readers that know the format never see it; others
+//! extract the condensed data there instead of at the real name). It is
+//! deterministic here: an assembler runs as PID 2 of the sandbox's own pid
+//! namespace (PID 1 is the sandbox's init) and tar is the first process it
+//! starts, so tar is always PID 3 and every sparse member is named
+//! `GNUSparseFile.3` (the compressor tar starts later does not change tar's
+//! PID). tests/assembler_tar.rs pins that name: if the assembler ever starts
+//! another process before tar, or the sandbox another one before it, the pin
+//! fails and this reasoning must be redone.
 
 use std::process::Command;
 
@@ -71,7 +101,9 @@ impl Options for Tar {
             .arg(format!("--mtime=@{}", self.source_epoch))
             .arg("--clamp-mtime")
             .arg("--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime")
-            .args(["--xattrs", "--xattrs-include=*"]);
+            .args(["--xattrs", "--xattrs-include=*"])
+            // See the module doc for the version and tar's PID.
+            .args(["--sparse", "--sparse-version=1.0"]);
         if let Some(program) = self.compression.program() {
             tar.arg(format!("--use-compress-program={program}"));
         }
