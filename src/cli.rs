@@ -168,9 +168,10 @@ pub fn run_plan(
         interrupts: &interrupts,
         limits,
     };
-    let result = executor.build(plan);
+    let mut outcome = crate::executor::Outcome::default();
+    let result = executor.build(plan, &mut outcome).map(|()| outcome.clone());
     let duration_ms = started.elapsed().as_millis() as u64;
-    let (built, cached) = result.as_ref().map_or((0, 0), |o| (o.built, o.cached));
+    let (built, cached) = (outcome.built, outcome.cached);
     let end = |monitor: &mut dyn Monitor, status: &str, output: Option<&str>| {
         monitor.event(&Event::BuildEnd {
             status,

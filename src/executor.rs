@@ -57,7 +57,7 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> BuildError + '_ {
 }
 
 /// What a finished build did.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub built: usize,
     pub cached: usize,
@@ -77,9 +77,9 @@ pub struct Executor<'a> {
 }
 
 impl Executor<'_> {
-    /// Builds every pipeline of the plan, in order.
-    pub fn build(&mut self, plan: &Plan) -> Result<Outcome, BuildError> {
-        let mut outcome = Outcome::default();
+    /// Builds every pipeline of the plan, in order. `outcome` counts what
+    /// was built and cached even when the build fails.
+    pub fn build(&mut self, plan: &Plan, outcome: &mut Outcome) -> Result<(), BuildError> {
         for pipeline in &plan.pipelines {
             self.monitor.event(&Event::PipelineBegin {
                 role: &pipeline.role,
@@ -93,10 +93,10 @@ impl Executor<'_> {
                 }
             }
             for stage in &pipeline.stages {
-                self.step(pipeline, stage, Kind::Stage, &mut outcome)?;
+                self.step(pipeline, stage, Kind::Stage, outcome)?;
             }
             if let Some(assembler) = &pipeline.assembler {
-                self.step(pipeline, assembler, Kind::Assembler, &mut outcome)?;
+                self.step(pipeline, assembler, Kind::Assembler, outcome)?;
             }
             if let (Some(name), Some(tree)) = (&pipeline.name, pipeline.tree()) {
                 self.store.set_name(name, tree).map_err(io_err("naming the tree"))?;
@@ -106,7 +106,7 @@ impl Executor<'_> {
                 outcome.image = pipeline.assembler.as_ref().map(|a| a.id.clone());
             }
         }
-        Ok(outcome)
+        Ok(())
     }
 
     fn step(

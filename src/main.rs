@@ -100,6 +100,9 @@ enum Command {
         /// Show every stage's log as it runs.
         #[arg(short, long)]
         verbose: bool,
+        /// Build the other images when one fails (exit status 1 at the end).
+        #[arg(short = 'k', long)]
+        keep_going: bool,
         /// The script.
         script: PathBuf,
     },
@@ -180,6 +183,7 @@ fn script_args(
         defines,
         output,
         verbose,
+        keep_going: false,
     }
 }
 
@@ -203,8 +207,12 @@ fn main() {
             define,
             output,
             verbose,
+            keep_going,
             script,
-        }) => script_cli::run(script_args(c, define, script, Some(output), verbose)),
+        }) => script_cli::run(ScriptArgs {
+            keep_going,
+            ..script_args(c, define, script, Some(output), verbose)
+        }),
         Some(Command::Repl { define, script }) => osbuild::repl::run(osbuild::repl::ReplArgs {
             limits: limits(&c.limits),
             store: c.store,

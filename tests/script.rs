@@ -150,13 +150,19 @@ fn assignment_copies_and_copies_share_their_prefix() {
 }
 
 #[test]
-fn params_are_json_when_they_parse_and_strings_otherwise() {
+fn params_take_the_type_of_their_default() {
     let s = Scratch::new("script-params");
     let script = r#"
         let n = param("count", 1);
         let flag = param("flag", false);
         let list = param("list", []);
-        let name = param("name", 0);
+        let envs = param("envs", ["prod"]);
+        let pair = param("pair", ["a"]);
+        let ratio = param("ratio", 0.5);
+        if envs != ["staging"] { throw `envs: ${envs}`; }
+        if pair != ["x", "y"] { throw `pair: ${pair}`; }
+        if type_of(ratio) != "f64" || ratio != 2.0 { throw `ratio: ${type_of(ratio)}`; }
+        let name = param("name", ());
         let release = param("release", "39");
         if type_of(n) != "i64" || n != 3 { throw `count: ${type_of(n)}`; }
         if flag != true { throw "flag"; }
@@ -174,6 +180,9 @@ fn params_are_json_when_they_parse_and_strings_otherwise() {
             ("count", "3"),
             ("flag", "true"),
             ("list", "[1,2]"),
+            ("envs", "staging"),
+            ("pair", "x, y"),
+            ("ratio", "2"),
             ("name", "web"),
             ("release", "40"),
         ],
@@ -328,6 +337,18 @@ fn diagnostic_unknown_param() {
         "diagnostic_unknown_param_unrelated",
         diagnose_in(&s.dir, text, &[("colour", "blue")])
     );
+}
+
+#[test]
+fn diagnostic_param_of_the_wrong_type() {
+    let s = Scratch::new("script-diag-param-type");
+    let text = "let n = param(\"count\", 3);\nlet p = pipeline(`web-${n}`);\nemit(p);\n";
+    let shown = diagnose_in(&s.dir, text, &[("count", "many")]);
+    assert!(
+        shown.contains("-D count=many: the script's default for count is an integer (3)"),
+        "{shown}"
+    );
+    assert!(shown.contains("1 │ let n = param(\"count\", 3);"), "{shown}");
 }
 
 #[test]
@@ -585,4 +606,60 @@ fn run_builds_a_fleet_and_its_shared_prefix_once() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("3 images: 0 stages built, 12 from the store"), "{text}");
     assert!(text.contains("out2/web/web.tar"), "{text}");
+}
+
+/// Needs root and the real sandbox.
+#[test]
+fn a_failing_image_names_what_it_left_unbuilt_and_keep_going_builds_the_rest() {
+    let s = Scratch::new("script-cli-keep-going");
+    s.stage("stage", "test.fail", "#!/bin/sh\necho broken >&2\nexit 3\n", None);
+    let script = s.write(
+        "three.rhai",
+        r#"for name in ["a", "b", "c"] {
+    let p = pipeline(name);
+    p.hostname(name);
+    if name == "b" { p.stage("test.fail", #{}); }
+    p.assembler("org.osbuild.tar", #{ filename: name + ".tar" });
+    emit(p);
+}
+"#,
+    );
+    let run = |extra: &[&str], out: &str| {
+        let out = s
+            .osbuild()
+            .arg("run")
+            .args(extra)
+            .arg("-o")
+            .arg(s.path(out))
+            .arg(&script)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&[], "out");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("(failed)") && stdout.contains("(not built)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 images, 1 failed, 1 not built"), "{stdout}");
+    assert!(
+        stderr.contains("b stopped the run: not built: c (--keep-going"),
+        "{stderr}"
+    );
+    // The failed build's own summary counts what ran before the failure.
+    assert!(stderr.contains("build failure in"), "{stderr}");
+    assert!(stderr.contains(": 1 ran, 0 cached"), "{stderr}");
+    assert!(!s.path("out/c").exists());
+
+    let (code, stdout, stderr) = run(&["--keep-going"], "out2");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("2 images, 1 failed"), "{stdout}");
+    assert!(stderr.contains("1 of 3 images failed: b"), "{stderr}");
+    assert!(stderr.contains("broken"), "the failure's log is shown: {stderr}");
+    assert!(s.path("out2/c/c.tar").is_file());
 }

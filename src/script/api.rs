@@ -74,6 +74,52 @@ impl Param {
     }
 }
 
+/// A `-D` value as the type of the script's default: a string default takes
+/// the text as given (`-D release=40` stays "40"), a list takes a JSON list or
+/// comma-separated words (`-D envs=staging` is `["staging"]`), a number, a
+/// boolean or a map takes only that; with no default (`()`), JSON when it
+/// parses, else the text.
+fn typed_param(key: &str, param: &Param, default: &Dynamic) -> Result<Dynamic, String> {
+    let want = |what: &str, ok: bool| {
+        if ok {
+            rhai::serde::to_dynamic(&param.value).map_err(|e| e.to_string())
+        } else {
+            Err(format!(
+                "-D {key}={}: the script's default for {key} is {what} ({default}), so the value must be one too",
+                param.raw
+            ))
+        }
+    };
+    if default.is_string() {
+        Ok(param.raw.clone().into())
+    } else if default.is_array() {
+        if param.value.is_array() {
+            return want("a list", true);
+        }
+        let words: rhai::Array = param
+            .raw
+            .split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(|w| Dynamic::from(w.to_string()))
+            .collect();
+        Ok(words.into())
+    } else if default.is_int() {
+        want("an integer", param.value.is_i64())
+    } else if default.is_float() {
+        match param.value.as_f64() {
+            Some(f) => Ok(Dynamic::from_float(f)),
+            None => want("a number", false),
+        }
+    } else if default.is_bool() {
+        want("a boolean", param.value.is_boolean())
+    } else if default.is_map() {
+        want("a map", param.value.is_object())
+    } else {
+        rhai::serde::to_dynamic(&param.value).map_err(|e| e.to_string())
+    }
+}
+
 /// An image the script emitted.
 #[derive(Debug, Clone)]
 pub struct Emitted {
@@ -487,11 +533,11 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
             let Some(param) = s.params.get(key) else {
                 return Ok(default);
             };
-            if default.is_string() {
-                // `-D release=40` with a string default stays the string "40".
-                return Ok(param.raw.clone().into());
-            }
-            rhai::serde::to_dynamic(&param.value)
+            typed_param(key, param, &default).map_err(|message| {
+                ScriptError::new("param", message, "takes this parameter")
+                    .help(format!("the default here says what -D {key}=... must be"))
+                    .at(&ctx)
+            })
         },
     );
 

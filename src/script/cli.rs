@@ -24,6 +24,8 @@ pub struct ScriptArgs {
     pub defines: Vec<(String, String)>,
     pub output: Option<PathBuf>,
     pub verbose: bool,
+    /// `run`: build the other images when one fails.
+    pub keep_going: bool,
 }
 
 fn load(args: &ScriptArgs) -> Result<(Arc<Registry>, Lowering), Failure> {
@@ -176,6 +178,7 @@ struct Built {
     built: usize,
     cached: usize,
     millis: u128,
+    failed: bool,
 }
 
 pub fn run(args: ScriptArgs) -> i32 {
@@ -203,7 +206,8 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
         Box::new(Terminal { verbose: args.verbose })
     };
     let mut done = Vec::new();
-    for image in &lowering.images {
+    let mut failed = Vec::new();
+    for (index, image) in lowering.images.iter().enumerate() {
         let started = Instant::now();
         // Planned again now: earlier images may have stored shared stages.
         let p = plan(&image.manifest, Some(&store)).map_err(|e| Failure::invalid(msg(e)))?;
@@ -213,17 +217,44 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
             built: 0,
             cached: 0,
         };
-        run_plan(&p, &store, &registry, &mut counting, Some(&dir), args.common.limits)?;
+        let result = run_plan(&p, &store, &registry, &mut counting, Some(&dir), args.common.limits);
         done.push(Built {
             name: image.name.clone(),
             files: files(&dir),
             built: counting.built,
             cached: counting.cached,
             millis: started.elapsed().as_millis(),
+            failed: result.is_err(),
         });
+        let Err(failure) = result else { continue };
+        let interrupted = failure.code == crate::cli::EXIT_INTERRUPTED;
+        if args.keep_going && !interrupted {
+            eprintln!("{:?}", failure.report);
+            failed.push(image.name.clone());
+            continue;
+        }
+        let rest: Vec<&str> = lowering.images[index + 1..].iter().map(|i| i.name.as_str()).collect();
+        summary(&done, &rest, args.common.json);
+        if !rest.is_empty() && !interrupted {
+            eprintln!(
+                "{} stopped the run: not built: {} (--keep-going builds them anyway)",
+                image.name,
+                rest.join(", ")
+            );
+        }
+        return Err(failure);
     }
-    summary(&done, args.common.json);
-    Ok(())
+    summary(&done, &[], args.common.json);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::failed(msg(format!(
+            "{} of {} images failed: {}",
+            failed.len(),
+            done.len(),
+            failed.join(", ")
+        ))))
+    }
 }
 
 fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
@@ -239,13 +270,16 @@ fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
     files
 }
 
-fn summary(done: &[Built], as_json: bool) {
+/// The per-image table: what each image gave, or that it failed, and the
+/// images a failure left unbuilt (`skipped`).
+fn summary(done: &[Built], skipped: &[&str], as_json: bool) {
     if as_json {
-        let images: Vec<Value> = done
+        let mut images: Vec<Value> = done
             .iter()
             .map(|b| {
                 json!({
                     "image": b.name,
+                    "status": if b.failed { "failure" } else { "success" },
                     "files": b.files.iter().map(|(p, s)| json!({"path": p.display().to_string(), "size": s})).collect::<Vec<_>>(),
                     "built": b.built,
                     "cached": b.cached,
@@ -253,13 +287,15 @@ fn summary(done: &[Built], as_json: bool) {
                 })
             })
             .collect();
+        images.extend(skipped.iter().map(|name| json!({"image": name, "status": "skipped"})));
         println!("{}", json!({"type": "summary", "images": images}));
         return;
     }
-    let rows: Vec<[String; 5]> = done
+    let mut rows: Vec<[String; 5]> = done
         .iter()
         .map(|b| {
             let output = match b.files.as_slice() {
+                _ if b.failed => "(failed)".to_string(),
                 [] => "(no image)".to_string(),
                 [(p, _)] => p.display().to_string(),
                 [(p, _), rest @ ..] => format!("{} (+{} more)", p.display(), rest.len()),
@@ -268,7 +304,7 @@ fn summary(done: &[Built], as_json: bool) {
             [
                 b.name.clone(),
                 output,
-                if b.files.is_empty() {
+                if b.files.is_empty() || b.failed {
                     "-".into()
                 } else {
                     bytes_human(size)
@@ -278,6 +314,15 @@ fn summary(done: &[Built], as_json: bool) {
             ]
         })
         .collect();
+    rows.extend(skipped.iter().map(|name| {
+        [
+            name.to_string(),
+            "(not built)".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]
+    }));
     let header = ["image", "output", "size", "stages", "time"].map(String::from);
     let mut widths = [0usize; 5];
     for row in std::iter::once(&header).chain(&rows) {
@@ -291,5 +336,13 @@ fn summary(done: &[Built], as_json: bool) {
     }
     let built: usize = done.iter().map(|b| b.built).sum();
     let cached: usize = done.iter().map(|b| b.cached).sum();
-    println!("{} images: {built} stages built, {cached} from the store", done.len());
+    let failed = done.iter().filter(|b| b.failed).count();
+    let mut tally = format!("{} images", done.len() - failed);
+    if failed > 0 {
+        tally.push_str(&format!(", {failed} failed"));
+    }
+    if !skipped.is_empty() {
+        tally.push_str(&format!(", {} not built", skipped.len()));
+    }
+    println!("{tally}: {built} stages built, {cached} from the store");
 }
