@@ -161,3 +161,37 @@ fn v1_manifests_parse_and_unknown_base_names_are_reported() {
         "{stderr}"
     );
 }
+
+/// A mistake late in a very long line (a minified manifest) is shown in a
+/// window cut around it, at the right line and column; miette used to panic.
+#[test]
+fn a_mistake_late_in_a_70000_character_line_is_shown_cut_around_it() {
+    let s = Scratch::new("err-long-line");
+    let x = "x".repeat(70_000);
+    let line =
+        format!(r#"  "stages": [{{"name": "org.osbuild.hostname", "options": {{"hostname": "{x}", "bogus": 1}}}}]"#);
+    let column = line.find("\"bogus\"").unwrap() + 1;
+    let text = format!("{{\n{line}\n}}\n");
+    for command in ["build", "inspect"] {
+        let path = s.write("m.json", &text);
+        let out = s.osbuild().arg(command).arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        let widest = stderr.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(widest < 200, "{command}: a line of {widest} characters");
+        let flat = unwrapped(&stderr);
+        for expected in [
+            "unknown field `bogus`".to_string(),
+            format!("m.json:2:{column}"),
+            "2 │ …xxx".to_string(),
+            "xxx\", \"bogus\": 1}}]".to_string(),
+            "unknown option".to_string(),
+        ] {
+            assert!(
+                flat.contains(&expected),
+                "{command}: expected {expected:?} in:\n{stderr}"
+            );
+        }
+    }
+    assert!(!s.store().join("objects").exists(), "nothing ran");
+}

@@ -663,3 +663,53 @@ fn a_failing_image_names_what_it_left_unbuilt_and_keep_going_builds_the_rest() {
     assert!(stderr.contains("broken"), "the failure's log is shown: {stderr}");
     assert!(s.path("out2/c/c.tar").is_file());
 }
+
+/// A mistake late in a very long script line is shown in a window cut around
+/// it, through the CLI; miette used to panic (exit 101).
+#[test]
+fn a_mistake_late_in_a_70000_character_line_is_shown_cut_around_it() {
+    let s = Scratch::new("script-long-line");
+    let run = |name: &str, text: &str| {
+        let path = s.write(name, text);
+        let out = s
+            .osbuild()
+            .arg("run")
+            .arg(&path)
+            .arg("-o")
+            .arg(s.path("out"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let widest = stderr.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(widest < 300, "a line of {widest} characters:\n{stderr}");
+        assert!(!s.path("out").exists());
+        crate::support::unwrapped(&stderr)
+    };
+
+    // Past column 65535, where Rhai stops counting: the right line, and a note.
+    let x = "x".repeat(70_000);
+    let out = run(
+        "long.rhai",
+        &format!("let p = pipeline(\"a\");\nlet pad = \"{x}\"; p.hostnme(\"h\");\n"),
+    );
+    for expected in [
+        "no function hostnme",
+        "did you mean `hostname`?",
+        "long.rhai:2:",
+        "2 │ …xxx",
+        "Rhai counts columns only up to 65535",
+    ] {
+        assert!(out.contains(expected), "expected {expected:?} in:\n{out}");
+    }
+
+    // Within Rhai's count but 80,000 columns wide (tabs): the exact place.
+    let tabs = "\t".repeat(20_000);
+    let out = run(
+        "tabs.rhai",
+        &format!("let p = pipeline(\"a\");\n{tabs}p.hostnme(\"h\");\n"),
+    );
+    for expected in ["no function hostnme", "tabs.rhai:2:20003", "p.hostnme(\"h\");"] {
+        assert!(out.contains(expected), "expected {expected:?} in:\n{out}");
+    }
+}

@@ -9,26 +9,28 @@
 //! byte offsets into the kept source texts.
 
 use std::fmt;
-use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, Severity, SourceCode, SourceSpan};
 use rhai::{EvalAltResult, Position};
 
 use super::api::{Needle, ScriptError};
 use super::engine::LIMITS;
 use super::modules::{is_stdlib, Sources, STDLIB};
+use crate::diagnostic::Excerpt;
 
 /// One diagnostic about a script; the call chain comes as related advice.
 #[derive(Debug)]
 pub struct ScriptDiagnostic {
     pub code: String,
     pub message: String,
-    pub src: Option<NamedSource<Arc<String>>>,
+    pub src: Option<Excerpt>,
     pub span: Option<SourceSpan>,
     pub label: Option<String>,
     pub help: Option<String>,
     pub severity: Severity,
     pub related: Vec<ScriptDiagnostic>,
+    /// Rhai counts columns up to 65535 only: the place may be further right.
+    capped: bool,
 }
 
 impl ScriptDiagnostic {
@@ -43,6 +45,7 @@ impl ScriptDiagnostic {
             help,
             severity: Severity::Error,
             related: Vec::new(),
+            capped: false,
         }
     }
 
@@ -50,15 +53,17 @@ impl ScriptDiagnostic {
     pub fn at(sources: &Sources, name: &str, pos: Position, needle: Option<&Needle>, message: String) -> Self {
         let text = sources.text(name).unwrap_or_default();
         let span = span_for(&text, pos, needle);
+        let (src, span) = Excerpt::new(name, "rhai", text, span);
         ScriptDiagnostic {
             code: "osbuild::script".into(),
             message,
-            src: Some(NamedSource::new(name, text).with_language("rhai")),
+            src: Some(src),
             span: Some(span),
             label: None,
             help: None,
             severity: Severity::Error,
             related: Vec::new(),
+            capped: pos.position() == Some(u16::MAX as usize),
         }
     }
 
@@ -110,10 +115,11 @@ impl Diagnostic for ScriptDiagnostic {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let span = self.span?;
-        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
-            Some(self.label.clone().unwrap_or_else(|| "here".into())),
-            span,
-        ))))
+        let mut label = self.label.clone().unwrap_or_else(|| "here".into());
+        if self.capped {
+            label.push_str(" (somewhere from here on: Rhai counts columns only up to 65535)");
+        }
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(Some(label), span))))
     }
 
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
@@ -444,7 +450,7 @@ fn is_ident(c: u8) -> bool {
 /// The span to label for `pos`: the identifier (with `ns::`) or literal
 /// there, or a key or literal inside the call's parentheses when `needle` is
 /// found there.
-fn span_for(text: &str, pos: Position, needle: Option<&Needle>) -> SourceSpan {
+fn span_for(text: &str, pos: Position, needle: Option<&Needle>) -> std::ops::Range<usize> {
     let bytes = text.as_bytes();
     let mut start = offset(text, pos);
     // A method call's position can be at the dot.
@@ -468,10 +474,10 @@ fn span_for(text: &str, pos: Position, needle: Option<&Needle>) -> SourceSpan {
     }
     if let Some(needle) = needle {
         if let Some(span) = find_in_call(text, end, needle) {
-            return span.into();
+            return span;
         }
     }
-    (start..end).into()
+    start..end
 }
 
 /// The end of the call whose name ends at `from`: after its matching `)`.
