@@ -188,6 +188,17 @@ fn script_args(
 }
 
 fn main() {
+    // Wrap long messages at spaces only, and never inside a word: a path in a
+    // message (a log, a store object) stays one piece that can be copied.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .break_words(false)
+                .word_separator(textwrap::WordSeparator::AsciiSpace)
+                .word_splitter(textwrap::WordSplitter::NoHyphenation)
+                .build(),
+        )
+    }));
     let cli = Cli::parse();
     let c = cli.common;
     let code = match cli.command {

@@ -151,3 +151,21 @@ fn the_seeds_own_manifest_passes_inspect() {
     assert_eq!(names, ["org.osbuild.dnf", "org.osbuild.systemd", "org.osbuild.grub2"]);
     assert_eq!(plan["pipelines"][0]["assembler"]["name"], "io.weldr.qcow2");
 }
+
+#[test]
+fn a_failed_stage_shows_its_log_path_in_one_piece() {
+    let s = Scratch::new("a-failed-stage-whose-scratch-directory-has-a-long-name");
+    s.stage("stage", "test.fail", "#!/bin/sh\necho oops\nexit 1\n", None);
+    let m = s.manifest("m.json", &json!({"stages": [{"name": "test.fail"}]}));
+    let out = s.osbuild().env("COLUMNS", "60").arg("build").arg(&m).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let log = std::fs::read_dir(s.store().join("logs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(log.to_str().unwrap().len() > 60);
+    assert!(stderr.contains(log.to_str().unwrap()), "the path is cut:\n{stderr}");
+}
