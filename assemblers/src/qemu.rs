@@ -648,8 +648,10 @@ impl Qemu {
             }
             Format::RawXz => {
                 let out = File::create(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+                // Every core, in xz's multi-threaded mode: the same bytes for
+                // any number of threads (see the tar assembler).
                 let status = tool("xz", self.source_epoch)
-                    .args(["-T1", "-0", "--stdout"])
+                    .args(["-T0", "-0", "--stdout"])
                     .arg(raw.path())
                     .stdout(out)
                     .status()

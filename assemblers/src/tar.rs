@@ -68,14 +68,16 @@ enum Compression {
 
 impl Compression {
     /// The compressor, with the flags that keep its output deterministic
-    /// (gzip: no name or time; xz and zstd: one thread, whose output does not
-    /// depend on the number of cores).
+    /// (gzip: no name or time). xz and zstd use every core in their
+    /// multi-threaded mode, whose output does not depend on the number of
+    /// threads (xz 5.4 and zstd 1.5 split the input into blocks of a size set
+    /// by the level alone); their single-threaded mode would give other bytes.
     fn program(self) -> Option<&'static str> {
         match self {
             Compression::None => None,
             Compression::Gzip => Some("gzip -n"),
-            Compression::Xz => Some("xz -T1"),
-            Compression::Zstd => Some("zstd -q -T1"),
+            Compression::Xz => Some("xz -T0"),
+            Compression::Zstd => Some("zstd -q -T0"),
             Compression::Bzip2 => Some("bzip2"),
             Compression::Lzip => Some("lzip"),
         }
