@@ -1,6 +1,7 @@
 //! Checks a parsed manifest against the stage registry before anything runs:
-//! every stage name exists, every options object fits its stage. Each mistake
-//! becomes a diagnostic at the offending bytes of the manifest.
+//! every stage name exists, every options object fits its stage, every
+//! pipeline name can name a tree in the store. Each mistake becomes a
+//! diagnostic at the offending bytes of the manifest.
 
 use osbuild_stages::{Kind, PathSegment, ProblemKind};
 
@@ -38,6 +39,21 @@ fn pipeline(
     if let (Some(build), Some(build_spans)) = (&p.build, &spans.build) {
         pipeline(located, registry, build, build_spans, errors);
     }
+    if let (Some(name), Some(span)) = (&p.name, &spans.name) {
+        if let Some(problem) = crate::store::name_problem(name) {
+            errors.push(
+                located
+                    .source
+                    .source
+                    .error(
+                        span.clone(),
+                        format!("the pipeline name cannot name a tree in the store: {problem}"),
+                    )
+                    .label("not a store name")
+                    .help("the built tree is stored under the pipeline's name: choose a shorter one"),
+            );
+        }
+    }
     for (stage_, span) in p.stages.iter().zip(&spans.stages) {
         stage(located, registry, Kind::Stage, stage_, span, errors);
     }
@@ -60,10 +76,18 @@ fn stage(
         return;
     };
     let options = serde_json::Value::Object(stage.options.clone());
-    for problem in def.check(&options) {
-        let mut full = spans.options.clone();
-        full.extend(problem.path.iter().cloned());
-        let span = problem_span(located, &full, problem.kind);
+    // In the order they appear in the manifest.
+    let mut problems: Vec<_> = def
+        .check(&options)
+        .into_iter()
+        .map(|problem| {
+            let mut full = spans.options.clone();
+            full.extend(problem.path.iter().cloned());
+            (problem_span(located, &full, problem.kind), problem)
+        })
+        .collect();
+    problems.sort_by_key(|(span, _)| span.start);
+    for (span, problem) in problems {
         let place = problem.place();
         let at = if place.is_empty() {
             String::new()

@@ -126,9 +126,9 @@ pub enum PtType {
 pub enum FsType {
     Ext4,
     Vfat,
-    /// accepted for compatibility; cannot be made without mounting
+    /// osbuild's, refused here: it cannot be made without mounting
     Xfs,
-    /// accepted for compatibility; cannot be made without mounting
+    /// osbuild's, refused here: it cannot be made without mounting
     Btrfs,
 }
 
@@ -207,6 +207,13 @@ impl<'de> serde::Deserialize<'de> for DiskSize {
     }
 }
 
+// Serialized only to show the default in the options' schema.
+impl serde::Serialize for DiskSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
 impl schemars::JsonSchema for DiskSize {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "DiskSize".into()
@@ -243,7 +250,10 @@ fn fs_problems(
             .then(|| OptionsError::invalid(at, format!("vfat uuid {uuid:?} must be a volume id such as 7B77-95E7"))),
         FsType::Xfs | FsType::Btrfs => Some(OptionsError::invalid(
             type_at,
-            format!("{fstype:?}: only ext4 and vfat can be made without mounting"),
+            format!(
+                "{} cannot be made without mounting: only ext4 and vfat can",
+                format!("{fstype:?}").to_lowercase()
+            ),
         )),
     }
 }
@@ -595,7 +605,7 @@ impl Qemu {
                     .iter()
                     .find(|p| p.fs.as_ref().is_some_and(|f| f.mountpoint.as_str() == "/"))
             })
-            .ok_or("no root partition")?;
+            .expect("validated: one partition mounted at /");
         let bootfs = boot.fs.as_ref().expect("has a file system");
         let grub_name = if !ctx.tree.join("boot/grub").exists() && ctx.tree.join("boot/grub2").exists() {
             "grub2"

@@ -22,7 +22,7 @@ pub struct RawFs {
     #[schemars(range(min = MIN_SIZE))]
     size: u64,
     /// File system type. Only ext4 can be made without mounting; xfs and
-    /// btrfs are accepted for compatibility with osbuild and refused when run.
+    /// btrfs are osbuild's, and refused before anything is built.
     #[serde(default)]
     fs_type: FsType,
     /// Label of the file system.
@@ -54,8 +54,8 @@ impl Options for RawFs {
             problems.push(OptionsError::invalid(
                 osbuild_stages::at!["fs_type"],
                 format!(
-                    "fs_type {:?} is not supported: only ext4 can be built without mounting",
-                    self.fs_type
+                    "{} is not supported: only ext4 can be built without mounting",
+                    format!("{:?}", self.fs_type).to_lowercase()
                 ),
             ));
         }

@@ -275,12 +275,20 @@ fn checked_stage(state: &State, kind: Kind, name: &str, options: Map) -> Result<
     })
 }
 
-/// A name an image can have: it becomes `DIR/<name>.json` and `DIR/<name>/`.
-fn image_name_problem(name: &str) -> Option<&'static str> {
+/// A name an image can have: it becomes `DIR/<name>.json` and `DIR/<name>/`,
+/// and names the built tree in the store.
+fn image_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
-        Some("an image needs a name: pipeline(\"name\")")
+        Some("an image needs a name: pipeline(\"name\")".into())
     } else if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        Some("an image name becomes a file name: no `/`, and not `.` or `..`")
+        Some("an image name becomes a file name: no `/`, and not `.` or `..`".into())
+    } else if let Some(p) = crate::store::name_problem(name) {
+        Some(format!("an image name names its tree in the store, and {p}"))
+    } else if name.len() + ".json".len() > 255 {
+        Some(format!(
+            "an image name becomes a file name `<name>.json` of at most 255 bytes; this one takes {}",
+            name.len() + 5
+        ))
     } else {
         None
     }
