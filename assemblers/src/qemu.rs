@@ -1092,6 +1092,7 @@ pub static ASSEMBLER: Builtin = Builtin::new::<Qemu>(
 mod tests {
     use super::*;
     use crate::util::testing::{debugfs, fsck, make_tree, output};
+    use schemars::JsonSchema;
     use serde_json::json;
     use std::io::Read;
     use std::time::{Duration, Instant};
@@ -1381,6 +1382,18 @@ mod tests {
         let cid = text.split("\nCID=").nth(1).unwrap().split('\n').next().unwrap();
         assert_eq!(cid.len(), 8);
         assert!(text.ends_with("\nparentCID=ffffffff\n"), "{text}");
+    }
+
+    #[test]
+    fn disk_sizes_are_whole_sectors() {
+        for ok in [0, 512, 4 << 30] {
+            assert_eq!(DiskSize::parse(ok), Ok(DiskSize(ok)));
+        }
+        for bad in [1, 511, 1000, (4 << 30) + 1] {
+            assert!(DiskSize::parse(bad).is_err(), "{bad}");
+        }
+        let schema = DiskSize::json_schema(&mut schemars::SchemaGenerator::default());
+        assert_eq!(schema.as_value()["multipleOf"], json!(512));
     }
 
     #[test]
