@@ -1,8 +1,9 @@
 //! Checks a parsed manifest against the stage registry before anything runs:
-//! every stage name exists, every options object fits its stage. Each mistake
-//! becomes a diagnostic at the offending bytes of the manifest.
+//! every stage name exists, every options object fits its stage, every
+//! pipeline name can name a tree in the store. Each mistake becomes a
+//! diagnostic at the offending bytes of the manifest.
 
-use osbuild_stages::{Kind, PathSegment};
+use osbuild_stages::{Kind, PathSegment, ProblemKind};
 
 use crate::diagnostic::{suggest, InvalidInput, SpannedError};
 use crate::manifest::{Located, Pipeline, PipelineSpans, Stage, StageSpans};
@@ -38,6 +39,21 @@ fn pipeline(
     if let (Some(build), Some(build_spans)) = (&p.build, &spans.build) {
         pipeline(located, registry, build, build_spans, errors);
     }
+    if let (Some(name), Some(span)) = (&p.name, &spans.name) {
+        if let Some(problem) = crate::store::name_problem(name) {
+            errors.push(
+                located
+                    .source
+                    .source
+                    .error(
+                        span.clone(),
+                        format!("the pipeline name cannot name a tree in the store: {problem}"),
+                    )
+                    .label("not a store name")
+                    .help("the built tree is stored under the pipeline's name: choose a shorter one"),
+            );
+        }
+    }
     for (stage_, span) in p.stages.iter().zip(&spans.stages) {
         stage(located, registry, Kind::Stage, stage_, span, errors);
     }
@@ -60,15 +76,31 @@ fn stage(
         return;
     };
     let options = serde_json::Value::Object(stage.options.clone());
-    for problem in def.check(&options) {
-        let mut full = spans.options.clone();
-        full.extend(problem.path.iter().cloned());
-        let about_key = problem.message.starts_with("unknown");
-        let span = best_span(located, &full, about_key);
+    // In the order they appear in the manifest.
+    let mut problems: Vec<_> = def
+        .check(&options)
+        .into_iter()
+        .map(|problem| {
+            let mut full = spans.options.clone();
+            full.extend(problem.path.iter().cloned());
+            (problem_span(located, &full, problem.kind), problem)
+        })
+        .collect();
+    problems.sort_by_key(|(span, _)| span.start);
+    for (span, problem) in problems {
+        let place = problem.place();
+        let at = if place.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{place}`")
+        };
         errors.push(
             source
-                .error(span, format!("invalid options for {}: {}", stage.name, problem.message))
-                .label(label_for(&problem.message))
+                .error(
+                    span,
+                    format!("invalid options for {}{at}: {}", stage.name, problem.message),
+                )
+                .label(label_for(problem.kind))
                 .help(format!("`osbuild stages {}` lists its options", def.name)),
         );
     }
@@ -118,22 +150,22 @@ fn article(kind: Kind) -> &'static str {
     }
 }
 
-fn label_for(message: &str) -> &'static str {
-    if message.starts_with("unknown") {
-        "unknown option"
-    } else if message.starts_with("missing") {
-        "missing an option"
-    } else {
-        "does not fit"
+fn label_for(kind: ProblemKind) -> &'static str {
+    match kind {
+        ProblemKind::Unknown => "unknown option",
+        ProblemKind::Missing => "missing an option",
+        ProblemKind::Invalid => "does not fit",
     }
 }
 
-/// The most precise span for a problem at `path`: the key itself for a problem
-/// with a key (an unknown option), else the deepest value the path reaches.
-fn best_span(located: &Located, path: &[PathSegment], about_key: bool) -> std::ops::Range<usize> {
+/// Where to show a problem at `path`: the key itself for an unknown key, the
+/// object for a missing one, else the value (or, when the path leads into
+/// what the manifest does not have, the deepest part of it that it does).
+fn problem_span(located: &Located, path: &[PathSegment], kind: ProblemKind) -> std::ops::Range<usize> {
     let root = &located.source.root;
-    match root.key_span(path).filter(|_| about_key) {
-        Some(span) => span,
-        None => root.best_span(path),
+    match kind {
+        ProblemKind::Unknown => root.key_span(path).unwrap_or_else(|| root.best_span(path)),
+        ProblemKind::Missing => root.best_span(&path[..path.len().saturating_sub(1)]),
+        ProblemKind::Invalid => root.best_span(path),
     }
 }

@@ -82,6 +82,10 @@ pub fn options(schema: &Value, prefix: &str, out: &mut Vec<String>) {
                 out.push(format!("{indent}    {l}"));
             }
         }
+        let rules = rules(prop);
+        if !rules.is_empty() {
+            out.push(format!("{indent}    constraints: {}", rules.join(", ")));
+        }
         options(prop, &path, out);
         if let Some(items) = prop.get("items") {
             options(items, &format!("{path}[]"), out);
@@ -131,6 +135,48 @@ pub fn type_name(schema: &Value) -> String {
         ("array", Some(items)) => format!("array of {}", type_name(items)),
         _ => base,
     }
+}
+
+/// What a value must be beyond its type, as the schema states it: lengths,
+/// bounds, `multipleOf`, a `pattern` (looking through an optional value's
+/// `anyOf` with `null`).
+fn rules(schema: &Value) -> Vec<String> {
+    if let Some(alts) = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+    {
+        let real: Vec<&Value> = alts
+            .iter()
+            .filter(|a| a.get("type").and_then(Value::as_str) != Some("null"))
+            .collect();
+        return match real.as_slice() {
+            [one] => rules(one),
+            _ => Vec::new(),
+        };
+    }
+    let num = |key: &str| schema.get(key).and_then(Value::as_f64);
+    let mut out = Vec::new();
+    match (num("minLength"), num("maxLength")) {
+        (Some(min), Some(max)) => out.push(format!("{min} to {max} characters")),
+        (Some(min), None) if min > 0.0 => out.push(format!("at least {min} characters")),
+        (None, Some(max)) => out.push(format!("at most {max} characters")),
+        _ => {}
+    }
+    // Unsigned integers all have "minimum": 0; that says nothing new.
+    if num("minimum").is_some_and(|m| m != 0.0) {
+        out.push(format!("at least {}", schema["minimum"]));
+    }
+    if num("maximum").is_some() {
+        out.push(format!("at most {}", schema["maximum"]));
+    }
+    if num("multipleOf").is_some() {
+        out.push(format!("a multiple of {}", schema["multipleOf"]));
+    }
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+        out.push(format!("matching `{pattern}`"));
+    }
+    out
 }
 
 /// The values a schema allows when it lists them: an `enum`, a `const`, or
@@ -193,7 +239,10 @@ mod tests {
                     "type": "object", "required": ["path"],
                     "properties": {"path": {"type": "string"}, "mode": {"type": ["integer", "string"], "default": "0755"}}
                 }},
-                "compression": {"type": "string", "enum": ["none", "gzip"], "default": "none"}
+                "compression": {"type": "string", "enum": ["none", "gzip"], "default": "none"},
+                "host": {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z]+$"}, {"type": "null"}]},
+                "size": {"type": "integer", "minimum": 0, "multipleOf": 512, "default": 0},
+                "count": {"type": "integer", "minimum": 1, "maximum": 9}
             }
         });
         let mut lines = Vec::new();
@@ -202,10 +251,16 @@ mod tests {
             lines,
             vec![
                 "  compression: one of \"none\", \"gzip\" (default: \"none\")",
+                "  count: integer",
+                "      constraints: at least 1, at most 9",
+                "  host: string",
+                "      constraints: 1 to 64 characters, matching `^[a-z]+$`",
                 "  paths: array of object (required)",
                 "      Dirs.",
                 "    paths[].mode: integer or string (default: \"0755\")",
                 "    paths[].path: string (required)",
+                "  size: integer (default: 0)",
+                "      constraints: a multiple of 512",
             ]
         );
     }

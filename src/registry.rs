@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use osbuild_stages::{Builtin, Kind, OptionsError};
+use osbuild_stages::{Builtin, Kind, OptionsError, PathSegment};
 use serde_json::Value;
 
 use crate::schema;
@@ -40,14 +40,10 @@ impl StageDef {
     /// Checks options; every mistake, each with the path to it.
     pub fn check(&self, options: &Value) -> Vec<OptionsError> {
         match &self.implementation {
-            Implementation::Builtin(b) => b.check(options).err().into_iter().collect(),
-            Implementation::Program { schema: Some(s), .. } => schema::validate(s, options)
-                .into_iter()
-                .map(|e| OptionsError {
-                    path: e.path,
-                    message: e.message,
-                })
-                .collect(),
+            Implementation::Builtin(b) => b.check(options),
+            Implementation::Program { schema: Some(s), .. } => {
+                schema::validate(s, options).into_iter().map(schema_problem).collect()
+            }
             Implementation::Program { schema: None, .. } => Vec::new(),
         }
     }
@@ -83,6 +79,28 @@ impl StageDef {
 
     pub fn is_builtin(&self) -> bool {
         matches!(self.implementation, Implementation::Builtin(_))
+    }
+}
+
+/// A libdir schema's complaint as an [`OptionsError`]. The validator says
+/// which complaints are about an unknown or a missing key only in its words
+/// (`unknown option "x"`, at the key; `missing required option "x"`, at the
+/// object), so they are told apart here.
+fn schema_problem(e: schema::SchemaError) -> OptionsError {
+    if e.message.starts_with("unknown option ") {
+        return OptionsError::unknown(e.path, e.message);
+    }
+    let missing = e
+        .message
+        .strip_prefix("missing required option ")
+        .and_then(|quoted| serde_json::from_str::<String>(quoted).ok());
+    match missing {
+        Some(key) => {
+            let mut path = e.path;
+            path.push(PathSegment::Key(key));
+            OptionsError::missing(path, e.message)
+        }
+        None => OptionsError::invalid(e.path, e.message),
     }
 }
 

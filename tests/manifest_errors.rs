@@ -195,3 +195,242 @@ fn a_mistake_late_in_a_70000_character_line_is_shown_cut_around_it() {
     }
     assert!(!s.store().join("objects").exists(), "nothing ran");
 }
+
+// ---- option values checked before anything runs ------------------------------
+//
+// Each of these was refused only when its stage ran, after the stages before
+// it (minutes of debootstrap, say); now `inspect` refuses it, at the value.
+
+/// `osbuild inspect m.json` in the scratch directory (so the diagnostic names
+/// `m.json`): its exit status and what it printed on stderr.
+fn inspect_text(s: &Scratch, text: &str) -> (i32, String) {
+    s.write("m.json", text);
+    let out = s
+        .osbuild()
+        .current_dir(&s.dir)
+        .args(["inspect", "m.json"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The diagnostic `inspect` prints for `text`, which must be refused (exit 2).
+#[track_caller]
+fn refused(name: &str, text: &str) -> String {
+    let s = Scratch::new(name);
+    let (code, stderr) = inspect_text(&s, text);
+    assert_eq!(code, 2, "{stderr}");
+    stderr
+}
+
+#[test]
+fn diagnostic_hostname_that_is_no_host_name() {
+    insta::assert_snapshot!(refused(
+        "err-hostname",
+        r#"{
+  "stages": [
+    {"name": "org.osbuild.hostname", "options": {"hostname": "-bad host"}}
+  ]
+}
+"#
+    ));
+}
+
+#[test]
+fn diagnostic_qemu_filename_outside_the_output() {
+    insta::assert_snapshot!(refused(
+        "err-qemu-filename",
+        r#"{
+  "stages": [],
+  "assembler": {"name": "org.osbuild.qemu", "options": {
+    "filename": "../x.qcow2",
+    "root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75"
+  }}
+}
+"#
+    ));
+}
+
+#[test]
+fn diagnostic_qemu_size_not_whole_sectors() {
+    insta::assert_snapshot!(refused(
+        "err-qemu-size",
+        r#"{
+  "stages": [],
+  "assembler": {"name": "org.osbuild.qemu", "options": {
+    "filename": "x.qcow2",
+    "size": 1000,
+    "root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75"
+  }}
+}
+"#
+    ));
+}
+
+#[test]
+fn diagnostic_qemu_root_fs_uuid_not_a_uuid() {
+    insta::assert_snapshot!(refused(
+        "err-qemu-uuid",
+        r#"{
+  "stages": [],
+  "assembler": {"name": "org.osbuild.qemu", "options": {
+    "filename": "x.qcow2",
+    "root_fs_uuid": "not-a-uuid"
+  }}
+}
+"#
+    ));
+}
+
+#[test]
+fn diagnostic_qemu_root_fs_uuid_and_partitions() {
+    insta::assert_snapshot!(refused(
+        "err-qemu-both",
+        r#"{
+  "stages": [],
+  "assembler": {"name": "org.osbuild.qemu", "options": {
+    "filename": "x.qcow2",
+    "root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75",
+    "pttype": "gpt",
+    "partitions": [
+      {"filesystem": {"type": "ext4", "uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "mountpoint": "/"}}
+    ]
+  }}
+}
+"#
+    ));
+}
+
+#[test]
+fn diagnostic_tar_filename_in_a_subdirectory() {
+    insta::assert_snapshot!(refused(
+        "err-tar-filename",
+        r#"{
+  "stages": [],
+  "assembler": {"name": "org.osbuild.tar", "options": {"filename": "sub/dir.tar"}}
+}
+"#
+    ));
+}
+
+#[test]
+fn diagnostic_user_with_a_relative_home() {
+    insta::assert_snapshot!(refused(
+        "err-users-home",
+        r#"{
+  "stages": [
+    {"name": "org.osbuild.users", "options": {"users": {
+      "alice": {"home": "home/alice", "shell": "/bin/bash"}
+    }}}
+  ]
+}
+"#
+    ));
+}
+
+#[test]
+fn diagnostic_grub2_what_the_debian_layout_cannot_do() {
+    insta::assert_snapshot!(refused(
+        "err-grub2",
+        r#"{
+  "stages": [
+    {"name": "org.osbuild.grub2", "options": {
+      "root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75",
+      "greenboot": true,
+      "legacy": "i386/pc",
+      "uefi": {"vendor": "EFI/debian"},
+      "saved_entry": "one\ntwo"
+    }}
+  ]
+}
+"#
+    ));
+}
+
+#[test]
+fn diagnostic_apt_options() {
+    insta::assert_snapshot!(refused(
+        "err-apt",
+        r#"{
+  "stages": [
+    {"name": "org.osbuild.apt", "options": {
+      "packages": ["hello"],
+      "remove": ["nano=7.2-1"],
+      "repositories": [
+        {"name": "extra", "uris": ["http://deb.example/debian"], "suites": ["./"], "components": ["main"]},
+        {"name": "extra", "uris": ["http://deb.example/debian"], "suites": ["bookworm"], "components": ["main"]}
+      ]
+    }}
+  ]
+}
+"#
+    ));
+}
+
+#[test]
+fn a_pipeline_name_the_store_cannot_keep_is_refused_before_the_build() {
+    // Percent-encoded, 300 × "é" is 1800 bytes of a file name: the stage
+    // used to run, and naming its tree failed ("File name too long").
+    let s = Scratch::new("err-name");
+    let text = format!(
+        "{{\n  \"name\": \"{}\",\n  \"stages\": [{{\"name\": \"org.osbuild.noop\"}}]\n}}\n",
+        "é".repeat(300)
+    );
+    assert_invalid(
+        &s,
+        &text,
+        &[
+            "the pipeline name cannot name a tree in the store",
+            "takes 1800 bytes where a file name has at most 255",
+            "m.json:2:11",
+            "not a store name",
+        ],
+    );
+    // An empty name fails the same way, as late; the longest that fits works.
+    assert_invalid(
+        &s,
+        "{\"name\": \"\", \"stages\": [{\"name\": \"org.osbuild.noop\"}]}",
+        &["cannot name a tree in the store: it is empty"],
+    );
+    let longest = format!("{}abc", "é".repeat(42));
+    let m = s.manifest(
+        "ok.json",
+        &json!({"name": longest, "stages": [{"name": "org.osbuild.noop"}]}),
+    );
+    s.build(&m, None).ok();
+    let out = s.osbuild().args(["store", "ls", "--json"]).output().unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ls["names"][0]["name"], json!(longest));
+}
+
+#[test]
+fn diagnostic_every_mistake_at_once() {
+    insta::assert_snapshot!(refused(
+        "err-all",
+        r#"{
+  "stages": [
+    {"name": "org.osbuild.hostname", "options": {"hostname": "-bad host"}},
+    {"name": "org.osbuild.users", "options": {"users": {"alice": {"home": "home/alice"}}}},
+    {"name": "org.osbuild.locale", "options": {"lang": "en_US.UTF-8"}},
+    {"name": "org.osbuild.grub2", "options": {"kernel_opts": "quiet"}},
+    {"name": "org.osbuild.fstab", "options": {"filesystems": [
+      {"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root", "path": "/"},
+      {"path": "/boot", "vfs_type": ""}
+    ]}}
+  ],
+  "assembler": {"name": "org.osbuild.qemu", "options": {
+    "filename": "x.qcow2",
+    "pttype": "mbr",
+    "partitions": [
+      {"uuid": "6264d520-3fb9-423f-8ab8-7a0a8e3d3562",
+       "filesystem": {"type": "xfs", "uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "mountpoint": "/"}},
+      {"filesystem": {"type": "vfat", "uuid": "not-fat", "mountpoint": "/boot"}}
+    ]
+  }}
+}
+"#
+    ));
+}

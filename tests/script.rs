@@ -359,6 +359,21 @@ fn diagnostic_duplicate_image() {
 }
 
 #[test]
+fn an_image_name_the_store_cannot_keep_is_refused() {
+    let out = diagnose("let n = \"\";\nfor i in 0..300 { n += \"é\"; }\nemit(pipeline(n));\n");
+    assert!(out.contains("an image name names its tree in the store"), "{out}");
+    assert!(out.contains("takes 1800 bytes"), "{out}");
+    assert!(out.contains("test.rhai:3"), "{out}");
+    let out = diagnose(&format!("emit(pipeline(\"{}\"));\n", "a".repeat(251)));
+    assert!(out.contains("`<name>.json` of at most 255 bytes"), "{out}");
+    lower_text(
+        &Scratch::new("script-name-ok").dir,
+        &format!("emit(pipeline(\"{}\"));\n", "a".repeat(250)),
+        &[],
+    );
+}
+
+#[test]
 fn diagnostic_in_the_prelude_shows_the_call_chain() {
     insta::assert_snapshot!(diagnose("let p = pipeline(\"a\");\np.hostname(42);\n"));
 }

@@ -19,12 +19,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use osbuild_stages::api::{Builtin, Context, Kind, Options, StageError, StageResult};
+use osbuild_stages::api::{
+    Builtin, Context, FileName, ImagePath, Kind, Options, OptionsError, StageError, StageResult,
+};
+use osbuild_stages::at;
 use serde_json::Value;
 
 use crate::ext4::{source_dir, Ext4};
 use crate::qcow2;
-use crate::util::{check_uuid, derive_bytes, derive_uuid, plain_filename, run, tool, TempDir, TempFile};
+use crate::util::{check_uuid, derive_bytes, derive_uuid, run, tool, TempDir, TempFile, Uuid};
 
 const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
 const ESP_GPT: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
@@ -46,11 +49,11 @@ pub struct Qemu {
     #[schemars(default = "qcow2")]
     format: Format,
     /// Name of the image in the output directory.
-    filename: String,
+    filename: FileName,
     /// Virtual disk size in bytes, a multiple of 512. Absent (or 0): the
     /// tree's size plus a quarter and 256 MiB, rounded up to a MiB.
     #[serde(default)]
-    size: u64,
+    size: DiskSize,
     /// Identifier of the partition table: a UUID for GPT, a 32-bit hex number
     /// such as `0x14fc63d2` for MBR. It also seeds every identifier the
     /// options leave out (GPT partition UUIDs, image-format ids). Absent:
@@ -123,9 +126,9 @@ pub enum PtType {
 pub enum FsType {
     Ext4,
     Vfat,
-    /// accepted for compatibility; cannot be made without mounting
+    /// osbuild's, refused here: it cannot be made without mounting
     Xfs,
-    /// accepted for compatibility; cannot be made without mounting
+    /// osbuild's, refused here: it cannot be made without mounting
     Btrfs,
 }
 
@@ -162,7 +165,7 @@ pub struct Partition {
     name: Option<String>,
     /// Partition UUID (GPT); derived from `ptuuid` when not given.
     #[serde(default)]
-    uuid: Option<String>,
+    uuid: Option<Uuid>,
     /// The file system to make in the partition.
     #[serde(default)]
     filesystem: Option<Filesystem>,
@@ -181,7 +184,78 @@ pub struct Filesystem {
     #[serde(default)]
     label: Option<String>,
     /// Where the tree mounts it, such as `/`, `/boot` or `/boot/efi`.
-    mountpoint: String,
+    mountpoint: ImagePath,
+}
+
+/// A disk size in bytes: whole 512-byte sectors, or 0 for "work it out".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskSize(u64);
+
+impl DiskSize {
+    fn parse(size: u64) -> Result<Self, String> {
+        if size.is_multiple_of(512) {
+            Ok(DiskSize(size))
+        } else {
+            Err(format!("size {size} must be a multiple of the sector size (512)"))
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DiskSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DiskSize::parse(u64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+// Serialized only to show the default in the options' schema.
+impl serde::Serialize for DiskSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl schemars::JsonSchema for DiskSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DiskSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "integer",
+            "minimum": 0,
+            "multipleOf": 512,
+        })
+    }
+}
+
+/// The volume id `mkfs.fat -i` takes for a vfat "uuid" such as `7B77-95E7`:
+/// its first 8 hex digits.
+fn vfat_volume_id(uuid: &str) -> Option<String> {
+    let volid: String = uuid.chars().filter(|c| *c != '-').take(8).collect();
+    (volid.len() == 8 && volid.chars().all(|c| c.is_ascii_hexdigit())).then_some(volid)
+}
+
+/// What is wrong with `uuid` for a file system of type `fstype` at `at`
+/// (with the type at `type_at`), if anything.
+fn fs_problems(
+    fstype: FsType,
+    uuid: &str,
+    at: Vec<osbuild_stages::PathSegment>,
+    type_at: Vec<osbuild_stages::PathSegment>,
+) -> Option<OptionsError> {
+    match fstype {
+        FsType::Ext4 => check_uuid(uuid).err().map(|e| OptionsError::invalid(at, e)),
+        FsType::Vfat => vfat_volume_id(uuid)
+            .is_none()
+            .then(|| OptionsError::invalid(at, format!("vfat uuid {uuid:?} must be a volume id such as 7B77-95E7"))),
+        FsType::Xfs | FsType::Btrfs => Some(OptionsError::invalid(
+            type_at,
+            format!(
+                "{} cannot be made without mounting: only ext4 and vfat can",
+                format!("{fstype:?}").to_lowercase()
+            ),
+        )),
+    }
 }
 
 /// Which boot loader to install.
@@ -218,12 +292,15 @@ impl Placed {
 }
 
 impl Options for Qemu {
+    fn validate(&self) -> Vec<OptionsError> {
+        self.problems()
+    }
+
     fn run(mut self, ctx: &Context) -> StageResult {
-        plain_filename(&self.filename)?;
         // The seed's `io.weldr.qcow2` names neither size nor table id: fill
         // them in deterministically from the tree and the options.
-        if self.size == 0 {
-            self.size = auto_size(&ctx.tree)?;
+        if self.size.0 == 0 {
+            self.size = DiskSize(auto_size(&ctx.tree)?);
         }
         if self.ptuuid.is_empty() {
             let seed = format!("{}/{}", self.filename, self.root_fs_uuid.as_deref().unwrap_or(""));
@@ -238,23 +315,16 @@ impl Options for Qemu {
                 ),
             };
         }
-        if self.size == 0 || !self.size.is_multiple_of(512) {
-            return Err(format!(
-                "size {} must be a positive multiple of the sector size (512)",
-                self.size
-            )
-            .into());
-        }
         let output = ctx
             .output_dir
             .as_ref()
             .ok_or("the qemu assembler needs an output directory")?;
         let gpt = self.pttype == Some(PtType::Gpt);
-        let partitions = self.layout(gpt)?;
+        let partitions = self.layout(gpt);
 
         let raw = TempFile::new(output.join(format!(".{}.raw.tmp", self.filename)));
         let f = File::create(raw.path()).map_err(|e| format!("{}: {e}", raw.path().display()))?;
-        f.set_len(self.size)
+        f.set_len(self.size.0)
             .map_err(|e| format!("{}: {e}", raw.path().display()))?;
         drop(f);
 
@@ -270,7 +340,7 @@ impl Options for Qemu {
         self.convert(raw, output)?;
         println!(
             "wrote {} ({:?}, {} bytes virtual)",
-            self.filename, self.format, self.size
+            self.filename, self.format, self.size.0
         );
         Ok(())
     }
@@ -309,24 +379,104 @@ struct GrubPlan {
 }
 
 impl Qemu {
-    /// The partitions asked for, the legacy layout spelled out.
-    fn layout(&self, gpt: bool) -> Result<Vec<Partition>, StageError> {
+    /// Every problem of the options, each at its place.
+    fn problems(&self) -> Vec<OptionsError> {
+        let mut problems = Vec::new();
+        let gpt = self.pttype == Some(PtType::Gpt);
         match (&self.root_fs_uuid, &self.partitions) {
-            (Some(_), Some(_)) => Err("give either root_fs_uuid or partitions, not both".into()),
-            (None, None) => Err("give either root_fs_uuid, or pttype and partitions".into()),
-            (None, Some(p)) => {
+            (Some(_), Some(_)) => problems.push(OptionsError::invalid(
+                at!["root_fs_uuid"],
+                "give either root_fs_uuid or partitions, not both",
+            )),
+            (None, None) => problems.push(OptionsError::missing(
+                at!["root_fs_uuid"],
+                "give either root_fs_uuid, or pttype and partitions",
+            )),
+            (Some(uuid), None) => {
+                let fstype = self.root_fs_type.unwrap_or(FsType::Ext4);
+                problems.extend(fs_problems(fstype, uuid, at!["root_fs_uuid"], at!["root_fs_type"]));
+            }
+            (None, Some(parts)) => {
                 if self.pttype.is_none() {
-                    return Err("partitions need pttype (mbr or gpt)".into());
+                    problems.push(OptionsError::missing(
+                        at!["pttype"],
+                        "partitions need pttype (mbr or gpt)",
+                    ));
                 }
-                let roots = p
+                let roots = parts
                     .iter()
-                    .filter(|p| p.filesystem.as_ref().is_some_and(|f| f.mountpoint == "/"))
+                    .filter(|p| p.filesystem.as_ref().is_some_and(|f| f.mountpoint.as_str() == "/"))
                     .count();
                 if roots != 1 {
-                    return Err(format!("exactly one partition must be mounted at /, not {roots}").into());
+                    problems.push(OptionsError::invalid(
+                        at!["partitions"],
+                        format!("exactly one partition must be mounted at /, not {roots}"),
+                    ));
                 }
-                Ok(p.clone())
+                for (i, p) in parts.iter().enumerate() {
+                    if !gpt {
+                        for (key, given) in [("uuid", p.uuid.is_some()), ("name", p.name.is_some())] {
+                            if given {
+                                problems.push(OptionsError::invalid(
+                                    at!["partitions", i, key],
+                                    "partition uuid and name need a GPT (pttype gpt)",
+                                ));
+                            }
+                        }
+                    } else if let Some(n) = p.name.as_ref().filter(|n| n.contains(['"', '\n'])) {
+                        problems.push(OptionsError::invalid(
+                            at!["partitions", i, "name"],
+                            format!("partition name {n:?} has a quote or newline"),
+                        ));
+                    }
+                    if let Some(fs) = &p.filesystem {
+                        problems.extend(fs_problems(
+                            fs.fstype,
+                            &fs.uuid,
+                            at!["partitions", i, "filesystem", "uuid"],
+                            at!["partitions", i, "filesystem", "type"],
+                        ));
+                    }
+                }
+                // A FAT file system cannot have the directories other
+                // partitions are mounted on.
+                let mounts: Vec<(usize, FsType, String)> = parts
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| {
+                        p.filesystem
+                            .as_ref()
+                            .map(|f| (i, f.fstype, normalize_mountpoint(&f.mountpoint)))
+                    })
+                    .collect();
+                for (i, fstype, mp) in &mounts {
+                    let holds_others = mounts.iter().any(|(_, _, other)| other != mp && below(other, mp));
+                    if *fstype == FsType::Vfat && holds_others {
+                        problems.push(OptionsError::invalid(
+                            at!["partitions", *i, "filesystem", "mountpoint"],
+                            format!("a vfat file system at {mp} cannot hold other mount points"),
+                        ));
+                    }
+                }
             }
+        }
+        if self.format == Format::Qcow2
+            && self.qcow2_compression == qcow2::Compression::Zstd
+            && self.qcow2_compat == Some(qcow2::Version::V2)
+        {
+            problems.push(OptionsError::invalid(
+                at!["qcow2_compression"],
+                "zstd compression needs qcow2 version 3 (qcow2_compat 1.1)",
+            ));
+        }
+        problems
+    }
+
+    /// The partitions asked for, the legacy layout spelled out.
+    fn layout(&self, gpt: bool) -> Vec<Partition> {
+        match (&self.root_fs_uuid, &self.partitions) {
+            (_, Some(p)) => p.clone(),
+            (None, None) => unreachable!("validated: root_fs_uuid or partitions"),
             (Some(uuid), None) => {
                 let root = Partition {
                     start: None,
@@ -339,7 +489,7 @@ impl Qemu {
                         fstype: self.root_fs_type.unwrap_or(FsType::Ext4),
                         uuid: uuid.clone(),
                         label: None,
-                        mountpoint: "/".into(),
+                        mountpoint: ImagePath::parse("/").expect("an absolute path"),
                     }),
                 };
                 let mut parts = Vec::new();
@@ -355,7 +505,7 @@ impl Qemu {
                     });
                 }
                 parts.push(root);
-                Ok(parts)
+                parts
             }
         }
     }
@@ -381,18 +531,13 @@ impl Qemu {
             }
             if gpt {
                 let uuid = match &p.uuid {
-                    Some(u) => check_uuid(u)?,
+                    Some(u) => u.to_string(),
                     None => derive_uuid(&format!("{}/partition/{i}", self.ptuuid)),
                 };
                 fields.push(format!("uuid={uuid}"));
                 if let Some(n) = &p.name {
-                    if n.contains(['"', '\n']) {
-                        return Err(format!("partition name {n:?} has a quote or newline").into());
-                    }
                     fields.push(format!("name=\"{n}\""));
                 }
-            } else if p.uuid.is_some() || p.name.is_some() {
-                return Err("partition uuid and name need a GPT (pttype gpt)".into());
             }
             if p.bootable {
                 fields.push("bootable".into());
@@ -454,20 +599,20 @@ impl Qemu {
         // GRUB's files live on the partition mounted at /boot, else on /.
         let boot = placed
             .iter()
-            .find(|p| p.fs.as_ref().is_some_and(|f| f.mountpoint == "/boot"))
+            .find(|p| p.fs.as_ref().is_some_and(|f| f.mountpoint.as_str() == "/boot"))
             .or_else(|| {
                 placed
                     .iter()
-                    .find(|p| p.fs.as_ref().is_some_and(|f| f.mountpoint == "/"))
+                    .find(|p| p.fs.as_ref().is_some_and(|f| f.mountpoint.as_str() == "/"))
             })
-            .ok_or("no root partition")?;
+            .expect("validated: one partition mounted at /");
         let bootfs = boot.fs.as_ref().expect("has a file system");
         let grub_name = if !ctx.tree.join("boot/grub").exists() && ctx.tree.join("boot/grub2").exists() {
             "grub2"
         } else {
             "grub"
         };
-        let grub_dir = if bootfs.mountpoint == "/boot" {
+        let grub_dir = if bootfs.mountpoint.as_str() == "/boot" {
             format!("/{grub_name}")
         } else {
             format!("/boot/{grub_name}")
@@ -573,7 +718,7 @@ impl Qemu {
         let mountpoints: Vec<String> = with_fs
             .iter()
             .map(|p| normalize_mountpoint(&p.fs.as_ref().expect("filtered").mountpoint))
-            .collect::<Result<_, _>>()?;
+            .collect();
         for (p, mp) in with_fs.iter().zip(&mountpoints) {
             let fs = p.fs.as_ref().expect("filtered");
             // The mount points below this one, relative to it.
@@ -595,7 +740,7 @@ impl Qemu {
             let started = std::time::Instant::now();
             match fs.fstype {
                 FsType::Ext4 => {
-                    let uuid = check_uuid(&fs.uuid)?;
+                    let uuid = fs.uuid.to_ascii_lowercase();
                     Ext4 {
                         image,
                         offset,
@@ -609,20 +754,11 @@ impl Qemu {
                     .create()?;
                 }
                 FsType::Vfat => {
-                    if !exclude.is_empty() {
-                        return Err(format!("a vfat file system at {mp} cannot hold other mount points").into());
-                    }
                     let esp = p.is(ESP_GPT, "ef");
                     let efi = grub.and_then(|g| g.efi.as_deref()).filter(|_| esp);
                     make_vfat(image, p, fs, &source, efi, self.source_epoch)?;
                 }
-                FsType::Xfs | FsType::Btrfs => {
-                    return Err(format!(
-                        "{:?} at {mp}: only ext4 and vfat can be made without mounting",
-                        fs.fstype
-                    )
-                    .into())
-                }
+                FsType::Xfs | FsType::Btrfs => unreachable!("validated: only ext4 and vfat"),
             }
             println!(
                 "partition {} ({}): {:?} {} at {mp}, {} bytes at {offset}, {:.1}s",
@@ -640,7 +776,7 @@ impl Qemu {
     /// Turns the raw image into the final file, and makes the format's own
     /// identifiers reproducible.
     fn convert(&self, raw: TempFile, output: &Path) -> Result<(), StageError> {
-        let dest = output.join(&self.filename);
+        let dest = output.join(self.filename.as_str());
         let fmt = match self.format {
             Format::Raw => {
                 std::fs::rename(raw.keep(), &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
@@ -706,15 +842,19 @@ impl Qemu {
     }
 }
 
-/// `/`, or an absolute path without a trailing slash or `..`.
-fn normalize_mountpoint(mp: &str) -> Result<String, StageError> {
-    osbuild_stages::api::in_tree(Path::new("/"), mp)?;
+/// `/`, or the path without a trailing slash.
+fn normalize_mountpoint(mp: &ImagePath) -> String {
     let trimmed = mp.trim_end_matches('/');
-    Ok(if trimmed.is_empty() {
+    if trimmed.is_empty() {
         "/".into()
     } else {
         trimmed.replace("//", "/")
-    })
+    }
+}
+
+/// Whether the (normalized) mount point `inner` is below `outer`.
+fn below(inner: &str, outer: &str) -> bool {
+    outer == "/" || inner.strip_prefix(outer).is_some_and(|r| r.starts_with('/'))
 }
 
 /// GRUB's modules for `platform`: the tree's own, so the boot loader matches
@@ -790,10 +930,7 @@ fn install_bios(
 /// (mcopy -s would follow the source's directory order).
 fn make_vfat(image: &Path, p: &Placed, fs: &Filesystem, source: &Path, efi: Option<&Path>, epoch: u64) -> StageResult {
     let epoch = epoch.max(FAT_EPOCH_MIN);
-    let volid: String = fs.uuid.chars().filter(|c| *c != '-').take(8).collect();
-    if volid.len() != 8 || !volid.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!("vfat uuid {:?} must be a volume id such as 7B77-95E7", fs.uuid).into());
-    }
+    let volid = vfat_volume_id(&fs.uuid).expect("validated: a vfat volume id");
     let mut mkfs = tool("mkfs.fat", epoch);
     // --invariant: the volume label entry gets a fixed time (mkfs.fat 4.2
     // ignores SOURCE_DATE_EPOCH there); -i still sets the volume id.
@@ -957,6 +1094,7 @@ pub static ASSEMBLER: Builtin = Builtin::new::<Qemu>(
 mod tests {
     use super::*;
     use crate::util::testing::{debugfs, fsck, make_tree, output};
+    use schemars::JsonSchema;
     use serde_json::json;
     use std::io::Read;
     use std::time::{Duration, Instant};
@@ -1249,6 +1387,18 @@ mod tests {
     }
 
     #[test]
+    fn disk_sizes_are_whole_sectors() {
+        for ok in [0, 512, 4 << 30] {
+            assert_eq!(DiskSize::parse(ok), Ok(DiskSize(ok)));
+        }
+        for bad in [1, 511, 1000, (4 << 30) + 1] {
+            assert!(DiskSize::parse(bad).is_err(), "{bad}");
+        }
+        let schema = DiskSize::json_schema(&mut schemars::SchemaGenerator::default());
+        assert_eq!(schema.as_value()["multipleOf"], json!(512));
+    }
+
+    #[test]
     fn bad_options() {
         let tmp = TempDir::new("qemu-test").unwrap();
         let ctx = Context {
@@ -1257,18 +1407,81 @@ mod tests {
             cache: None,
         };
         let run = |v: Value| ASSEMBLER.run(&ctx, &v).unwrap_err().0;
-        let base = json!({"format": "raw", "filename": "x", "size": 1 << 26, "ptuuid": "0x1"});
-        let mut o = base.clone();
-        o["size"] = json!(1000);
-        assert!(run(o).contains("multiple"));
-        assert!(run(base.clone()).contains("root_fs_uuid"));
-        let mut o = base.clone();
-        o["root_fs_uuid"] = json!("6e4ff95f-f662-45ee-a82a-bdf44a2d0b75");
-        o["root_fs_type"] = json!("xfs");
-        assert!(run(o).contains("without mounting"));
-        assert!(ASSEMBLER
+        let paths = |v: Value| -> Vec<String> {
+            ASSEMBLER
+                .check(&v)
+                .iter()
+                .map(|e| osbuild_stages::api::path_text(&e.path))
+                .collect()
+        };
+        let uuid = "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75";
+        let base = json!({"format": "raw", "filename": "x", "size": 1 << 26, "ptuuid": "0x1", "root_fs_uuid": uuid});
+        assert!(paths(base.clone()).is_empty());
+        let with = |key: &str, value: Value| {
+            let mut o = base.clone();
+            o[key] = value;
+            o
+        };
+        assert_eq!(paths(with("size", json!(1000))), ["size"]);
+        assert!(run(with("size", json!(1000))).contains("multiple"));
+        assert_eq!(paths(with("filename", json!("../x.qcow2"))), ["filename"]);
+        assert_eq!(paths(with("root_fs_uuid", json!("not-a-uuid"))), ["root_fs_uuid"]);
+        assert_eq!(paths(with("root_fs_uuid", Value::Null)), ["root_fs_uuid"]);
+        assert!(run(with("root_fs_uuid", Value::Null)).contains("root_fs_uuid"));
+        assert_eq!(paths(with("root_fs_type", json!("xfs"))), ["root_fs_type"]);
+        assert!(run(with("root_fs_type", json!("xfs"))).contains("without mounting"));
+        let vfat_root = with("root_fs_type", json!("vfat"));
+        assert!(
+            paths(vfat_root.clone()).is_empty(),
+            "a vfat volume id from the first 8 hex digits"
+        );
+        let mut o = vfat_root;
+        o["root_fs_uuid"] = json!("7B77-95E");
+        assert_eq!(paths(o), ["root_fs_uuid"]);
+        let mut zstd = with("format", json!("qcow2"));
+        zstd["qcow2_compression"] = json!("zstd");
+        assert!(paths(zstd.clone()).is_empty());
+        zstd["qcow2_compat"] = json!("0.10");
+        assert_eq!(paths(zstd), ["qcow2_compression"]);
+        assert!(!ASSEMBLER
             .check(&json!({"format": "vhdx", "filename": "x", "size": 512, "ptuuid": "0x1", "root_fs_uuid": "u"}))
-            .is_err());
+            .is_empty());
+
+        // Partitions: every mistake at once, each where it is.
+        let esp = json!({"type": "vfat", "uuid": "7B77-95E7", "mountpoint": "/boot"});
+        let mut o = split_opts("raw", "d.raw");
+        o["root_fs_uuid"] = json!(uuid);
+        assert_eq!(paths(o.clone()), ["root_fs_uuid"]);
+        o.as_object_mut().unwrap().remove("root_fs_uuid");
+        o.as_object_mut().unwrap().remove("pttype");
+        o["partitions"][0]["filesystem"] = esp;
+        o["partitions"][1]["filesystem"]["uuid"] = json!("nope");
+        o["partitions"][2]["filesystem"]["type"] = json!("btrfs");
+        o["partitions"][3]["filesystem"]["mountpoint"] = json!("/root");
+        assert_eq!(
+            paths(o.clone()),
+            [
+                "pttype",
+                "partitions",
+                "partitions[0].name",
+                "partitions[1].name",
+                "partitions[1].filesystem.uuid",
+                "partitions[2].name",
+                "partitions[2].filesystem.type",
+                "partitions[3].uuid",
+                "partitions[3].name",
+                "partitions[0].filesystem.mountpoint"
+            ]
+        );
+        let mut gpt = split_opts("raw", "d.raw");
+        gpt["partitions"][3]["uuid"] = json!("not-a-uuid");
+        assert_eq!(paths(gpt.clone()), ["partitions[3].uuid"]);
+        gpt["partitions"][3]["uuid"] = json!(uuid);
+        gpt["partitions"][3]["name"] = json!("a\"b");
+        gpt["partitions"][3]["filesystem"]["mountpoint"] = json!("root");
+        assert_eq!(paths(gpt.clone()), ["partitions[3].filesystem.mountpoint"]);
+        gpt["partitions"][3]["filesystem"]["mountpoint"] = json!("/");
+        assert_eq!(paths(gpt), ["partitions[3].name"]);
         assert!(ASSEMBLER.answers_to("io.weldr.qcow2"));
     }
 }

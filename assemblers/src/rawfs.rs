@@ -2,10 +2,10 @@
 //! without mounting (`mkfs.ext4 -d`), byte for byte the same for the same
 //! tree and options.
 
-use osbuild_stages::api::{Builtin, Context, Kind, Options, StageResult};
+use osbuild_stages::api::{Builtin, Context, FileName, Kind, Options, OptionsError, StageResult};
 
 use crate::ext4::Ext4;
-use crate::util::{check_uuid, plain_filename, TempFile};
+use crate::util::{TempFile, Uuid};
 
 /// Assembles the tree into a raw file system image: a sparse file of `size`
 /// bytes holding one file system with the UUID `root_fs_uuid`. The tree must
@@ -14,14 +14,15 @@ use crate::util::{check_uuid, plain_filename, TempFile};
 #[serde(deny_unknown_fields)]
 pub struct RawFs {
     /// Name of the image in the output directory.
-    filename: String,
+    filename: FileName,
     /// UUID of the file system (8-4-4-4-12 hex digits). It also seeds the
     /// directory hash, so the image is reproducible.
-    root_fs_uuid: String,
-    /// Size of the file system in bytes (rounded down to a whole KiB).
+    root_fs_uuid: Uuid,
+    /// Size of the file system in bytes (rounded down to a whole KiB), at least 1 MiB.
+    #[schemars(range(min = MIN_SIZE))]
     size: u64,
     /// File system type. Only ext4 can be made without mounting; xfs and
-    /// btrfs are accepted for compatibility with osbuild and refused when run.
+    /// btrfs are osbuild's, and refused before anything is built.
     #[serde(default)]
     fs_type: FsType,
     /// Label of the file system.
@@ -43,17 +44,32 @@ pub enum FsType {
     Btrfs,
 }
 
+/// The smallest ext4 file system `mkfs.ext4` makes here.
+const MIN_SIZE: u64 = 1 << 20;
+
 impl Options for RawFs {
-    fn run(self, ctx: &Context) -> StageResult {
-        plain_filename(&self.filename)?;
-        let uuid = check_uuid(&self.root_fs_uuid)?;
+    fn validate(&self) -> Vec<OptionsError> {
+        let mut problems = Vec::new();
         if self.fs_type != FsType::Ext4 {
-            return Err(format!(
-                "fs_type {:?} is not supported: only ext4 can be built without mounting",
-                self.fs_type
-            )
-            .into());
+            problems.push(OptionsError::invalid(
+                osbuild_stages::at!["fs_type"],
+                format!(
+                    "{} is not supported: only ext4 can be built without mounting",
+                    format!("{:?}", self.fs_type).to_lowercase()
+                ),
+            ));
         }
+        if self.size / 1024 * 1024 < MIN_SIZE {
+            problems.push(OptionsError::invalid(
+                osbuild_stages::at!["size"],
+                format!("an ext4 file system needs at least 1 MiB, not {} bytes", self.size),
+            ));
+        }
+        problems
+    }
+
+    fn run(self, ctx: &Context) -> StageResult {
+        let uuid = self.root_fs_uuid.as_str();
         let output = ctx
             .output_dir
             .as_ref()
@@ -67,14 +83,14 @@ impl Options for RawFs {
             image: tmp.path(),
             offset: 0,
             size,
-            uuid: &uuid,
+            uuid,
             label: self.label.as_deref(),
             source: &ctx.tree,
             exclude: &[],
             epoch: self.source_epoch,
         }
         .create()?;
-        let dest = output.join(&self.filename);
+        let dest = output.join(self.filename.as_str());
         std::fs::rename(tmp.keep(), &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         println!("wrote {} (ext4, {} bytes, UUID {uuid})", self.filename, size);
         Ok(())
@@ -141,8 +157,29 @@ mod tests {
         };
         let opts = json!({"filename": "x.img", "root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "size": 1 << 26, "fs_type": "xfs"});
         assert!(ASSEMBLER.run(&ctx, &opts).unwrap_err().0.contains("only ext4"));
-        assert!(ASSEMBLER
+        assert!(!ASSEMBLER
             .check(&json!({"filename": "x", "root_fs_uuid": "u", "size": 1, "bogus": 1}))
-            .is_err());
+            .is_empty());
+        let paths = |v| -> Vec<String> {
+            ASSEMBLER
+                .check(&v)
+                .iter()
+                .map(|e| osbuild_stages::api::path_text(&e.path))
+                .collect()
+        };
+        assert_eq!(
+            paths(json!({"filename": "a/x", "root_fs_uuid": "u", "size": 1})),
+            ["filename"]
+        );
+        assert_eq!(
+            paths(json!({"filename": "x", "root_fs_uuid": "u", "size": 1})),
+            ["root_fs_uuid"]
+        );
+        let uuid = "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75";
+        assert_eq!(
+            paths(json!({"filename": "x", "root_fs_uuid": uuid, "size": (1 << 20) - 1, "fs_type": "btrfs"})),
+            ["fs_type", "size"]
+        );
+        assert!(paths(json!({"filename": "x", "root_fs_uuid": uuid, "size": 1 << 20})).is_empty());
     }
 }

@@ -37,14 +37,14 @@
 
 use std::process::Command;
 
-use osbuild_stages::api::{Builtin, Context, Kind, Options, StageResult};
+use osbuild_stages::api::{Builtin, Context, FileName, Kind, Options, StageResult};
 
 /// Packs the tree into a tarball.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tar {
     /// Name of the tarball in the output directory.
-    filename: String,
+    filename: FileName,
     /// Compression (the build root must have the compressor).
     #[serde(default)]
     compression: Compression,
@@ -86,9 +86,6 @@ impl Compression {
 
 impl Options for Tar {
     fn run(self, ctx: &Context) -> StageResult {
-        if self.filename.is_empty() || self.filename.contains('/') || self.filename == "." || self.filename == ".." {
-            return Err(format!("filename {:?} must be a plain file name", self.filename).into());
-        }
         let output = ctx
             .output_dir
             .as_ref()
@@ -96,7 +93,7 @@ impl Options for Tar {
         let mut tar = Command::new("tar");
         tar.arg("--create")
             .arg("--file")
-            .arg(output.join(&self.filename))
+            .arg(output.join(self.filename.as_str()))
             .arg("--directory")
             .arg(&ctx.tree)
             .args(["--sort=name", "--format=posix", "--numeric-owner"])
@@ -124,3 +121,21 @@ pub static ASSEMBLER: Builtin = Builtin::new::<Tar>(
     Kind::Assembler,
     "Packs the tree into a reproducible tarball (none, gzip, xz, zstd, bzip2 or lzip)",
 );
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::ASSEMBLER;
+
+    #[test]
+    fn filename_is_a_plain_name() {
+        assert!(ASSEMBLER
+            .check(&json!({"filename": "root.tar.gz", "compression": "gzip"}))
+            .is_empty());
+        for bad in ["sub/dir.tar", "../x.tar", "", ".", ".."] {
+            let e = ASSEMBLER.check(&json!({"filename": bad}));
+            assert_eq!(e[0].path, osbuild_stages::at!["filename"], "{bad:?}");
+        }
+    }
+}

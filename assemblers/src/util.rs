@@ -45,16 +45,8 @@ pub fn tool(program: impl AsRef<OsStr>, epoch: u64) -> Command {
     cmd
 }
 
-/// A plain file name: no directories, not `.` or `..`.
-pub fn plain_filename(name: &str) -> Result<(), StageError> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(format!("filename {name:?} must be a plain file name").into());
-    }
-    Ok(())
-}
-
 /// The canonical 8-4-4-4-12 form of a UUID, lowercased; an error otherwise.
-pub fn check_uuid(uuid: &str) -> Result<String, StageError> {
+pub fn check_uuid(uuid: &str) -> Result<String, String> {
     let lower = uuid.to_ascii_lowercase();
     let groups: Vec<&str> = lower.split('-').collect();
     let lens = [8, 4, 4, 4, 12];
@@ -66,9 +58,27 @@ pub fn check_uuid(uuid: &str) -> Result<String, StageError> {
     if ok {
         Ok(lower)
     } else {
-        Err(format!("{uuid:?} is not a UUID (8-4-4-4-12 hex digits)").into())
+        Err(format!("{uuid:?} is not a UUID (8-4-4-4-12 hex digits)"))
     }
 }
+
+/// A UUID in the 8-4-4-4-12 form, either case, kept lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uuid(String);
+
+impl Uuid {
+    pub fn parse(uuid: &str) -> Result<Self, String> {
+        check_uuid(uuid).map(Uuid)
+    }
+}
+
+osbuild_stages::string_newtype!(
+    Uuid,
+    {
+        "type": "string",
+        "pattern": "^[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$",
+    }
+);
 
 /// 128 bits from `seed`, by SplitMix64 over FNV-1a: not cryptographic, only
 /// stable, so derived identifiers never depend on the clock or randomness.
@@ -204,6 +214,18 @@ mod tests {
             "0d4e2e3a-8b3c-4a7e-9f65-2d1b6a3c4e5f"
         );
         assert!(check_uuid("0d4e2e3a-8b3c-4a7e-9f65").is_err());
+        assert_eq!(
+            Uuid::parse("0D4E2E3A-8B3C-4A7E-9F65-2D1B6A3C4E5F").unwrap().as_str(),
+            "0d4e2e3a-8b3c-4a7e-9f65-2d1b6a3c4e5f"
+        );
+        for bad in [
+            "not-a-uuid",
+            "",
+            "0d4e2e3a8b3c4a7e9f652d1b6a3c4e5f",
+            "0d4e2e3a-8b3c-4a7e-9f65-2d1b6a3c4e5g",
+        ] {
+            assert!(Uuid::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }
 

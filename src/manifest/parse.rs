@@ -32,6 +32,7 @@ pub struct ManifestSource {
 #[derive(Debug, Default)]
 pub struct PipelineSpans {
     pub build: Option<Box<PipelineSpans>>,
+    pub name: Option<Range<usize>>,
     pub base: Option<Range<usize>>,
     pub stages: Vec<StageSpans>,
     pub assembler: Option<StageSpans>,
@@ -123,6 +124,7 @@ impl Walker<'_> {
         let mut pipeline = Pipeline::default();
         let mut spans = PipelineSpans::default();
         pipeline.name = self.optional_string(node, "name");
+        spans.name = node.member("name").map(|m| m.value.span.clone());
         pipeline.runner = self.optional_string(node, "runner");
         pipeline.base = self.optional_string(node, "base");
         spans.base = node.member("base").map(|m| m.value.span.clone());

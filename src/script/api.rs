@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use osbuild_stages::{Kind, PathSegment};
+use osbuild_stages::{Kind, PathSegment, ProblemKind};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position};
 use serde_json::Value;
 
@@ -235,27 +235,14 @@ pub fn to_json(value: &Dynamic) -> Result<Value, String> {
     })
 }
 
-fn path_text(path: &[PathSegment]) -> String {
-    let mut s = String::new();
-    for seg in path {
-        match seg {
-            PathSegment::Key(k) => {
-                if !s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(k);
-            }
-            PathSegment::Index(i) => s.push_str(&format!("[{i}]")),
-        }
+/// ": message", or " at `place`: message".
+fn with_colon(problem: &osbuild_stages::OptionsError) -> String {
+    let place = problem.place();
+    if place.is_empty() {
+        format!(": {}", problem.message)
+    } else {
+        format!(" at `{place}`: {}", problem.message)
     }
-    s
-}
-
-/// The text between the first pair of backquotes: serde names fields that way.
-fn quoted(message: &str) -> Option<&str> {
-    let start = message.find('`')? + 1;
-    let len = message[start..].find('`')?;
-    Some(&message[start..start + len])
 }
 
 /// Checks `name` and `options` against the registry, as the JSON front-end does.
@@ -280,53 +267,47 @@ fn checked_stage(state: &State, kind: Kind, name: &str, options: Map) -> Result<
     })?;
     let problems = def.check(&value);
     if let Some(first) = problems.first() {
-        let path = path_text(&first.path);
-        let (label, needle) = if first.message.starts_with("unknown") {
-            let key = quoted(&first.message).map(str::to_string);
-            (
-                format!("unknown option `{}`", key.as_deref().unwrap_or("?")),
-                key.map(Needle::Key),
-            )
-        } else if first.message.starts_with("missing") {
-            let key = quoted(&first.message).unwrap_or("?");
-            let at = if path.is_empty() {
-                String::new()
-            } else {
-                format!(" in `{path}`")
-            };
-            (format!("missing option `{key}`{at}"), None)
-        } else {
-            let key = first.path.iter().rev().find_map(|s| match s {
-                PathSegment::Key(k) => Some(k.clone()),
-                PathSegment::Index(_) => None,
-            });
-            (
-                format!("`{}` does not fit", if path.is_empty() { "options" } else { &path }),
-                key.map(Needle::Key),
-            )
-        };
-        let message = if path.is_empty() {
-            format!("invalid options for {name}: {}", first.message)
-        } else {
-            format!("invalid options for {name} at `{path}`: {}", first.message)
+        let place = first.place();
+        let (label, needle) = match first.kind {
+            ProblemKind::Unknown => {
+                let key = first.key().map(str::to_string);
+                (
+                    format!("unknown option `{}`", key.as_deref().unwrap_or("?")),
+                    key.map(Needle::Key),
+                )
+            }
+            ProblemKind::Missing => {
+                let at = if place.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in `{place}`")
+                };
+                (format!("missing option `{}`{at}", first.key().unwrap_or("?")), None)
+            }
+            ProblemKind::Invalid => {
+                let key = first.path.iter().rev().find_map(|s| match s {
+                    PathSegment::Key(k) => Some(k.clone()),
+                    PathSegment::Index(_) => None,
+                });
+                (
+                    format!("`{}` does not fit", if place.is_empty() { "options" } else { &place }),
+                    key.map(Needle::Key),
+                )
+            }
         };
         let mut help = format!("`osbuild stages {}` lists its options", def.name);
         if problems.len() > 1 {
-            let rest: Vec<String> = problems[1..]
-                .iter()
-                .map(|p| {
-                    let path = path_text(&p.path);
-                    if path.is_empty() {
-                        p.message.clone()
-                    } else {
-                        format!("{path}: {}", p.message)
-                    }
-                })
-                .collect();
+            let rest: Vec<String> = problems[1..].iter().map(ToString::to_string).collect();
             help = format!("also: {}\n{help}", rest.join("; "));
         }
         return Err(Box::new(
-            ScriptError::new("options", message, label).help(help).needle(needle),
+            ScriptError::new(
+                "options",
+                format!("invalid options for {name}{}", with_colon(first)),
+                label,
+            )
+            .help(help)
+            .needle(needle),
         ));
     }
     let Value::Object(options) = value else {
@@ -340,12 +321,20 @@ fn checked_stage(state: &State, kind: Kind, name: &str, options: Map) -> Result<
     })
 }
 
-/// A name an image can have: it becomes `DIR/<name>.json` and `DIR/<name>/`.
-fn image_name_problem(name: &str) -> Option<&'static str> {
+/// A name an image can have: it becomes `DIR/<name>.json` and `DIR/<name>/`,
+/// and names the built tree in the store.
+fn image_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
-        Some("an image needs a name: pipeline(\"name\")")
+        Some("an image needs a name: pipeline(\"name\")".into())
     } else if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        Some("an image name becomes a file name: no `/`, and not `.` or `..`")
+        Some("an image name becomes a file name: no `/`, and not `.` or `..`".into())
+    } else if let Some(p) = crate::store::name_problem(name) {
+        Some(format!("an image name names its tree in the store, and {p}"))
+    } else if name.len() + ".json".len() > 255 {
+        Some(format!(
+            "an image name becomes a file name `<name>.json` of at most 255 bytes; this one takes {}",
+            name.len() + 5
+        ))
     } else {
         None
     }

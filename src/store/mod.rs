@@ -285,7 +285,8 @@ impl Store {
     /// Gives a stored tree a name (replacing what the name meant before).
     pub fn set_name(&self, name: &str, id: &str) -> io::Result<()> {
         let refs = self.root.join("refs");
-        let tmp = refs.join(format!(".{}.{}", ref_file(name), unique()));
+        // Not named after the name: the temporary must fit wherever the ref does.
+        let tmp = refs.join(format!(".name-{}", unique()));
         fs::write(&tmp, format!("{id}\n"))?;
         fs::rename(&tmp, refs.join(ref_file(name)))
     }
@@ -563,6 +564,25 @@ fn unique() -> String {
     )
 }
 
+/// The longest file name Linux file systems take, in bytes.
+const MAX_FILE_NAME: usize = 255;
+
+/// Why `name` cannot name a tree in the store, if it cannot: it becomes the
+/// file `refs/<name>`, percent-encoded (see [`ref_file`]), so it must not be
+/// empty and its encoding must fit in a file name.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    let len = ref_file(name).len();
+    (len > MAX_FILE_NAME).then(|| {
+        format!(
+            "it is kept as the file refs/<name>, percent-encoded (3 bytes for each byte other than \
+             A-Z, a-z, 0-9, '_', '-' and '.'), and takes {len} bytes where a file name has at most {MAX_FILE_NAME}"
+        )
+    })
+}
+
 /// Tree names may hold any character; file names in `refs/` keep
 /// `[A-Za-z0-9._-]` and percent-encode the rest.
 fn ref_file(name: &str) -> String {
@@ -633,6 +653,27 @@ mod tests {
         assert_eq!(left[0], ".young");
         assert!(live.upper().is_dir(), "a live build's work is kept");
         drop((live, again, store));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn names_that_fit_the_store() {
+        assert!(name_problem("web").is_none());
+        assert!(name_problem(&"a".repeat(255)).is_none());
+        assert!(name_problem(&"a".repeat(256)).is_some());
+        // "é" is two bytes, each %XX: 6 bytes of file name.
+        assert!(name_problem(&"é".repeat(42)).is_none());
+        assert!(name_problem(&"é".repeat(43)).is_some());
+        assert!(name_problem(&"é".repeat(300)).unwrap().contains("takes 1800 bytes"));
+        assert!(name_problem("").is_some());
+        let root = std::env::temp_dir().join(format!("osbuild-store-names-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let store = Store::open(&root).unwrap();
+        let longest = format!("{}{}", "é".repeat(42), "abc");
+        assert_eq!(ref_file(&longest).len(), 255);
+        store.set_name(&longest, "x").unwrap();
+        assert_eq!(store.names().unwrap(), [(longest, "x".to_string())]);
+        drop(store);
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -64,13 +64,27 @@ impl schemars::JsonSchema for AccountName {
     }
 }
 
-/// Refuses a value that would break the colon-separated line it goes into.
-pub fn field(what: &str, owner: &str, value: &str) -> Result<String, StageError> {
-    if value.contains([':', '\n', '\r']) {
-        return Err(format!("{owner}: {what} {value:?} must not contain ':' or a line break").into());
+/// A value for a field of a colon-separated line (a description, a shell,
+/// a password hash): no `:` and no line break, which would break the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field(String);
+
+impl Field {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.contains([':', '\n', '\r']) {
+            return Err(format!("{value:?} must not contain ':' or a line break"));
+        }
+        Ok(Field(value.to_string()))
     }
-    Ok(value.to_string())
 }
+
+crate::string_newtype!(
+    Field,
+    {
+        "type": "string",
+        "pattern": "^[^:\\n\\r]*$",
+    }
+);
 
 enum Line {
     Entry(Vec<String>),
@@ -295,6 +309,15 @@ mod tests {
         assert!(!AccountName::valid("has:colon"));
         assert!(!AccountName::valid(""));
         assert!(!AccountName::valid(&"a".repeat(33)));
+    }
+
+    #[test]
+    fn fields() {
+        assert!(Field::parse("Alice Example, Room 3").is_ok());
+        assert!(Field::parse("").is_ok());
+        for bad in ["a:b", "a\nb", "a\r"] {
+            assert!(Field::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

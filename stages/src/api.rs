@@ -92,18 +92,151 @@ pub enum PathSegment {
     Index(usize),
 }
 
+impl From<&str> for PathSegment {
+    fn from(key: &str) -> Self {
+        PathSegment::Key(key.to_string())
+    }
+}
+
+impl From<&String> for PathSegment {
+    fn from(key: &String) -> Self {
+        PathSegment::Key(key.clone())
+    }
+}
+
+impl From<String> for PathSegment {
+    fn from(key: String) -> Self {
+        PathSegment::Key(key)
+    }
+}
+
+impl From<usize> for PathSegment {
+    fn from(index: usize) -> Self {
+        PathSegment::Index(index)
+    }
+}
+
+/// A path into the options: `at!["partitions", 2, "filesystem", "uuid"]`.
+#[macro_export]
+macro_rules! at {
+    ($($segment:expr),* $(,)?) => {
+        vec![$($crate::api::PathSegment::from($segment)),*]
+    };
+}
+
+/// `users.alice.home`, `partitions[2].uuid`; empty for the options themselves.
+pub fn path_text(path: &[PathSegment]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            PathSegment::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            PathSegment::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// What kind of mistake an [`OptionsError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A key the options do not take.
+    Unknown,
+    /// A key the options need is absent.
+    Missing,
+    /// A value that does not fit.
+    Invalid,
+}
+
 /// Options that do not fit a stage, with where in the options they went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptionsError {
-    /// From the options object down to the offending value (or its parent object,
-    /// for a missing key).
+    /// From the options object down to the problem: the offending value for
+    /// [`ProblemKind::Invalid`]; the key itself for [`ProblemKind::Unknown`] and
+    /// [`ProblemKind::Missing`] (the object it is missing from is the path
+    /// without its last segment).
     pub path: Vec<PathSegment>,
+    pub kind: ProblemKind,
     pub message: String,
+}
+
+impl OptionsError {
+    /// The value at `path` does not fit.
+    pub fn invalid(path: Vec<PathSegment>, message: impl Into<String>) -> Self {
+        OptionsError {
+            path,
+            kind: ProblemKind::Invalid,
+            message: message.into(),
+        }
+    }
+
+    /// The key `path` ends with should not be there.
+    pub fn unknown(path: Vec<PathSegment>, message: impl Into<String>) -> Self {
+        OptionsError {
+            path,
+            kind: ProblemKind::Unknown,
+            message: message.into(),
+        }
+    }
+
+    /// The key `path` ends with should be there.
+    pub fn missing(path: Vec<PathSegment>, message: impl Into<String>) -> Self {
+        OptionsError {
+            path,
+            kind: ProblemKind::Missing,
+            message: message.into(),
+        }
+    }
+
+    /// Where the problem is, as text (`paths[1]`): the value that does not
+    /// fit, or the object with the unknown or missing key.
+    pub fn place(&self) -> String {
+        match self.kind {
+            ProblemKind::Invalid => path_text(&self.path),
+            ProblemKind::Unknown | ProblemKind::Missing => path_text(&self.path[..self.path.len().saturating_sub(1)]),
+        }
+    }
+
+    /// The key an unknown or missing problem is about.
+    pub fn key(&self) -> Option<&str> {
+        match (self.kind, self.path.last()) {
+            (ProblemKind::Unknown | ProblemKind::Missing, Some(PathSegment::Key(k))) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// "at `path`: message", or the message alone for the options as a whole.
+impl fmt::Display for OptionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let place = self.place();
+        if place.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "at `{place}`: {}", self.message)
+        }
+    }
 }
 
 /// The options type of a built-in: deserialized from the manifest, run in the sandbox.
 /// Doc comments on its fields become the docs `osbuild stages NAME` prints.
+///
+/// What each value must be is checked as it is deserialized (newtypes such as
+/// [`FileName`] and [`ImagePath`] refuse what does not fit); rules across
+/// values go in [`Options::validate`]. Both run before anything is built, so
+/// `run` sees only options that passed them, and keeps to what needs the tree
+/// or the tools.
 pub trait Options: DeserializeOwned + JsonSchema {
+    /// Every problem that deserializing cannot see (one value against another:
+    /// both of two alternatives given, duplicates), each with its path.
+    fn validate(&self) -> Vec<OptionsError> {
+        Vec::new()
+    }
+
     fn run(self, ctx: &Context) -> StageResult;
 }
 
@@ -127,7 +260,7 @@ pub struct Builtin {
     /// the stage can `chroot` into it and run the tree's own programs.
     pub tree_mounts: bool,
     schema: fn() -> Value,
-    check: fn(&Value) -> Result<(), OptionsError>,
+    check: fn(&Value) -> Vec<OptionsError>,
     run: fn(&Context, &Value) -> StageResult,
 }
 
@@ -193,8 +326,10 @@ impl Builtin {
         (self.schema)()
     }
 
-    /// Checks options without running anything.
-    pub fn check(&self, options: &Value) -> Result<(), OptionsError> {
+    /// Checks options without running anything: every problem found, none
+    /// when they fit. (A value that cannot be deserialized stops the check
+    /// there; the rules across values are all checked.)
+    pub fn check(&self, options: &Value) -> Vec<OptionsError> {
         (self.check)(options)
     }
 
@@ -217,8 +352,8 @@ fn schema_of<T: JsonSchema>() -> Value {
 }
 
 fn parse<T: DeserializeOwned>(options: &Value) -> Result<T, OptionsError> {
-    serde_path_to_error::deserialize(options).map_err(|e| {
-        let path = e
+    serde_path_to_error::deserialize(crate::value_de::ValueDe(options)).map_err(|e| {
+        let mut path: Vec<PathSegment> = e
             .path()
             .iter()
             .filter_map(|seg| match seg {
@@ -227,19 +362,35 @@ fn parse<T: DeserializeOwned>(options: &Value) -> Result<T, OptionsError> {
                 _ => None,
             })
             .collect();
+        let problem = e.into_inner();
+        // The path ends at the object; name the key in it.
+        if let Some(key) = problem.key {
+            if path.last() != Some(&PathSegment::Key(key.clone())) {
+                path.push(PathSegment::Key(key));
+            }
+        }
         OptionsError {
             path,
-            message: e.into_inner().to_string(),
+            kind: problem.kind,
+            message: problem.message,
         }
     })
 }
 
-fn check_as<T: Options>(options: &Value) -> Result<(), OptionsError> {
-    parse::<T>(options).map(drop)
+fn check_as<T: Options>(options: &Value) -> Vec<OptionsError> {
+    match parse::<T>(options) {
+        Ok(typed) => typed.validate(),
+        Err(e) => vec![e],
+    }
 }
 
 fn run_as<T: Options>(ctx: &Context, options: &Value) -> StageResult {
-    let typed: T = parse(options).map_err(|e| StageError(format!("invalid options: {}", e.message)))?;
+    let typed: T = parse(options).map_err(|e| StageError(format!("invalid options: {e}")))?;
+    let problems = typed.validate();
+    if !problems.is_empty() {
+        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(StageError(format!("invalid options: {}", all.join("; "))));
+    }
     typed.run(ctx)
 }
 
@@ -270,6 +421,112 @@ pub fn option_path(path: &str) -> Result<PathBuf, StageError> {
     }
     Ok(out)
 }
+
+/// A string option with a rule of its own: `string_newtype!(Name, {schema})`
+/// for a `struct Name(String)` with `fn parse(&str) -> Result<Name, String>`
+/// makes it deserialize only strings `parse` takes, and gives it the JSON
+/// Schema that states the rule (`pattern`, `minLength`, ...), for the docs.
+#[macro_export]
+macro_rules! string_newtype {
+    ($name:ident, $schema:tt) => {
+        $crate::string_newtype!($name);
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!($schema)
+            }
+        }
+    };
+    ($name:ident) => {
+        impl $name {
+            #[allow(dead_code)]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+
+        // Serialized only to show defaults in the options' schema.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+    };
+}
+
+/// An absolute path in the image, as an option names a file: it starts with
+/// `/` and has no `..` (so it never leaves the tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePath(String);
+
+impl ImagePath {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        option_path(s).map_err(|e| e.0)?;
+        Ok(ImagePath(s.to_string()))
+    }
+
+    /// The path relative to the tree's top, for [`crate::tree::Tree`].
+    pub fn rel(&self) -> PathBuf {
+        option_path(&self.0).expect("checked when deserialized")
+    }
+}
+
+crate::string_newtype!(
+    ImagePath,
+    {
+        "type": "string",
+        "pattern": "^/(?!(.*/)?\\.\\.(/.*)?$)",
+        "description": "an absolute path in the image, without `..`",
+    }
+);
+
+/// A plain file name, such as an image's name in the output directory: not
+/// empty, no `/`, not `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(String);
+
+impl FileName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.contains('/') || s == "." || s == ".." {
+            return Err(format!("{s:?} must be a plain file name (no '/', not '.' or '..')"));
+        }
+        Ok(FileName(s.to_string()))
+    }
+}
+
+crate::string_newtype!(
+    FileName,
+    {
+        "type": "string",
+        "pattern": "^(?!\\.\\.?$)[^/]+$",
+        "description": "a plain file name: no `/`, not `.` or `..`",
+    }
+);
 
 /// A file mode, written in a manifest as a number (`493`) or an octal string (`"0755"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,6 +595,8 @@ pub fn parse_mode(mode: &Value) -> Result<u32, String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -346,6 +605,111 @@ mod tests {
         assert_eq!(in_tree(tree, "/etc/x").unwrap(), PathBuf::from("/t/etc/x"));
         assert!(in_tree(tree, "/etc/../../x").is_err());
         assert!(in_tree(tree, "etc").is_err());
+    }
+
+    #[derive(Debug, serde::Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        #[serde(default)]
+        a: Vec<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        a: u32,
+        #[serde(default)]
+        #[allow(dead_code)]
+        file: Option<FileName>,
+    }
+
+    impl Options for Outer {
+        fn validate(&self) -> Vec<OptionsError> {
+            self.a
+                .iter()
+                .enumerate()
+                .filter(|(_, inner)| inner.a == 0)
+                .map(|(i, _)| OptionsError::invalid(crate::at!["a", i, "a"], "must not be 0"))
+                .collect()
+        }
+
+        fn run(self, _: &Context) -> StageResult {
+            Ok(())
+        }
+    }
+
+    static OUTER: Builtin = Builtin::new::<Outer>("test.outer", Kind::Stage, "test");
+
+    /// Unknown and missing keys are told apart by kind, and their path ends
+    /// at the key, whatever the key is called.
+    #[test]
+    fn problems_have_a_kind_and_a_path() {
+        let e = &OUTER.check(&json!({"a": [{"a": 1}, {}]}))[..];
+        assert_eq!(e, [OptionsError::missing(crate::at!["a", 1, "a"], "missing field `a`")]);
+        assert_eq!(e[0].key(), Some("a"));
+        assert_eq!(e[0].to_string(), "at `a[1]`: missing field `a`");
+        let e = &OUTER.check(&json!({"a": [{"a": 1, "b": 2}]}))[..];
+        assert_eq!(e[0].kind, ProblemKind::Unknown);
+        assert_eq!(e[0].path, crate::at!["a", 0, "b"]);
+        assert!(e[0].message.starts_with("unknown field `b`"), "{}", e[0].message);
+        let e = &OUTER.check(&json!({"b": 1}))[..];
+        assert_eq!((e[0].kind, &e[0].path), (ProblemKind::Unknown, &crate::at!["b"]));
+        let e = &OUTER.check(&json!({"a": [{"a": 1, "file": "x/y"}]}))[..];
+        assert_eq!(
+            e,
+            [OptionsError::invalid(
+                crate::at!["a", 0, "file"],
+                "\"x/y\" must be a plain file name (no '/', not '.' or '..')"
+            )]
+        );
+        // Every rule across values is reported, and a run refuses them too.
+        let bad = json!({"a": [{"a": 0}, {"a": 1}, {"a": 0}]});
+        let e = OUTER.check(&bad);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[1].path, crate::at!["a", 2, "a"]);
+        let ctx = Context {
+            tree: PathBuf::from("/nonexistent"),
+            output_dir: None,
+            cache: None,
+        };
+        assert_eq!(
+            OUTER.run(&ctx, &bad).unwrap_err().0,
+            "invalid options: at `a[0].a`: must not be 0; at `a[2].a`: must not be 0"
+        );
+        assert!(OUTER.check(&json!({"a": [{"a": 1, "file": "x.img"}]})).is_empty());
+    }
+
+    #[test]
+    fn image_paths() {
+        for ok in ["/", "/etc/x", "/a..b/..c", "/srv/my data/"] {
+            assert_eq!(ImagePath::parse(ok).unwrap().as_str(), ok);
+        }
+        assert_eq!(ImagePath::parse("/etc//x/").unwrap().rel(), PathBuf::from("etc/x"));
+        for bad in ["", "etc", "./etc", "/etc/../x", "/..", "~/x"] {
+            assert!(ImagePath::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn file_names() {
+        for ok in ["x.qcow2", "...", ".hidden", "a b"] {
+            assert!(FileName::parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", ".", "..", "../x.qcow2", "sub/dir.tar", "/x"] {
+            assert!(FileName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The JSON Schema patterns say what `parse` checks.
+    #[test]
+    fn schemas_state_the_rules() {
+        let schema = |s: schemars::Schema| s.as_value()["pattern"].as_str().unwrap().to_string();
+        let mut generator = schemars::SchemaGenerator::default();
+        assert_eq!(
+            schema(ImagePath::json_schema(&mut generator)),
+            "^/(?!(.*/)?\\.\\.(/.*)?$)"
+        );
+        assert_eq!(schema(FileName::json_schema(&mut generator)), "^(?!\\.\\.?$)[^/]+$");
     }
 
     #[test]

@@ -41,7 +41,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, OptionsError, PathSegment, StageError, StageResult, WithPath};
 use crate::tree::Tree;
 
 /// Installs (and removes) packages with the tree's own apt, in one transaction.
@@ -146,7 +146,9 @@ impl schemars::JsonSchema for PackageName {
 }
 
 impl Repository {
-    fn check(&self) -> Result<(), String> {
+    /// Every problem of the entry at `at` (`repositories[i]`).
+    fn problems(&self, at: &[PathSegment], problems: &mut Vec<OptionsError>) {
+        let path = |rest: Vec<PathSegment>| [at, &rest].concat();
         let word = |s: &String| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
         if self.name.is_empty()
             || !self
@@ -155,36 +157,58 @@ impl Repository {
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
             || self.name.starts_with('.')
         {
-            return Err(format!(
-                "repository name {:?}: letters, digits, '_', '.' and '-' only",
-                self.name
+            problems.push(OptionsError::invalid(
+                path(crate::at!["name"]),
+                format!(
+                    "repository name {:?}: letters, digits, '_', '.' and '-' only",
+                    self.name
+                ),
             ));
         }
-        if self.types.is_empty() || self.types.iter().any(|t| t != "deb" && t != "deb-src") {
-            return Err(format!(
-                "repository {}: types must be \"deb\" and/or \"deb-src\"",
-                self.name
+        if self.types.is_empty() {
+            problems.push(OptionsError::invalid(
+                path(crate::at!["types"]),
+                "types must be \"deb\" and/or \"deb-src\"",
             ));
         }
-        for (what, list) in [("uris", &self.uris), ("suites", &self.suites)] {
-            if list.is_empty() || !list.iter().all(word) {
-                return Err(format!("repository {}: {what} must be non-empty words", self.name));
+        for (i, t) in self.types.iter().enumerate() {
+            if t != "deb" && t != "deb-src" {
+                problems.push(OptionsError::invalid(
+                    path(crate::at!["types", i]),
+                    format!("{t:?}: types must be \"deb\" and/or \"deb-src\""),
+                ));
             }
         }
-        if !self.components.iter().all(word) || !self.architectures.iter().all(word) {
-            return Err(format!(
-                "repository {}: components and architectures must be words",
-                self.name
-            ));
+        for (what, list) in [("uris", &self.uris), ("suites", &self.suites)] {
+            if list.is_empty() {
+                problems.push(OptionsError::invalid(
+                    path(crate::at![what]),
+                    format!("{what} must be non-empty words"),
+                ));
+            }
+        }
+        for (what, list) in [
+            ("uris", &self.uris),
+            ("suites", &self.suites),
+            ("components", &self.components),
+            ("architectures", &self.architectures),
+        ] {
+            for (i, item) in list.iter().enumerate() {
+                if !word(item) {
+                    problems.push(OptionsError::invalid(
+                        path(crate::at![what, i]),
+                        format!("{item:?} is not a single word"),
+                    ));
+                }
+            }
         }
         let flat = self.suites.iter().any(|s| s.ends_with('/'));
         if flat != self.components.is_empty() {
-            return Err(format!(
-                "repository {}: a flat suite (ending in '/') takes no components, any other needs some",
-                self.name
+            problems.push(OptionsError::invalid(
+                path(crate::at![if flat { "components" } else { "suites" }]),
+                "a flat suite (ending in '/') takes no components, any other needs some",
             ));
         }
-        Ok(())
     }
 
     /// The deb822 stanza.
@@ -219,23 +243,36 @@ impl Repository {
 }
 
 impl Apt {
-    fn check(&self) -> StageResult {
+    fn problems(&self) -> Vec<OptionsError> {
+        let mut problems = Vec::new();
         if self.packages.is_empty() && self.remove.is_empty() {
-            return Err("nothing to do: both packages and remove are empty".into());
+            problems.push(OptionsError::invalid(
+                crate::at!["packages"],
+                "nothing to do: both packages and remove are empty",
+            ));
         }
-        for p in &self.remove {
+        for (i, p) in self.remove.iter().enumerate() {
             if p.0.contains(['=', '/']) {
-                return Err(format!("remove: {:?}: a package to remove takes no version or release", p.0).into());
+                problems.push(OptionsError::invalid(
+                    crate::at!["remove", i],
+                    format!("{:?}: a package to remove takes no version or release", p.0),
+                ));
             }
         }
         let mut names = BTreeSet::new();
-        for r in &self.repositories {
-            r.check()?;
+        for (i, r) in self.repositories.iter().enumerate() {
+            r.problems(
+                &[PathSegment::Key("repositories".into()), PathSegment::Index(i)],
+                &mut problems,
+            );
             if !names.insert(&r.name) {
-                return Err(format!("repository name {:?} appears twice", r.name).into());
+                problems.push(OptionsError::invalid(
+                    crate::at!["repositories", i, "name"],
+                    format!("repository name {:?} appears twice", r.name),
+                ));
             }
         }
-        Ok(())
+        problems
     }
 
     /// apt-get's arguments naming the transaction: installs, then `name_` (purge).
@@ -247,8 +284,11 @@ impl Apt {
 }
 
 impl Options for Apt {
+    fn validate(&self) -> Vec<OptionsError> {
+        self.problems()
+    }
+
     fn run(self, ctx: &Context) -> StageResult {
-        self.check()?;
         let tree = &ctx.open_tree()?;
         if !tree.is_file("usr/bin/apt-get") {
             return Err("the tree has no /usr/bin/apt-get: bootstrap it first (org.osbuild.debootstrap)".into());
@@ -979,34 +1019,52 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        assert!(STAGE.check(&json!({"packages": ["hello"]})).is_ok());
-        let err = STAGE.check(&json!({"packages": ["hello", "-oAPT::x"]})).unwrap_err();
-        assert_eq!(
-            err.path,
-            vec![
-                crate::api::PathSegment::Key("packages".into()),
-                crate::api::PathSegment::Index(1)
-            ]
-        );
-        assert!(STAGE.check(&json!({"packages": ["hello"], "bogus": 1})).is_err());
+        assert!(STAGE.check(&json!({"packages": ["hello"]})).is_empty());
+        let err = STAGE.check(&json!({"packages": ["hello", "-oAPT::x"]}));
+        assert_eq!(err[0].path, crate::at!["packages", 1]);
+        assert!(!STAGE.check(&json!({"packages": ["hello"], "bogus": 1})).is_empty());
         assert!(
-            STAGE.check(&json!({"remove": ["hello"]})).is_err(),
+            !STAGE.check(&json!({"remove": ["hello"]})).is_empty(),
             "packages is required"
         );
 
-        let parse = |v: serde_json::Value| serde_json::from_value::<Apt>(v).unwrap().check();
-        assert!(parse(json!({"packages": [], "remove": ["hello=1"]})).is_err());
-        assert!(parse(json!({"packages": []})).is_err());
-        let repo = |r: serde_json::Value| parse(json!({"packages": ["x1"], "repositories": [r]}));
-        assert!(repo(json!({"name": "extra", "uris": ["http://mirror.example/debian"], "suites": ["bookworm"], "components": ["main"]})).is_ok());
-        assert!(repo(json!({"name": "../x", "uris": ["u"], "suites": ["s"], "components": ["main"]})).is_err());
-        assert!(repo(json!({"name": "flat", "uris": ["file:///repo"], "suites": ["./"]})).is_ok());
-        assert!(
-            repo(json!({"name": "flat", "uris": ["file:///repo"], "suites": ["./"], "components": ["main"]})).is_err()
+        let paths = |v: serde_json::Value| -> Vec<String> {
+            STAGE.check(&v).iter().map(|e| crate::api::path_text(&e.path)).collect()
+        };
+        assert_eq!(paths(json!({"packages": [], "remove": ["hello=1"]})), ["remove[0]"]);
+        assert_eq!(paths(json!({"packages": []})), ["packages"]);
+        let repo = |r: serde_json::Value| paths(json!({"packages": ["x1"], "repositories": [r]}));
+        assert!(repo(json!({"name": "extra", "uris": ["http://mirror.example/debian"], "suites": ["bookworm"], "components": ["main"]})).is_empty());
+        assert_eq!(
+            repo(json!({"name": "../x", "uris": ["u"], "suites": ["s"], "components": ["main"]})),
+            ["repositories[0].name"]
         );
-        assert!(repo(json!({"name": "nocomp", "uris": ["u"], "suites": ["bookworm"]})).is_err());
-        assert!(
-            repo(json!({"name": "t", "types": ["rpm"], "uris": ["u"], "suites": ["s"], "components": ["c"]})).is_err()
+        assert!(repo(json!({"name": "flat", "uris": ["file:///repo"], "suites": ["./"]})).is_empty());
+        assert_eq!(
+            repo(json!({"name": "flat", "uris": ["file:///repo"], "suites": ["./"], "components": ["main"]})),
+            ["repositories[0].components"]
+        );
+        assert_eq!(
+            repo(json!({"name": "nocomp", "uris": ["u"], "suites": ["bookworm"]})),
+            ["repositories[0].suites"]
+        );
+        assert_eq!(
+            repo(json!({"name": "t", "types": ["rpm"], "uris": ["u"], "suites": ["s"], "components": ["c"]})),
+            ["repositories[0].types[0]"]
+        );
+        // Every problem at once, each where it is.
+        let r = json!({"name": "a", "uris": [], "suites": ["s"], "components": ["c d"], "architectures": [""]});
+        assert_eq!(
+            paths(json!({"packages": ["x1"], "repositories": [r.clone(), r]})),
+            [
+                "repositories[0].uris",
+                "repositories[0].components[0]",
+                "repositories[0].architectures[0]",
+                "repositories[1].uris",
+                "repositories[1].components[0]",
+                "repositories[1].architectures[0]",
+                "repositories[1].name"
+            ]
         );
     }
 

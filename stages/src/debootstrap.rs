@@ -16,7 +16,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, OptionsError, StageError, StageResult, WithPath};
 use crate::apt::{
     clean_apt_dirs, clean_env, keep_downloads, output, parse_print_uris, run, set_key, DebCache, Download, PackageName,
     ARCHIVES,
@@ -103,13 +103,28 @@ fn word(s: &str) -> bool {
     !s.is_empty() && !s.starts_with('-') && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',')
 }
 
-impl Debootstrap {
-    fn check(&self) -> StageResult {
+impl Options for Debootstrap {
+    fn validate(&self) -> Vec<OptionsError> {
+        let mut problems = Vec::new();
         if !word(&self.suite) || self.suite.contains('/') {
-            return Err(format!("suite {:?} is not a suite name", self.suite).into());
+            problems.push(OptionsError::invalid(
+                crate::at!["suite"],
+                format!("{:?} is not a suite name", self.suite),
+            ));
         }
-        if self.components.is_empty() || !self.components.iter().all(|c| word(c)) {
-            return Err("components must be a non-empty list of names".into());
+        if self.components.is_empty() {
+            problems.push(OptionsError::invalid(
+                crate::at!["components"],
+                "components must be a non-empty list of names",
+            ));
+        }
+        for (i, c) in self.components.iter().enumerate() {
+            if !word(c) {
+                problems.push(OptionsError::invalid(
+                    crate::at!["components", i],
+                    format!("{c:?} is not a component name"),
+                ));
+            }
         }
         if let Some(arch) = &self.arch {
             if arch.is_empty()
@@ -117,21 +132,24 @@ impl Debootstrap {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             {
-                return Err(format!("arch {arch:?} is not a Debian architecture").into());
+                problems.push(OptionsError::invalid(
+                    crate::at!["arch"],
+                    format!("{arch:?} is not a Debian architecture"),
+                ));
             }
         }
         if let Some(m) = &self.mirror {
             if !word(m) || !m.contains(":/") {
-                return Err(format!("mirror {m:?} is not a URL").into());
+                problems.push(OptionsError::invalid(
+                    crate::at!["mirror"],
+                    format!("{m:?} is not a URL"),
+                ));
             }
         }
-        Ok(())
+        problems
     }
-}
 
-impl Options for Debootstrap {
     fn run(self, ctx: &Context) -> StageResult {
-        self.check()?;
         let arch = match &self.arch {
             Some(a) => a.clone(),
             None => host_arch().ok_or("cannot tell the build root's architecture: set arch")?,
@@ -765,21 +783,25 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
     #[test]
     fn options_are_checked() {
-        assert!(STAGE.check(&json!({"suite": "bookworm"})).is_ok());
-        assert!(STAGE.check(&json!({"suite": "bookworm", "variant": "fat"})).is_err());
+        assert!(STAGE.check(&json!({"suite": "bookworm"})).is_empty());
+        assert!(!STAGE.check(&json!({"suite": "bookworm", "variant": "fat"})).is_empty());
         assert!(
-            STAGE.check(&json!({"variant": "minbase"})).is_err(),
+            !STAGE.check(&json!({"variant": "minbase"})).is_empty(),
             "suite is required"
         );
-        assert!(STAGE
+        assert!(!STAGE
             .check(&json!({"suite": "bookworm", "packages": ["ok1", "--bad"]}))
-            .is_err());
-        let check = |v| serde_json::from_value::<Debootstrap>(v).unwrap().check();
-        assert!(check(json!({"suite": "book worm"})).is_err());
-        assert!(check(json!({"suite": "bookworm", "components": []})).is_err());
-        assert!(check(json!({"suite": "bookworm", "arch": "AMD64"})).is_err());
-        assert!(check(json!({"suite": "bookworm", "mirror": "--help"})).is_err());
-        assert!(check(json!({"suite": "bookworm", "mirror": "http://mirror.example/debian"})).is_ok());
+            .is_empty());
+        let check = |v| -> Vec<String> { STAGE.check(&v).iter().map(|e| crate::api::path_text(&e.path)).collect() };
+        assert_eq!(check(json!({"suite": "book worm"})), ["suite"]);
+        assert_eq!(check(json!({"suite": "bookworm", "components": []})), ["components"]);
+        assert_eq!(check(json!({"suite": "bookworm", "arch": "AMD64"})), ["arch"]);
+        assert_eq!(check(json!({"suite": "bookworm", "mirror": "--help"})), ["mirror"]);
+        assert!(check(json!({"suite": "bookworm", "mirror": "http://mirror.example/debian"})).is_empty());
+        assert_eq!(
+            check(json!({"suite": "a/b", "components": ["main", "non free"], "arch": "", "mirror": "x"})),
+            ["suite", "components[1]", "arch", "mirror"]
+        );
         assert_eq!(debian_arch("x86_64"), Some("amd64"));
     }
 

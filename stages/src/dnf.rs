@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, OptionsError, StageResult, WithPath};
 use crate::apt::{clean_env, run};
 
 /// Installs RPM packages (and `@group`s) with dnf.
@@ -75,34 +75,64 @@ impl Dnf {
         })
     }
 
-    fn check(&self) -> StageResult {
+    fn problems(&self) -> Vec<OptionsError> {
         let word = |s: &str| line_ok(s) && !s.starts_with('-') && !s.contains(char::is_whitespace);
-        if !word(&self.releasever) || !word(&self.basearch()) {
-            return Err("releasever and basearch must be single words".into());
+        let mut problems = Vec::new();
+        let mut bad =
+            |path: Vec<crate::PathSegment>, message: String| problems.push(OptionsError::invalid(path, message));
+        for (key, value) in [
+            ("releasever", Some(&self.releasever)),
+            ("basearch", self.basearch.as_ref()),
+        ] {
+            if let Some(v) = value.filter(|v| !word(v)) {
+                bad(crate::at![key], format!("{v:?} must be a single word"));
+            }
         }
         if self.repos.is_empty() {
-            return Err("at least one repository is needed".into());
+            bad(crate::at!["repos"], "at least one repository is needed".into());
         }
-        if self.packages.is_empty() || !self.packages.iter().all(|p| word(p)) {
-            return Err("packages must be a non-empty list of names".into());
+        if self.packages.is_empty() {
+            bad(
+                crate::at!["packages"],
+                "packages must be a non-empty list of names".into(),
+            );
+        }
+        for (i, p) in self.packages.iter().enumerate() {
+            if !word(p) {
+                bad(crate::at!["packages", i], format!("{p:?} is not a package name"));
+            }
         }
         if !self.dbpath.starts_with('/') || self.dbpath.contains("..") || !word(&self.dbpath) {
-            return Err(format!("dbpath {:?} must be an absolute path", self.dbpath).into());
+            bad(
+                crate::at!["dbpath"],
+                format!("{:?} must be an absolute path", self.dbpath),
+            );
         }
         for (id, r) in &self.repos {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
-                return Err(format!("repository id {id:?}: letters, digits, '-', '_', '.' and ':' only").into());
+                bad(
+                    crate::at!["repos", id],
+                    format!("repository id {id:?}: letters, digits, '-', '_', '.' and ':' only"),
+                );
             }
             if r.baseurl.is_some() == r.metalink.is_some() {
-                return Err(format!("repository {id}: exactly one of baseurl and metalink").into());
+                bad(
+                    crate::at!["repos", id],
+                    "give exactly one of baseurl and metalink".into(),
+                );
             }
-            for v in [&r.name, &r.baseurl, &r.metalink, &r.gpgkey].into_iter().flatten() {
-                if !line_ok(v) {
-                    return Err(format!("repository {id}: values must be single lines").into());
+            for (key, v) in [
+                ("name", &r.name),
+                ("baseurl", &r.baseurl),
+                ("metalink", &r.metalink),
+                ("gpgkey", &r.gpgkey),
+            ] {
+                if let Some(v) = v.as_ref().filter(|v| !line_ok(v)) {
+                    bad(crate::at!["repos", id, key], format!("{v:?} must be a single line"));
                 }
             }
         }
-        Ok(())
+        problems
     }
 
     fn repo_file(&self) -> String {
@@ -126,8 +156,11 @@ impl Dnf {
 }
 
 impl Options for Dnf {
+    fn validate(&self) -> Vec<OptionsError> {
+        self.problems()
+    }
+
     fn run(self, ctx: &Context) -> StageResult {
-        self.check()?;
         if !Path::new("/usr/bin/dnf").exists() {
             return Err("dnf is not installed in the build root (package dnf)".into());
         }
@@ -210,21 +243,31 @@ mod tests {
         let ok = opts(
             json!({"fedora": {"metalink": "https://mirror.example/metalink?repo=fedora-$releasever", "gpgkey": "file:///k"}}),
         );
-        assert!(STAGE.check(&ok).is_ok());
+        assert!(STAGE.check(&ok).is_empty());
         let d: Dnf = serde_json::from_value(ok).unwrap();
-        assert!(d.check().is_ok());
         assert!(d
             .repo_file()
             .contains("[fedora]\nname=fedora\nenabled=1\nmetalink=https://mirror.example/"));
         assert!(d.repo_file().contains("gpgcheck=1\ngpgkey=file:///k\n"));
-        assert!(STAGE
+        assert!(!STAGE
             .check(&json!({"releasever": "41", "basearch": "x86_64", "repos": {}}))
-            .is_err());
-        let bad = |v| serde_json::from_value::<Dnf>(v).unwrap().check().is_err();
-        assert!(bad(opts(json!({"r": {}}))), "no url");
-        assert!(bad(opts(json!({"r": {"baseurl": "u", "metalink": "m"}}))));
-        assert!(bad(opts(json!({"r]\n[x": {"baseurl": "u"}}))));
-        assert!(bad(opts(json!({"r": {"baseurl": "u\ngpgcheck=0"}}))));
+            .is_empty());
+        let bad = |v| {
+            let paths: Vec<String> = STAGE.check(&v).iter().map(|e| crate::api::path_text(&e.path)).collect();
+            paths
+        };
+        assert_eq!(bad(opts(json!({"r": {}}))), ["repos.r"], "no url");
+        assert_eq!(bad(opts(json!({"r": {"baseurl": "u", "metalink": "m"}}))), ["repos.r"]);
+        assert_eq!(bad(opts(json!({"r]\n[x": {"baseurl": "u"}}))), ["repos.r]\n[x"]);
+        assert_eq!(
+            bad(opts(json!({"r": {"baseurl": "u\ngpgcheck=0"}}))),
+            ["repos.r.baseurl"]
+        );
+        let mut o = opts(json!({}));
+        o["releasever"] = json!("4 1");
+        o["packages"] = json!(["ok", "-x"]);
+        o["dbpath"] = json!("var/lib/rpm");
+        assert_eq!(bad(o), ["releasever", "repos", "packages[1]", "dbpath"]);
     }
 
     fn spec_text(name: &str, requires: Option<&str>) -> String {

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::api::{option_path, Builtin, Context, Kind, Mode, Options, Owner, StageResult};
+use crate::api::{Builtin, Context, ImagePath, Kind, Mode, Options, Owner, StageResult};
 use crate::passwd;
 
 /// Writes files whose content is carried in the manifest, so that the content
@@ -19,7 +19,7 @@ pub struct Files {
 #[serde(deny_unknown_fields)]
 struct File {
     /// Absolute path inside the tree. Missing parent directories are created (0755).
-    path: String,
+    path: ImagePath,
     /// The file's content, as UTF-8 text.
     content: String,
     /// Permission bits.
@@ -48,7 +48,7 @@ impl Options for Files {
     fn run(self, ctx: &Context) -> StageResult {
         let tree = ctx.open_tree()?;
         for file in self.files {
-            let path = option_path(&file.path)?;
+            let path = file.path.rel();
             let uid = passwd::uid(&tree, &file.user)?;
             let gid = passwd::gid(&tree, &file.group)?;
             tree.create_parents(&path)?;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult};
+use crate::api::{Builtin, Context, Kind, Options, OptionsError, StageResult};
 
 /// Writes `/etc/fstab` with one line per file system, replacing any existing
 /// file. Each entry names its file system by exactly one of `uuid`, `label`,
@@ -15,18 +15,9 @@ pub struct Fstab {
 }
 
 /// One `/etc/fstab` line.
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-#[serde(try_from = "RawFilesystem")]
-struct Filesystem {
-    /// `UUID=...`, `LABEL=...`, `PARTLABEL=...` or the device, escaped.
-    spec: String,
-    raw: RawFilesystem,
-}
-
-/// One `/etc/fstab` line.
 #[derive(Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawFilesystem {
+struct Filesystem {
     /// File system UUID: `UUID=...` (as `blkid` shows it).
     uuid: Option<String>,
     /// File system label: `LABEL=...`.
@@ -75,49 +66,73 @@ fn escape(field: &str) -> String {
     out
 }
 
-impl TryFrom<RawFilesystem> for Filesystem {
-    type Error = String;
-
-    fn try_from(raw: RawFilesystem) -> Result<Self, String> {
-        if raw.path.is_empty() || raw.vfs_type.is_empty() || raw.options.is_empty() {
-            return Err("path, vfs_type and options must not be empty".into());
-        }
-        Ok(Filesystem { spec: raw.spec()?, raw })
-    }
-}
-
-impl RawFilesystem {
-    fn spec(&self) -> Result<String, String> {
-        let given: Vec<String> = [
-            ("UUID=", &self.uuid),
-            ("LABEL=", &self.label),
-            ("PARTLABEL=", &self.partlabel),
-            ("", &self.device),
+impl Filesystem {
+    /// Which of `uuid`, `label`, `partlabel` and `device` are given, with their values.
+    fn sources(&self) -> Vec<(&'static str, &'static str, &str)> {
+        [
+            ("uuid", "UUID=", &self.uuid),
+            ("label", "LABEL=", &self.label),
+            ("partlabel", "PARTLABEL=", &self.partlabel),
+            ("device", "", &self.device),
         ]
-        .iter()
-        .filter_map(|(prefix, v)| v.as_ref().map(|v| format!("{prefix}{v}")))
-        .collect();
-        match given.as_slice() {
-            [one] if one.ends_with('=') || one.is_empty() => {
-                Err(format!("{}: empty uuid, label, partlabel or device", self.path))
+        .into_iter()
+        .filter_map(|(key, prefix, v)| v.as_deref().map(|v| (key, prefix, v)))
+        .collect()
+    }
+
+    /// `UUID=...`, `LABEL=...`, `PARTLABEL=...` or the device, escaped.
+    fn spec(&self) -> String {
+        let (_, prefix, value) = self.sources()[0];
+        escape(&format!("{prefix}{value}"))
+    }
+
+    fn problems(&self, index: usize, problems: &mut Vec<OptionsError>) {
+        for (key, value) in [
+            ("path", &self.path),
+            ("vfs_type", &self.vfs_type),
+            ("options", &self.options),
+        ] {
+            if value.is_empty() {
+                problems.push(OptionsError::invalid(
+                    crate::at!["filesystems", index, key],
+                    format!("{key} must not be empty"),
+                ));
             }
-            [one] => Ok(escape(one)),
-            [] => Err(format!("{}: needs one of uuid, label, partlabel or device", self.path)),
-            _ => Err(format!(
-                "{}: give only one of uuid, label, partlabel or device",
-                self.path
+        }
+        match self.sources().as_slice() {
+            [] => problems.push(OptionsError::invalid(
+                crate::at!["filesystems", index],
+                format!("{}: needs one of uuid, label, partlabel or device", self.path),
+            )),
+            [(key, _, "")] => problems.push(OptionsError::invalid(
+                crate::at!["filesystems", index, *key],
+                format!("{key} must not be empty"),
+            )),
+            [_] => {}
+            [_, (second, _, _), ..] => problems.push(OptionsError::invalid(
+                crate::at!["filesystems", index, *second],
+                format!("{}: give only one of uuid, label, partlabel or device", self.path),
             )),
         }
     }
 }
 
 impl Options for Fstab {
+    fn validate(&self) -> Vec<OptionsError> {
+        let mut problems = Vec::new();
+        for (i, fs) in self.filesystems.iter().enumerate() {
+            fs.problems(i, &mut problems);
+        }
+        problems
+    }
+
     fn run(self, ctx: &Context) -> StageResult {
         let mut text = String::new();
-        for Filesystem { spec, raw: fs } in &self.filesystems {
+        for fs in &self.filesystems {
             let _ = writeln!(
                 text,
-                "{spec}\t{}\t{}\t{}\t{}\t{}",
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                fs.spec(),
                 escape(&fs.path),
                 escape(&fs.vfs_type),
                 escape(&fs.options),
@@ -128,8 +143,8 @@ impl Options for Fstab {
         let tree = ctx.open_tree()?;
         tree.create_dir_all("etc")?;
         tree.write("etc/fstab", text)?;
-        for Filesystem { spec, raw } in &self.filesystems {
-            println!("fstab: {spec} on {} ({})", raw.path, raw.vfs_type);
+        for fs in &self.filesystems {
+            println!("fstab: {} on {} ({})", fs.spec(), fs.path, fs.vfs_type);
         }
         Ok(())
     }
@@ -143,7 +158,7 @@ mod tests {
 
     use super::STAGE;
     use crate::testutil::TempTree;
-    use crate::PathSegment;
+    use crate::OptionsError;
 
     #[test]
     fn writes_fstab() {
@@ -157,7 +172,7 @@ mod tests {
             {"partlabel": "swap", "path": "none", "vfs_type": "swap"},
             {"device": "/dev/mapper/vg-var", "path": "/var"}
         ]});
-        STAGE.check(&options).unwrap();
+        assert!(STAGE.check(&options).is_empty());
         STAGE.run(&t.ctx(), &options).unwrap();
         assert_eq!(
             t.read("etc/fstab"),
@@ -173,21 +188,34 @@ mod tests {
     #[test]
     fn needs_exactly_one_source() {
         let t = TempTree::new("fstab-bad");
-        assert!(STAGE.check(&json!({})).is_err());
-        assert!(STAGE.check(&json!({"filesystems": [{"uuid": "x"}]})).is_err());
-        assert!(STAGE
+        assert!(!STAGE.check(&json!({})).is_empty());
+        assert!(!STAGE.check(&json!({"filesystems": [{"uuid": "x"}]})).is_empty());
+        assert!(!STAGE
             .check(&json!({"filesystems": [{"uuid": "x", "path": "/", "ostree": {}}]}))
-            .is_err());
-        let two = json!({"filesystems": [{"uuid": "x", "path": "/"}, {"uuid": "x", "label": "y", "path": "/"}]});
-        let e = STAGE.check(&two).unwrap_err();
-        assert_eq!(e.message, "/: give only one of uuid, label, partlabel or device");
+            .is_empty());
+        let two = json!({"filesystems": [
+            {"uuid": "x", "path": "/"},
+            {"uuid": "x", "label": "y", "path": "/"},
+            {"label": "", "path": "/srv", "options": ""}
+        ]});
+        let e = STAGE.check(&two);
         assert_eq!(
-            e.path,
-            vec![PathSegment::Key("filesystems".into()), PathSegment::Index(1)]
+            e,
+            [
+                OptionsError::invalid(
+                    crate::at!["filesystems", 1, "label"],
+                    "/: give only one of uuid, label, partlabel or device"
+                ),
+                OptionsError::invalid(crate::at!["filesystems", 2, "options"], "options must not be empty"),
+                OptionsError::invalid(crate::at!["filesystems", 2, "label"], "label must not be empty"),
+            ]
         );
         let none = json!({"filesystems": [{"path": "/"}]});
         let e = STAGE.run(&t.ctx(), &none).unwrap_err();
-        assert_eq!(e.0, "invalid options: /: needs one of uuid, label, partlabel or device");
+        assert_eq!(
+            e.0,
+            "invalid options: at `filesystems[0]`: /: needs one of uuid, label, partlabel or device"
+        );
         assert!(!t.exists("etc/fstab"));
     }
 }

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult, WithPath};
+use crate::api::{Builtin, Context, Kind, Options, OptionsError, StageError, StageResult, WithPath};
 use crate::tree::Tree;
 
 /// Configures GRUB 2 the Debian way and sets the kernel command line.
@@ -161,51 +161,156 @@ struct Fs {
 }
 
 impl FsSpec {
-    fn resolve(&self, what: &str) -> Result<Fs, StageError> {
+    /// How GRUB and the kernel find it (the spec is valid).
+    fn resolve(&self) -> Fs {
+        match (&self.uuid, &self.label) {
+            (Some(u), _) => Fs {
+                search: format!("--fs-uuid {u}"),
+                kernel: format!("UUID={u}"),
+            },
+            (None, l) => {
+                let l = l.as_deref().unwrap_or_default();
+                Fs {
+                    search: format!("--label {l}"),
+                    kernel: format!("LABEL={l}"),
+                }
+            }
+        }
+    }
+
+    fn problems(&self, at: &str, problems: &mut Vec<OptionsError>) {
         match (&self.uuid, &self.label) {
             (Some(u), None) => {
-                check_id(u)?;
-                Ok(Fs {
-                    search: format!("--fs-uuid {u}"),
-                    kernel: format!("UUID={u}"),
-                })
+                if let Err(e) = check_id(u) {
+                    problems.push(OptionsError::invalid(crate::at![at, "uuid"], e));
+                }
             }
             (None, Some(l)) => {
                 if l.is_empty() || l.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
-                    return Err(format!("{what} label {l:?} must be one word without quotes").into());
+                    problems.push(OptionsError::invalid(
+                        crate::at![at, "label"],
+                        format!("label {l:?} must be one word without quotes"),
+                    ));
                 }
-                Ok(Fs {
-                    search: format!("--label {l}"),
-                    kernel: format!("LABEL={l}"),
-                })
             }
-            _ => Err(format!("{what} needs exactly one of uuid and label").into()),
+            _ => problems.push(OptionsError::invalid(
+                crate::at![at],
+                "needs exactly one of uuid and label",
+            )),
         }
     }
 }
 
 /// A UUID (8-4-4-4-12) or a FAT volume id (XXXX-XXXX).
-fn check_id(id: &str) -> Result<(), StageError> {
+fn check_id(id: &str) -> Result<(), String> {
     let lens: Vec<usize> = id.split('-').map(str::len).collect();
     let hex = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if hex && (lens == [8, 4, 4, 4, 12] || lens == [4, 4]) {
         Ok(())
     } else {
-        Err(format!("{id:?} is not a file system UUID").into())
+        Err(format!("{id:?} is not a file system UUID"))
     }
 }
 
-fn pick(uuid: &Option<String>, spec: &Option<FsSpec>, what: &str) -> Result<Option<Fs>, StageError> {
+/// The file system `{what}_fs_uuid` or `{what}fs` names, if either (not both:
+/// the options are valid).
+fn pick(uuid: &Option<String>, spec: &Option<FsSpec>) -> Option<Fs> {
     match (uuid, spec) {
-        (Some(_), Some(_)) => Err(format!("give {what}_fs_uuid or {what}fs, not both").into()),
-        (Some(u), None) => FsSpec {
-            uuid: Some(u.clone()),
-            label: None,
+        (Some(u), _) => Some(
+            FsSpec {
+                uuid: Some(u.clone()),
+                label: None,
+            }
+            .resolve(),
+        ),
+        (None, Some(s)) => Some(s.resolve()),
+        (None, None) => None,
+    }
+}
+
+/// The problems of `{what}_fs_uuid` and `{what}fs`: not both, and each valid.
+fn pick_problems(uuid: &Option<String>, spec: &Option<FsSpec>, what: &str, problems: &mut Vec<OptionsError>) {
+    let (uuid_key, spec_key) = (format!("{what}_fs_uuid"), format!("{what}fs"));
+    if uuid.is_some() && spec.is_some() {
+        problems.push(OptionsError::invalid(
+            crate::at![&spec_key],
+            format!("give {uuid_key} or {spec_key}, not both"),
+        ));
+    }
+    if let Some(Err(e)) = uuid.as_deref().map(check_id) {
+        problems.push(OptionsError::invalid(crate::at![uuid_key], e));
+    }
+    if let Some(s) = spec {
+        s.problems(&spec_key, problems);
+    }
+}
+
+/// The longest `saved_entry` that fits in the 1024 bytes of grubenv.
+const MAX_SAVED_ENTRY: usize = 1024 - GRUBENV_HEADER.len() - "saved_entry=\n".len();
+const GRUBENV_HEADER: &str = "# GRUB Environment Block\n";
+
+/// A name that becomes a directory (`EFI/<vendor>`, `/boot/grub/<platform>`).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['/', '.'])
+}
+
+impl Grub2 {
+    fn problems(&self) -> Vec<OptionsError> {
+        let mut problems = Vec::new();
+        for (key, set) in [("ignition", self.ignition), ("greenboot", self.greenboot)] {
+            if set {
+                problems.push(OptionsError::invalid(
+                    crate::at![key],
+                    format!("{key} is not supported for the Debian layout"),
+                ));
+            }
         }
-        .resolve(what)
-        .map(Some),
-        (None, Some(s)) => s.resolve(what).map(Some),
-        (None, None) => Ok(None),
+        if self.root_fs_uuid.is_none() && self.rootfs.is_none() {
+            problems.push(OptionsError::missing(
+                crate::at!["root_fs_uuid"],
+                "give root_fs_uuid or rootfs",
+            ));
+        }
+        pick_problems(&self.root_fs_uuid, &self.rootfs, "root", &mut problems);
+        pick_problems(&self.boot_fs_uuid, &self.bootfs, "boot", &mut problems);
+        for (path, v) in [
+            (crate::at!["kernel_opts"], Some(self.kernel_opts.trim())),
+            (crate::at!["config", "serial"], self.config.serial.as_deref()),
+        ] {
+            if v.is_some_and(|v| v.contains(['\n', '\''])) {
+                problems.push(OptionsError::invalid(path, "no newlines or single quotes, please"));
+            }
+        }
+        if let Some(entry) = &self.saved_entry {
+            if entry.contains('\n') {
+                problems.push(OptionsError::invalid(
+                    crate::at!["saved_entry"],
+                    "saved_entry must be one line",
+                ));
+            } else if entry.len() > MAX_SAVED_ENTRY {
+                problems.push(OptionsError::invalid(
+                    crate::at!["saved_entry"],
+                    format!("saved_entry is too long for grubenv (at most {MAX_SAVED_ENTRY} bytes)"),
+                ));
+            }
+        }
+        if let Some(Legacy::Platform(p)) = &self.legacy {
+            if !plain_name(p) {
+                problems.push(OptionsError::invalid(
+                    crate::at!["legacy"],
+                    format!("{p:?} is not a GRUB platform"),
+                ));
+            }
+        }
+        if let Some(uefi) = &self.uefi {
+            if !plain_name(&uefi.vendor) {
+                problems.push(OptionsError::invalid(
+                    crate::at!["uefi", "vendor"],
+                    format!("uefi vendor {:?} must be a plain directory name", uefi.vendor),
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -290,12 +395,13 @@ fn shell_quote(s: &str) -> String {
 }
 
 impl Options for Grub2 {
+    fn validate(&self) -> Vec<OptionsError> {
+        self.problems()
+    }
+
     fn run(self, ctx: &Context) -> StageResult {
-        if self.ignition || self.greenboot {
-            return Err("ignition and greenboot are not supported for the Debian layout".into());
-        }
-        let root = pick(&self.root_fs_uuid, &self.rootfs, "root")?.ok_or("give root_fs_uuid or rootfs")?;
-        let boot = pick(&self.boot_fs_uuid, &self.bootfs, "boot")?;
+        let root = pick(&self.root_fs_uuid, &self.rootfs).expect("validated: a root file system");
+        let boot = pick(&self.boot_fs_uuid, &self.bootfs);
         let grub_fs = boot.as_ref().unwrap_or(&root);
         // Paths as GRUB sees them on the file system that holds /boot.
         let kdir = if boot.is_some() { "" } else { "/boot" };
@@ -314,11 +420,6 @@ impl Options for Grub2 {
             if !cmdline.split_whitespace().any(|w| w.starts_with("console=")) {
                 let console = format!("console=tty0 console=ttyS{},{}", sc.unit, sc.speed);
                 cmdline = format!("{cmdline} {console}").trim().to_string();
-            }
-        }
-        for v in [&cmdline, serial.as_deref().unwrap_or("")] {
-            if v.contains(['\n', '\'']) {
-                return Err(format!("{v:?}: no newlines or single quotes, please").into());
             }
         }
         let default = cfg.default.clone().unwrap_or_else(|| "0".into());
@@ -377,15 +478,9 @@ impl Options for Grub2 {
         tree.write("boot/grub/grub.cfg", &g)?;
 
         // /boot/grub/grubenv: exactly 1024 bytes, padded with '#'.
-        let mut env = String::from("# GRUB Environment Block\n");
+        let mut env = String::from(GRUBENV_HEADER);
         if let Some(s) = &self.saved_entry {
-            if s.contains('\n') {
-                return Err("saved_entry must be one line".into());
-            }
             env.push_str(&format!("saved_entry={s}\n"));
-        }
-        if env.len() > 1024 {
-            return Err("saved_entry is too long for grubenv".into());
         }
         env.push_str(&"#".repeat(1024 - env.len()));
         tree.write("boot/grub/grubenv", env)?;
@@ -428,9 +523,6 @@ impl Options for Grub2 {
 
         if let Some(uefi) = &self.uefi {
             let _ = uefi.unified;
-            if uefi.vendor.is_empty() || uefi.vendor.contains(['/', '.']) {
-                return Err(format!("uefi vendor {:?} must be a plain directory name", uefi.vendor).into());
-            }
             let dir = format!("boot/efi/EFI/{}", uefi.vendor);
             tree.create_dir_all(&dir)?;
             let (kind, id) = grub_fs.search.split_once(' ').expect("two words");
@@ -459,9 +551,6 @@ impl Options for Grub2 {
 /// Copies GRUB's modules and lists for `platform` to /boot/grub/<platform>,
 /// and its font to /boot/grub/fonts, as grub-install does.
 fn copy_modules(tree: &Tree, platform: &str) -> StageResult {
-    if platform.is_empty() || platform.contains(['/', '.']) {
-        return Err(format!("{platform:?} is not a GRUB platform").into());
-    }
     let dir = format!("usr/lib/grub/{platform}");
     let host = Path::new("/").join(&dir);
     // The tree's own modules when it has them, else the build root's.
@@ -644,14 +733,43 @@ mod tests {
     fn options_are_checked() {
         assert!(STAGE
             .check(&json!({"root_fs_uuid": ROOT, "legacy": "i386-pc", "uefi": {"vendor": "debian", "install": false}}))
-            .is_ok());
-        assert!(STAGE.check(&json!({"root_fs_uuid": ROOT, "bogus": 1})).is_err());
-        let t = tree();
-        assert!(STAGE.run(&t.ctx(), &json!({"kernel_opts": "x"})).is_err());
-        assert!(STAGE.run(&t.ctx(), &json!({"root_fs_uuid": "nope"})).is_err());
+            .is_empty());
         assert!(STAGE
-            .run(&t.ctx(), &json!({"root_fs_uuid": ROOT, "greenboot": true}))
-            .is_err());
+            .check(&json!({"rootfs": {"label": "root"}, "kernel_opts": "quiet\n", "saved_entry": "x".repeat(MAX_SAVED_ENTRY)}))
+            .is_empty());
+        assert!(!STAGE.check(&json!({"root_fs_uuid": ROOT, "bogus": 1})).is_empty());
+        let paths = |v: serde_json::Value| -> Vec<String> {
+            STAGE.check(&v).iter().map(|e| crate::api::path_text(&e.path)).collect()
+        };
+        assert_eq!(paths(json!({"kernel_opts": "x"})), ["root_fs_uuid"]);
+        assert_eq!(STAGE.check(&json!({}))[0].kind, crate::ProblemKind::Missing);
+        assert_eq!(paths(json!({"root_fs_uuid": "nope"})), ["root_fs_uuid"]);
+        assert_eq!(
+            paths(json!({"root_fs_uuid": ROOT, "greenboot": true, "ignition": true})),
+            ["ignition", "greenboot"]
+        );
+        let all = json!({
+            "root_fs_uuid": ROOT, "rootfs": {"uuid": ROOT, "label": "x"}, "bootfs": {"label": "a b"},
+            "kernel_opts": "it's", "config": {"serial": "serial\n--unit=0"},
+            "saved_entry": "x".repeat(MAX_SAVED_ENTRY + 1), "legacy": "../i386-pc",
+            "uefi": {"vendor": "EFI/debian"}
+        });
+        assert_eq!(
+            paths(all),
+            [
+                "rootfs",
+                "rootfs",
+                "bootfs.label",
+                "kernel_opts",
+                "config.serial",
+                "saved_entry",
+                "legacy",
+                "uefi.vendor"
+            ]
+        );
+        let t = tree();
+        let e = STAGE.run(&t.ctx(), &json!({"root_fs_uuid": "nope"})).unwrap_err();
+        assert!(e.0.starts_with("invalid options: at `root_fs_uuid`:"), "{}", e.0);
         assert_eq!(version_cmp("6.1.0-18", "6.1.0-9"), std::cmp::Ordering::Greater);
     }
 

@@ -1,6 +1,6 @@
 //! `org.osbuild.kernel-cmdline`: writes `/etc/kernel/cmdline` (osbuild's schema).
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult};
+use crate::api::{Builtin, Context, Kind, Options, OptionsError, StageResult};
 
 /// Writes the kernel command line to `/etc/kernel/cmdline`, where
 /// `kernel-install` (systemd-boot, UKIs) and osbuild's boot loader stages read
@@ -52,13 +52,21 @@ fn valid_uuid(uuid: &str) -> bool {
 }
 
 impl Options for KernelCmdline {
+    fn validate(&self) -> Vec<OptionsError> {
+        let mut problems = Vec::new();
+        if self.kernel_opts.contains(['\n', '\r']) {
+            problems.push(OptionsError::invalid(
+                crate::at!["kernel_opts"],
+                "must be a single line",
+            ));
+        }
+        problems
+    }
+
     fn run(self, ctx: &Context) -> StageResult {
         let mut params = Vec::new();
         if let Some(FsUuid(uuid)) = &self.root_fs_uuid {
             params.push(format!("root=UUID={uuid}"));
-        }
-        if self.kernel_opts.contains(['\n', '\r']) {
-            return Err("kernel_opts must be a single line".into());
         }
         let opts = self.kernel_opts.trim();
         if !opts.is_empty() {
@@ -91,7 +99,7 @@ mod tests {
         let t = TempTree::new("kernel-cmdline");
         // From osbuild's test/data/stages/kernel-cmdline manifest.
         let options = json!({"root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "kernel_opts": "ro biosdevname=0 net.ifnames=0"});
-        STAGE.check(&options).unwrap();
+        assert!(STAGE.check(&options).is_empty());
         STAGE.run(&t.ctx(), &options).unwrap();
         assert_eq!(
             t.read("etc/kernel/cmdline"),
@@ -103,8 +111,10 @@ mod tests {
             .run(&t.ctx(), &json!({"kernel_opts": "console=ttyS0 quiet"}))
             .unwrap();
         assert_eq!(t.read("etc/kernel/cmdline"), "console=ttyS0 quiet\n");
-        let e = STAGE.check(&json!({"root_fs_uuid": "not-a-uuid"})).unwrap_err();
-        assert_eq!(e.message, "\"not-a-uuid\" is not a file system UUID");
-        assert!(STAGE.check(&json!({"kernel_opts": "x", "extra": 1})).is_err());
+        let e = STAGE.check(&json!({"root_fs_uuid": "not-a-uuid"}));
+        assert_eq!(e[0].message, "\"not-a-uuid\" is not a file system UUID");
+        assert!(!STAGE.check(&json!({"kernel_opts": "x", "extra": 1})).is_empty());
+        let e = STAGE.check(&json!({"kernel_opts": "a\nb"}));
+        assert_eq!(e[0].path, crate::at!["kernel_opts"]);
     }
 }

@@ -1,6 +1,6 @@
 //! `org.osbuild.keymap`: sets the console and X11 keyboard layouts (osbuild's schema).
 
-use crate::api::{Builtin, Context, Kind, Options, StageResult};
+use crate::api::{Builtin, Context, Kind, Options, OptionsError, StageResult};
 
 /// Sets the keyboard layout of the virtual console in `/etc/vconsole.conf`
 /// (replaced, as `systemd-firstboot --keymap` writes it), and optionally the X11
@@ -11,10 +11,10 @@ use crate::api::{Builtin, Context, Kind, Options, StageResult};
 pub struct Keymap {
     /// The console keymap, such as `us` or `de-latin1` (see `/usr/share/keymaps`
     /// or `/usr/lib/kbd/keymaps`): `KEYMAP=` in `/etc/vconsole.conf`.
-    #[schemars(length(min = 1), example = "de-latin1")]
-    keymap: String,
+    #[schemars(example = "de-latin1")]
+    keymap: KeyboardName,
     /// The console font: `FONT=` in `/etc/vconsole.conf`.
-    font: Option<String>,
+    font: Option<KeyboardName>,
     /// The X11 keyboard configuration.
     #[serde(rename = "x11-keymap")]
     x11_keymap: Option<X11Keymap>,
@@ -25,24 +25,49 @@ pub struct Keymap {
 #[serde(deny_unknown_fields)]
 struct X11Keymap {
     /// XKB layouts, such as `["us", "de"]`; the first is the default.
-    #[schemars(length(min = 1), inner(length(min = 2)))]
-    layouts: Vec<String>,
+    #[schemars(length(min = 1))]
+    layouts: Vec<KeyboardName>,
 }
 
-fn valid(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+' | '(' | ')'))
+/// A keymap, font or layout name: letters, digits, `_`, `-`, `.`, `+`, `(`
+/// and `)` (XKB's `de(nodeadkeys)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyboardName(String);
+
+impl KeyboardName {
+    fn parse(value: &str) -> Result<Self, String> {
+        let ok = !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+' | '(' | ')'));
+        if ok {
+            Ok(KeyboardName(value.to_string()))
+        } else {
+            Err(format!("{value:?} is not a valid name"))
+        }
+    }
 }
+
+crate::string_newtype!(
+    KeyboardName,
+    {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_.+()-]+$",
+    }
+);
 
 impl Options for Keymap {
-    fn run(self, ctx: &Context) -> StageResult {
-        for (what, value) in [("keymap", Some(&self.keymap)), ("font", self.font.as_ref())] {
-            if let Some(v) = value.filter(|v| !valid(v)) {
-                return Err(format!("{what} {v:?} is not a valid name").into());
-            }
+    fn validate(&self) -> Vec<OptionsError> {
+        match &self.x11_keymap {
+            Some(x11) if x11.layouts.is_empty() => vec![OptionsError::invalid(
+                crate::at!["x11-keymap", "layouts"],
+                "layouts must not be empty",
+            )],
+            _ => Vec::new(),
         }
+    }
+
+    fn run(self, ctx: &Context) -> StageResult {
         let tree = ctx.open_tree()?;
         tree.create_dir_all("etc")?;
         let mut text = format!("KEYMAP={}\n", self.keymap);
@@ -55,13 +80,8 @@ impl Options for Keymap {
         let Some(x11) = self.x11_keymap else {
             return Ok(());
         };
-        if x11.layouts.is_empty() {
-            return Err("x11-keymap: layouts must not be empty".into());
-        }
-        if let Some(bad) = x11.layouts.iter().find(|l| !valid(l)) {
-            return Err(format!("x11-keymap: {bad:?} is not a valid layout").into());
-        }
-        let layouts = x11.layouts.join(",");
+        let layouts: Vec<&str> = x11.layouts.iter().map(KeyboardName::as_str).collect();
+        let layouts = layouts.join(",");
         tree.create_dir_all("etc/X11/xorg.conf.d")?;
         tree.write(
             "etc/X11/xorg.conf.d/00-keyboard.conf",
@@ -135,9 +155,15 @@ BACKSPACE=\"guess\"
         t.write("etc/default/keyboard", DEBIAN_KEYBOARD);
         // As osbuild's test manifests and osbuild-composer write it.
         let options = json!({"keymap": "de-latin1", "x11-keymap": {"layouts": ["de", "us"]}});
-        STAGE.check(&options).unwrap();
-        STAGE.check(&json!({"keymap": "us", "font": "eurlatgr"})).unwrap();
-        assert!(STAGE.check(&json!({"keymap": "us", "x11-keymap": {}})).is_err());
+        assert!(STAGE.check(&options).is_empty());
+        assert!(STAGE.check(&json!({"keymap": "us", "font": "eurlatgr"})).is_empty());
+        assert!(!STAGE.check(&json!({"keymap": "us", "x11-keymap": {}})).is_empty());
+        let e = STAGE.check(&json!({"keymap": "us", "x11-keymap": {"layouts": []}}));
+        assert_eq!(e[0].path, crate::at!["x11-keymap", "layouts"]);
+        let e = STAGE.check(&json!({"keymap": "us", "x11-keymap": {"layouts": ["de", "u s"]}}));
+        assert_eq!(e[0].path, crate::at!["x11-keymap", "layouts", 1]);
+        let e = STAGE.check(&json!({"keymap": "us\nFONT=x"}));
+        assert!(e[0].message.contains("is not a valid name"));
         STAGE.run(&t.ctx(), &options).unwrap();
         assert_eq!(t.read("etc/vconsole.conf"), "KEYMAP=de-latin1\n");
         assert_eq!(
@@ -155,7 +181,5 @@ BACKSPACE=\"guess\"
             .run(&t.ctx(), &json!({"keymap": "us", "font": "eurlatgr"}))
             .unwrap();
         assert_eq!(t.read("etc/vconsole.conf"), "KEYMAP=us\nFONT=eurlatgr\n");
-        let e = STAGE.run(&t.ctx(), &json!({"keymap": "us\nFONT=x"})).unwrap_err();
-        assert!(e.0.contains("is not a valid name"));
     }
 }

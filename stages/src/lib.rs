@@ -31,8 +31,9 @@ mod testutil;
 mod timezone;
 pub mod tree;
 mod users;
+mod value_de;
 
-pub use api::{Builtin, Context, Kind, OptionsError, PathSegment, StageError, StageResult};
+pub use api::{Builtin, Context, Kind, OptionsError, PathSegment, ProblemKind, StageError, StageResult};
 pub use noop::AnyOptions;
 
 /// Every built-in stage, in the order `osbuild stages` lists them.

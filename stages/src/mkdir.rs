@@ -1,6 +1,6 @@
 //! `org.osbuild.mkdir`: creates directories (osbuild's schema).
 
-use crate::api::{option_path, Builtin, Context, Kind, Mode, Options, StageResult};
+use crate::api::{Builtin, Context, ImagePath, Kind, Mode, Options, StageResult};
 
 /// Creates directories in the tree.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -15,7 +15,7 @@ pub struct Mkdir {
 #[serde(deny_unknown_fields)]
 struct Dir {
     /// Absolute path inside the tree; a `tree://` prefix is accepted as in osbuild.
-    path: String,
+    path: DirPath,
     /// Permission bits of the new directory (not of created parents, which get 0755).
     #[serde(default = "default_mode")]
     #[schemars(default = "default_mode")]
@@ -28,6 +28,36 @@ struct Dir {
     exist_ok: bool,
 }
 
+/// An [`ImagePath`], with or without osbuild's `tree://` in front.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DirPath(ImagePath);
+
+impl DirPath {
+    fn parse(s: &str) -> Result<Self, String> {
+        ImagePath::parse(s.strip_prefix("tree://").unwrap_or(s)).map(DirPath)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DirPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DirPath::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for DirPath {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DirPath".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(tree://)?/(?!(.*/)?\\.\\.(/.*)?$)",
+        })
+    }
+}
+
 fn default_mode() -> Mode {
     Mode(0o755)
 }
@@ -36,8 +66,8 @@ impl Options for Mkdir {
     fn run(self, ctx: &Context) -> StageResult {
         let tree = ctx.open_tree()?;
         for dir in self.paths {
-            let raw = dir.path.strip_prefix("tree://").unwrap_or(&dir.path);
-            let path = option_path(raw)?;
+            let raw = dir.path.0.as_str();
+            let path = dir.path.0.rel();
             if tree.is_dir(&path) {
                 if dir.exist_ok {
                     continue;
@@ -61,3 +91,24 @@ pub static STAGE: Builtin = Builtin::new::<Mkdir>(
     Kind::Stage,
     "Creates directories with the given modes",
 );
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::STAGE;
+    use crate::testutil::TempTree;
+
+    #[test]
+    fn paths_are_checked_first() {
+        let ok = json!({"paths": [{"path": "/a"}, {"path": "tree:///a/b", "parents": true, "mode": "0700"}]});
+        assert!(STAGE.check(&ok).is_empty());
+        let t = TempTree::new("mkdir");
+        STAGE.run(&t.ctx(), &ok).unwrap();
+        assert_eq!(t.stat("a/b").0, 0o700);
+        for bad in ["a", "tree://a", "/a/../../b", "tree:///.."] {
+            let e = STAGE.check(&json!({"paths": [{"path": "/ok"}, {"path": bad}]}));
+            assert_eq!(e[0].path, crate::at!["paths", 1, "path"], "{bad}");
+        }
+    }
+}

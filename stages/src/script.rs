@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 
-use crate::api::{option_path, Builtin, Context, Kind, Options, StageResult};
+use crate::api::{option_path, Builtin, Context, Kind, Options, OptionsError, StageResult};
 
 /// Runs a script with the tree as its root directory (`chroot`), so it uses the
 /// tree's own programs (`apt-get`, `update-alternatives`, `locale-gen`, ...).
@@ -41,25 +41,46 @@ fn default_interpreter() -> String {
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Options for Script {
-    fn run(self, ctx: &Context) -> StageResult {
+    fn validate(&self) -> Vec<OptionsError> {
+        let mut problems = Vec::new();
         let interpreter = &self.interpreter;
         if interpreter.is_empty() {
-            return Err("interpreter must not be empty".into());
+            problems.push(OptionsError::invalid(crate::at!["interpreter"], "must not be empty"));
+        } else if interpreter.starts_with('/') {
+            if let Err(e) = option_path(interpreter) {
+                problems.push(OptionsError::invalid(crate::at!["interpreter"], e.0));
+            }
         }
+        if self.script.contains('\0') {
+            problems.push(OptionsError::invalid(
+                crate::at!["script"],
+                "must not contain NUL bytes",
+            ));
+        }
+        for (key, value) in &self.environment {
+            if key.is_empty() || key.contains(['=', '\0']) {
+                problems.push(OptionsError::invalid(
+                    crate::at!["environment", key],
+                    format!("{key:?} is not a variable name"),
+                ));
+            }
+            if value.contains('\0') {
+                problems.push(OptionsError::invalid(
+                    crate::at!["environment", key],
+                    "must not contain NUL bytes",
+                ));
+            }
+        }
+        problems
+    }
+
+    fn run(self, ctx: &Context) -> StageResult {
+        let interpreter = &self.interpreter;
         if interpreter.starts_with('/') {
-            let path = option_path(interpreter)?;
             // Chrooted, the script's interpreter resolves in the tree as this does.
-            if !ctx.open_tree()?.exists(&path) {
+            if !ctx.open_tree()?.exists(option_path(interpreter)?) {
                 return Err(format!("interpreter {interpreter} is not in the tree").into());
             }
-        }
-        for key in self.environment.keys() {
-            if key.is_empty() || key.contains(['=', '\0']) {
-                return Err(format!("environment: {key:?} is not a variable name").into());
-            }
-        }
-        if self.script.contains('\0') || self.environment.values().any(|v| v.contains('\0')) {
-            return Err("script and environment must not contain NUL bytes".into());
         }
 
         let root = CString::new(ctx.tree.as_os_str().as_bytes()).map_err(|_| "tree path contains a NUL byte")?;
@@ -132,11 +153,30 @@ mod tests {
 
     #[test]
     fn options() {
-        STAGE.check(&json!({"script": "echo hi"})).unwrap();
-        STAGE
+        assert!(STAGE.check(&json!({"script": "echo hi"})).is_empty());
+        assert!(STAGE
             .check(&json!({"script": "apt-get update", "interpreter": "/bin/bash", "network": true, "environment": {"A": "b"}}))
-            .unwrap();
-        assert!(STAGE.check(&json!({})).is_err());
+            .is_empty());
+        assert!(STAGE.check(&json!({"script": "x", "interpreter": "bash"})).is_empty());
+        assert!(!STAGE.check(&json!({})).is_empty());
+        let bad =
+            json!({"script": "x\0", "interpreter": "/usr/../bin/sh", "environment": {"A=B": "c", "": "d", "E": "\0"}});
+        let paths: Vec<String> = STAGE
+            .check(&bad)
+            .iter()
+            .map(|e| crate::api::path_text(&e.path))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "interpreter",
+                "script",
+                "environment.",
+                "environment.A=B",
+                "environment.E"
+            ]
+        );
+        assert!(!STAGE.check(&json!({"script": "x", "interpreter": ""})).is_empty());
         assert!(STAGE.needs_network(&json!({"script": "x", "network": true})));
         assert!(!STAGE.needs_network(&json!({"script": "x"})));
         assert!(STAGE.tree_mounts);

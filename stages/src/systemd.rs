@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::api::{Builtin, Context, Kind, Options, StageError, StageResult};
+use crate::api::{Builtin, Context, Kind, Options, OptionsError, StageError, StageResult};
 use crate::tree::Tree;
 
 /// Enables, disables and masks systemd units in the tree and sets the default
@@ -174,6 +174,20 @@ fn symlink(tree: &Tree, link: &str, target: &str) -> StageResult {
 }
 
 impl Options for Systemd {
+    fn validate(&self) -> Vec<OptionsError> {
+        let mut problems = Vec::new();
+        if let Some(target) = &self.default_target {
+            let full = target.full("target");
+            if !full.ends_with(".target") {
+                problems.push(OptionsError::invalid(
+                    crate::at!["default_target"],
+                    format!("{full} is not a .target unit"),
+                ));
+            }
+        }
+        problems
+    }
+
     fn run(self, ctx: &Context) -> StageResult {
         let tree = &ctx.open_tree()?;
         // Check every name first, so a typo fails before anything changed.
@@ -192,9 +206,6 @@ impl Options for Systemd {
         let default_target = match &self.default_target {
             Some(t) => {
                 let full = t.full("target");
-                if !full.ends_with(".target") {
-                    return Err(format!("default_target {full} is not a .target unit").into());
-                }
                 let path = find_unit(tree, &full)
                     .filter(|p| p != "/etc/systemd/system/default.target")
                     .ok_or_else(|| format!("default_target {full}: no such unit in the tree"))?;
@@ -244,6 +255,7 @@ mod tests {
 
     use super::STAGE;
     use crate::testutil::TempTree;
+    use crate::OptionsError;
 
     const SSH: &str = "\
 [Unit]
@@ -355,12 +367,20 @@ DefaultInstance=tty1
         // From osbuild's test/data/stages/systemd/b.mpp.yaml.
         let b =
             json!({"enabled_services": ["nftables"], "masked_services": ["ldconfig"], "disabled_services": ["sshd"]});
-        STAGE.check(&b).unwrap();
-        STAGE
+        assert!(STAGE.check(&b).is_empty());
+        assert!(STAGE
             .check(&json!({"default_target": "multi-user.target", "masked_generators": ["systemd-gpt-auto-generator"]}))
-            .unwrap();
-        assert!(STAGE.check(&json!({"enabled_services": ["../x"]})).is_err());
-        assert!(STAGE.check(&json!({"enabled_services": ["--now"]})).is_err());
+            .is_empty());
+        assert!(!STAGE.check(&json!({"enabled_services": ["../x"]})).is_empty());
+        assert!(!STAGE.check(&json!({"enabled_services": ["--now"]})).is_empty());
+        let e = STAGE.check(&json!({"default_target": "ssh.service"}));
+        assert_eq!(
+            e,
+            [OptionsError::invalid(
+                crate::at!["default_target"],
+                "ssh.service is not a .target unit"
+            )]
+        );
     }
 
     #[test]
@@ -373,7 +393,7 @@ DefaultInstance=tty1
             "masked_generators": ["systemd-gpt-auto-generator"],
             "default_target": "graphical"
         });
-        STAGE.check(&options).unwrap();
+        assert!(STAGE.check(&options).is_empty());
         STAGE.run(&t.ctx(), &options).unwrap();
         let link = |rel: &str| {
             t.link(&format!("etc/systemd/system/{rel}"))
@@ -424,10 +444,6 @@ DefaultInstance=tty1
             .run(&t.ctx(), &json!({"default_target": "rescue.target"}))
             .unwrap_err();
         assert_eq!(e.0, "default_target rescue.target: no such unit in the tree");
-        let e = STAGE
-            .run(&t.ctx(), &json!({"default_target": "ssh.service"}))
-            .unwrap_err();
-        assert_eq!(e.0, "default_target ssh.service is not a .target unit");
     }
 
     #[test]

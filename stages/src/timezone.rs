@@ -10,27 +10,43 @@ use crate::api::{Builtin, Context, Kind, Options, StageResult};
 #[serde(deny_unknown_fields)]
 pub struct Timezone {
     /// A time zone from the tz database, such as `Europe/Berlin`, `America/New_York` or `UTC`.
-    #[schemars(length(min = 1), example = "Europe/Berlin")]
-    zone: String,
+    #[schemars(example = "Europe/Berlin")]
+    zone: ZoneName,
 }
 
-fn valid(zone: &str) -> bool {
-    !zone.is_empty()
-        && !zone.starts_with('/')
-        && zone
-            .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != "..")
-        && zone
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '/' | '.'))
+/// `/`-separated parts of letters, digits, `_`, `-`, `+` and `.`, none of
+/// them `.` or `..`: a file under `/usr/share/zoneinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ZoneName(String);
+
+impl ZoneName {
+    fn parse(zone: &str) -> Result<Self, String> {
+        let ok = !zone.is_empty()
+            && zone
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+            && zone
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '/' | '.'));
+        if ok {
+            Ok(ZoneName(zone.to_string()))
+        } else {
+            Err(format!("{zone:?} is not a time zone name (like Europe/Berlin)"))
+        }
+    }
 }
+
+crate::string_newtype!(
+    ZoneName,
+    {
+        "type": "string",
+        "pattern": "^(?!(.*/)?\\.\\.?(/.*)?$)[A-Za-z0-9_+.-]+(/[A-Za-z0-9_+.-]+)*$",
+    }
+);
 
 impl Options for Timezone {
     fn run(self, ctx: &Context) -> StageResult {
         let zone = &self.zone;
-        if !valid(zone) {
-            return Err(format!("{zone:?} is not a time zone name (like Europe/Berlin)").into());
-        }
         let tree = ctx.open_tree()?;
         if !tree.is_file(format!("usr/share/zoneinfo/{zone}")) {
             return Err(format!(
@@ -77,7 +93,7 @@ mod tests {
         t.write("etc/timezone", "Etc/UTC\n");
 
         let options = json!({"zone": "Europe/Berlin"});
-        STAGE.check(&options).unwrap();
+        assert!(STAGE.check(&options).is_empty());
         STAGE.run(&t.ctx(), &options).unwrap();
         assert_eq!(
             t.link("etc/localtime").to_str(),
@@ -100,8 +116,20 @@ mod tests {
             e.0,
             "time zone Mars/Olympus: /usr/share/zoneinfo/Mars/Olympus is not in the tree (is tzdata installed?)"
         );
-        let e = STAGE.run(&t.ctx(), &json!({"zone": "../../etc/passwd"})).unwrap_err();
-        assert!(e.0.contains("is not a time zone name"));
         assert!(!t.exists("etc/localtime"));
+        for bad in [
+            "../../etc/passwd",
+            "/etc/passwd",
+            "Europe//Berlin",
+            "Europe/.",
+            "",
+            "Mars Olympus",
+        ] {
+            let e = STAGE.check(&json!({"zone": bad}));
+            assert!(e[0].message.contains("is not a time zone name"), "{bad:?}: {e:?}");
+        }
+        for ok in ["UTC", "Etc/GMT+1", "America/Port-au-Prince", "right/UTC"] {
+            assert!(STAGE.check(&json!({"zone": ok})).is_empty(), "{ok}");
+        }
     }
 }

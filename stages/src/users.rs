@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::accounts::{self, AccountName, DbFile, LoginDefs, UseraddDefaults};
-use crate::api::{option_path, Builtin, Context, Kind, Options, StageError, StageResult};
+use crate::accounts::{self, AccountName, DbFile, Field, LoginDefs, UseraddDefaults};
+use crate::api::{option_path, Builtin, Context, ImagePath, Kind, Options, StageError, StageResult};
 use crate::tree::{self, Tree};
 
 /// Adds user accounts to the tree, or changes existing ones, by editing the
@@ -47,28 +47,72 @@ struct User {
     /// For an existing user, this replaces the user's supplementary groups.
     groups: Option<Vec<String>>,
     /// The account's description (GECOS field), usually the full name.
-    description: Option<String>,
+    description: Option<Field>,
     /// Absolute path of the home directory. Defaults to `HOME` of
     /// `/etc/default/useradd` (`/home`) plus the user name. The directory is
     /// created if missing, owned by the user, with the files of `/etc/skel`; an
     /// empty string keeps the default path but creates no directory.
-    home: Option<String>,
+    home: Option<Home>,
     /// Login shell. Defaults to `SHELL` of the tree's `/etc/default/useradd`, or
     /// `/bin/sh`.
-    shell: Option<String>,
+    shell: Option<Field>,
     /// The password, already hashed as crypt(3) does (`$6$salt$hash`,
     /// `$y$...`), written to `/etc/shadow`. `!` or `*` lock the password. New users
     /// without one get a locked password (`!`).
-    password: Option<String>,
+    password: Option<Field>,
     /// An SSH public key added to `~/.ssh/authorized_keys` (kept if already there).
     /// `~/.ssh` is created with mode 0700 and the file has mode 0600, both owned
     /// by the user.
-    key: Option<String>,
+    key: Option<SshKey>,
     /// SSH public keys added to `~/.ssh/authorized_keys`, after `key`.
-    keys: Option<Vec<String>>,
+    keys: Option<Vec<SshKey>>,
     /// The day the account expires, in days since 1970-01-01 (shadow's expire field).
     expiredate: Option<u32>,
 }
+
+/// A home directory: an absolute path in the image that fits in
+/// `/etc/passwd`, or empty for the default path without creating it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Home(String);
+
+impl Home {
+    fn parse(home: &str) -> Result<Self, String> {
+        if !home.is_empty() {
+            Field::parse(home)?;
+            ImagePath::parse(home)?;
+        }
+        Ok(Home(home.to_string()))
+    }
+}
+
+crate::string_newtype!(
+    Home,
+    {
+        "type": "string",
+        "pattern": "^(/(?!(.*/)?\\.\\.(/.*)?$)[^:\\n\\r]*)?$",
+    }
+);
+
+/// One SSH public key: a single line (surrounding blanks are dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SshKey(String);
+
+impl SshKey {
+    fn parse(key: &str) -> Result<Self, String> {
+        if key.trim().contains('\n') {
+            return Err("an SSH key must be a single line".into());
+        }
+        Ok(SshKey(key.trim().to_string()))
+    }
+}
+
+crate::string_newtype!(
+    SshKey,
+    {
+        "type": "string",
+        "pattern": "^\\s*[^\\n]*\\s*$",
+    }
+);
 
 /// What to do on the file system for a user once the account files are written.
 struct HomePlan {
@@ -122,35 +166,11 @@ impl Options for Users {
     }
 }
 
-fn check_fields(name: &str, user: &User) -> StageResult {
-    for (what, value) in [
-        ("description", &user.description),
-        ("home", &user.home),
-        ("shell", &user.shell),
-        ("password", &user.password),
-    ] {
-        if let Some(v) = value {
-            accounts::field(what, &format!("user {name}"), v)?;
-        }
-    }
-    if let Some(home) = user.home.as_deref().filter(|h| !h.is_empty()) {
-        if !home.starts_with('/') {
-            return Err(format!("user {name}: home {home:?} must be an absolute path").into());
-        }
-    }
-    for key in user.key.iter().chain(user.keys.iter().flatten()) {
-        if key.trim().contains('\n') {
-            return Err(format!("user {name}: an SSH key must be a single line").into());
-        }
-    }
-    Ok(())
-}
-
 fn wanted_keys(user: &User) -> Vec<String> {
     user.key
         .iter()
         .chain(user.keys.iter().flatten())
-        .map(|k| k.trim().to_string())
+        .map(|k| k.to_string())
         .filter(|k| !k.is_empty())
         .collect()
 }
@@ -162,7 +182,6 @@ fn add(
     defs: &LoginDefs,
     defaults: &UseraddDefaults,
 ) -> Result<HomePlan, StageError> {
-    check_fields(name, user)?;
     let uid_min = defs.num("UID_MIN", 1000);
     let uid_max = defs.num("UID_MAX", 60000);
     let uid = match user.uid {
@@ -185,11 +204,12 @@ fn add(
     };
     let shell = user
         .shell
-        .clone()
+        .as_ref()
+        .map(Field::to_string)
         .or_else(|| defaults.get("SHELL").cloned())
         .unwrap_or_else(|| "/bin/sh".into());
-    let password = user.password.clone().unwrap_or_else(|| "!".into());
-    let description = user.description.clone().unwrap_or_default();
+    let password = user.password.as_ref().map_or_else(|| "!".into(), Field::to_string);
+    let description = user.description.as_ref().map(Field::to_string).unwrap_or_default();
 
     let pw_field = if db.shadow.present {
         "x".to_string()
@@ -262,7 +282,6 @@ fn last_change(source_date_epoch: Option<&str>) -> String {
 }
 
 fn modify(db: &mut Db, name: &str, user: &User) -> Result<HomePlan, StageError> {
-    check_fields(name, user)?;
     check_groups(db, name, user)?;
     if let Some(gid) = user.gid {
         if !db.group.ids(2).contains(&gid) {
@@ -281,18 +300,18 @@ fn modify(db: &mut Db, name: &str, user: &User) -> Result<HomePlan, StageError> 
             .into());
         }
     }
-    let mut set = |index: usize, what: &'static str, value: &Option<String>| {
+    let mut set = |index: usize, what: &'static str, value: Option<&str>| {
         if let Some(v) = value {
-            entry[index] = v.clone();
+            entry[index] = v.to_string();
             changes.push(what);
         }
     };
-    set(3, "gid", &user.gid.map(|g| g.to_string()));
-    set(4, "description", &user.description);
-    set(5, "home", &user.home.clone().filter(|h| !h.is_empty()));
-    set(6, "shell", &user.shell);
+    set(3, "gid", user.gid.map(|g| g.to_string()).as_deref());
+    set(4, "description", user.description.as_deref());
+    set(5, "home", user.home.as_deref().filter(|h| !h.is_empty()));
+    set(6, "shell", user.shell.as_deref());
     if !shadow_present {
-        set(1, "password", &user.password);
+        set(1, "password", user.password.as_deref());
     }
     let (uid, gid, home) = (
         entry[2].parse().unwrap_or(0),
@@ -303,7 +322,7 @@ fn modify(db: &mut Db, name: &str, user: &User) -> Result<HomePlan, StageError> 
         match db.shadow.get_mut(name) {
             Some(s) => {
                 if let Some(p) = &user.password {
-                    s[1] = p.clone();
+                    s[1] = p.to_string();
                     changes.push("password");
                 }
                 if let Some(e) = user.expiredate {
@@ -704,21 +723,49 @@ ENCRYPT_METHOD SHA512
             "nohome": {"home": "", "uid": 1337},
             "elodie": {"home": "", "uid": 2000}
         }});
-        STAGE.check(&b).unwrap();
-        STAGE
+        assert!(STAGE.check(&b).is_empty());
+        assert!(STAGE
             .check(&json!({"users": {"elodie": {"home": "/home/elodie", "uid": 2000}}}))
-            .unwrap();
+            .is_empty());
         // The shape osbuild-composer writes for a blueprint user.
-        STAGE
+        assert!(STAGE
             .check(&json!({"users": {"admin": {
                 "uid": 1001, "gid": 1001, "groups": ["wheel"], "description": "Admin",
                 "home": "/home/admin", "shell": "/bin/bash", "password": HASH,
                 "key": KEY1, "keys": [KEY2], "expiredate": 20000
             }}}))
-            .unwrap();
-        let bad = STAGE.check(&json!({"users": {"-x": {}}})).unwrap_err();
-        assert!(bad.message.contains("not a valid account name"), "{}", bad.message);
-        assert!(STAGE.check(&json!({"users": {"x": {"nope": 1}}})).is_err());
+            .is_empty());
+        let bad = STAGE.check(&json!({"users": {"-x": {}}}));
+        assert!(
+            bad[0].message.contains("not a valid account name"),
+            "{}",
+            bad[0].message
+        );
+        assert!(!STAGE.check(&json!({"users": {"x": {"nope": 1}}})).is_empty());
+    }
+
+    #[test]
+    fn values_are_checked_first() {
+        let problem = |user: serde_json::Value| {
+            let e = STAGE.check(&json!({"users": {"eve": user}}));
+            assert_eq!(e.len(), 1, "{e:?}");
+            (crate::api::path_text(&e[0].path), e[0].message.clone())
+        };
+        let (path, message) = problem(json!({"home": "home/eve"}));
+        assert_eq!(path, "users.eve.home");
+        assert!(message.contains("must be absolute"), "{message}");
+        assert_eq!(problem(json!({"home": "/home/../eve"})).0, "users.eve.home");
+        assert_eq!(problem(json!({"home": "/home/e:ve"})).0, "users.eve.home");
+        assert_eq!(problem(json!({"description": "a:b"})).0, "users.eve.description");
+        assert_eq!(problem(json!({"shell": "/bin/sh\n"})).0, "users.eve.shell");
+        assert_eq!(problem(json!({"password": "x:y"})).0, "users.eve.password");
+        assert_eq!(
+            problem(json!({"keys": ["ssh-ed25519 A", "a\nb"]})).0,
+            "users.eve.keys[1]"
+        );
+        assert!(STAGE
+            .check(&json!({"users": {"eve": {"home": "", "key": " ssh-ed25519 A x\n"}}}))
+            .is_empty());
     }
 
     #[test]
@@ -735,7 +782,7 @@ ENCRYPT_METHOD SHA512
                 "keys": [KEY2, KEY1]
             }
         }});
-        STAGE.check(&options).unwrap();
+        assert!(STAGE.check(&options).is_empty());
         STAGE.run(&t.ctx(), &options).unwrap();
 
         assert_eq!(
@@ -848,7 +895,12 @@ nohome:!:{day}:0:99999:7:::
         let e = STAGE.run(&t.ctx(), &no_group).unwrap_err();
         assert_eq!(e.0, "user eve: group \"wheel\" is not in the tree's /etc/group");
         let colon = json!({"users": {"eve": {"description": "a:b"}}});
-        assert!(STAGE.run(&t.ctx(), &colon).is_err());
+        let e = STAGE.run(&t.ctx(), &colon).unwrap_err();
+        assert!(
+            e.0.starts_with("invalid options: at `users.eve.description`:"),
+            "{}",
+            e.0
+        );
         // Nothing was written by the failed runs.
         assert_eq!(t.read("etc/passwd"), PASSWD);
         assert_eq!(t.read("etc/group"), GROUP);
