@@ -5,9 +5,12 @@
 //!
 //! Every function here must return normally for every input: a panic (or an
 //! assertion failing) is a bug in osbuild.
+//!
+//! tests/fuzz_regressions.rs includes this file too, and runs the inputs in
+//! tests/fuzz-regressions/ through it: keep it to osbuild, miette and serde_json.
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
@@ -81,7 +84,13 @@ pub fn manifest(text: &str) {
             // As the CLI shows it: at the manifest's `base`.
             let span = located.spans.base.clone().expect("an unknown base was given");
             assert_span(text, &span, "base");
-            render(&located.source.source.error(span, e.to_string()).label("not in the store"));
+            render(
+                &located
+                    .source
+                    .source
+                    .error(span, e.to_string())
+                    .label("not in the store"),
+            );
         }
         Err(e) => {
             let _ = e.to_string();
@@ -184,8 +193,14 @@ fn spans(text: &str, node: &Node, levels: usize) {
 fn script_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples")
+        // fuzz/ when built by cargo-fuzz; the repository when tests/ include this file.
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let repo = if here.join("examples").is_dir() {
+            here
+        } else {
+            here.parent().expect("fuzz/ is in the repository")
+        };
+        repo.join("examples")
             .canonicalize()
             .expect("the examples directory exists")
     })
