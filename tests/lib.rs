@@ -5,6 +5,7 @@ mod support;
 
 mod assembler_tar;
 mod caching;
+mod fuzz_regressions;
 mod hardening;
 mod interrupt;
 mod manifest_errors;

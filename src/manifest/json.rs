@@ -64,6 +64,29 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// How deeply `value` nests arrays and objects, counted as [`MAX_DEPTH`]
+/// counts them (a scalar is 0, `[]` and `{}` are 1). Without recursion: values
+/// built by scripts can nest deeper than a stack.
+pub fn depth(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let mut deepest = 0;
+    let mut todo = vec![(value, 1)];
+    while let Some((value, level)) = todo.pop() {
+        match value {
+            Value::Array(items) => {
+                deepest = deepest.max(level);
+                todo.extend(items.iter().map(|v| (v, level + 1)));
+            }
+            Value::Object(members) => {
+                deepest = deepest.max(level);
+                todo.extend(members.values().map(|v| (v, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Parses one JSON document.
 pub fn parse(src: &str) -> Result<Node, ParseError> {
     let mut p = Parser {
@@ -923,6 +946,23 @@ mod tests {
         assert_eq!(e.message, "duplicate key \"k3\"");
         let e = err(&format!("{obj}\"k{}\": 0}}", LINEAR_DUP_CHECK));
         assert_eq!(e.message, format!("duplicate key \"k{}\"", LINEAR_DUP_CHECK));
+    }
+
+    #[test]
+    fn depth_counts_as_the_parser_does() {
+        for (src, expected) in [("1", 0), ("[]", 1), ("{}", 1), ("[1, [2], {\"a\": [[]]}]", 4)] {
+            assert_eq!(depth(&serde_json::from_str(src).unwrap()), expected, "{src}");
+        }
+        let deepest = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(depth(&parse(&deepest).unwrap().to_value()), MAX_DEPTH);
+        // Deeper than any stack: no recursion.
+        let mut v = Value::Null;
+        for _ in 0..1_000_000 {
+            v = Value::Array(vec![v]);
+        }
+        assert_eq!(depth(&v), 1_000_000);
+        // (Dropping it would recurse.)
+        std::mem::forget(v);
     }
 
     #[test]

@@ -45,6 +45,31 @@ pub struct Pipeline {
     pub assembler: Option<Stage>,
 }
 
+impl Pipeline {
+    /// How deeply this pipeline's canonical JSON nests arrays and objects: a
+    /// manifest deeper than [`json::MAX_DEPTH`] is not read back.
+    pub fn json_depth(&self) -> usize {
+        // A stage object holds its options object: `{"name", "options": {...}}`.
+        let stage = |s: &Stage| 2 + s.options.values().map(json::depth).max().unwrap_or(0);
+        let mut deepest = 0;
+        let mut level = 1;
+        let mut p = self;
+        loop {
+            // `stages` is always written, an array of stage objects.
+            let stages = 1 + p.stages.iter().map(stage).max().unwrap_or(0);
+            let own = stages.max(p.assembler.as_ref().map_or(0, stage));
+            deepest = deepest.max(level + own);
+            match &p.build {
+                Some(build) => {
+                    p = build;
+                    level += 1;
+                }
+                None => return deepest,
+            }
+        }
+    }
+}
+
 /// A whole manifest: the pipeline, plus osbuild v1's `sources`, kept verbatim.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Manifest {
@@ -148,6 +173,46 @@ mod tests {
         let y = stage("n", serde_json::from_str(r#"{"b": 2, "a": 1}"#).unwrap());
         assert_eq!(stage_id(None, &x, None), stage_id(None, &y, None));
         assert!(is_id(&a));
+    }
+
+    #[test]
+    fn json_depth_is_the_depth_of_the_canonical_json() {
+        let leaf = Pipeline {
+            stages: vec![stage("a", json!({"x": [[1]], "y": 2}))],
+            ..Default::default()
+        };
+        let cases = [
+            Pipeline::default(),
+            Pipeline {
+                assembler: Some(stage("t", json!({}))),
+                ..Default::default()
+            },
+            Pipeline {
+                assembler: Some(stage("t", json!({"a": {"b": {"c": {}}}}))),
+                ..Default::default()
+            },
+            leaf.clone(),
+            Pipeline {
+                build: Some(Box::new(leaf.clone())),
+                ..Default::default()
+            },
+            Pipeline {
+                build: Some(Box::new(Pipeline {
+                    build: Some(Box::new(leaf.clone())),
+                    ..Default::default()
+                })),
+                stages: vec![stage("b", json!({}))],
+                ..Default::default()
+            },
+        ];
+        for p in cases {
+            let m = Manifest {
+                pipeline: p.clone(),
+                sources: None,
+            };
+            let doc: Value = serde_json::from_str(&m.canonical_json()).unwrap();
+            assert_eq!(p.json_depth(), json::depth(&doc), "{}", m.canonical_json());
+        }
     }
 
     #[test]

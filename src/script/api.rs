@@ -265,6 +265,26 @@ fn checked_stage(state: &State, kind: Kind, name: &str, options: Map) -> Result<
             .help(format!("`osbuild stages {}` lists its options", def.name)),
         )
     })?;
+    // Room for what holds options in a manifest: the pipeline, its `stages`
+    // array and the stage object. Deeper, the JSON front-end would refuse the
+    // manifest `osbuild lower -o` writes.
+    let depth = manifest::json::depth(&value);
+    if depth + 3 > manifest::json::MAX_DEPTH {
+        return Err(Box::new(
+            ScriptError::new(
+                "options",
+                format!(
+                    "invalid options for {name}: they nest {depth} levels of maps and arrays deep, more than the {} a manifest has room for",
+                    manifest::json::MAX_DEPTH - 3
+                ),
+                "nested too deeply",
+            )
+            .help(format!(
+                "a manifest nests at most {} levels of objects and arrays",
+                manifest::json::MAX_DEPTH
+            )),
+        ));
+    }
     let problems = def.check(&value);
     if let Some(first) = problems.first() {
         let place = first.place();
@@ -454,7 +474,22 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
                 .help("without build(...), stages run with the host as their root")
                 .at(&ctx));
             }
-            p.build = Some(Arc::new(build.to_pipeline()));
+            let build = build.to_pipeline();
+            // `{"build": ...}` is one level more; a manifest has room for so many.
+            let depth = 1 + build.json_depth();
+            if depth > manifest::json::MAX_DEPTH {
+                return Err(ScriptError::new(
+                    "build",
+                    format!(
+                        "build pipelines nest too deeply: this would be {depth} levels of objects and arrays, more than the {} of a manifest",
+                        manifest::json::MAX_DEPTH
+                    ),
+                    "nested too deeply",
+                )
+                .help("a build pipeline rarely needs a build pipeline of its own")
+                .at(&ctx));
+            }
+            p.build = Some(Arc::new(build));
             Ok(())
         },
     );
