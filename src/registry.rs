@@ -22,7 +22,11 @@ pub enum Implementation {
     Builtin(&'static Builtin),
     /// An executable in the libdir, exec'd in the sandbox as
     /// `/run/osbuild/lib/<kind>s/<name>` with the protocol's JSON on stdin.
-    Program { path: PathBuf, schema: Option<Value> },
+    Program {
+        path: PathBuf,
+        /// The options' schema from the meta file, as written and compiled.
+        schema: Option<(Value, schema::Schema)>,
+    },
 }
 
 /// A stage or assembler, whatever implements it.
@@ -41,9 +45,9 @@ impl StageDef {
     pub fn check(&self, options: &Value) -> Vec<OptionsError> {
         match &self.implementation {
             Implementation::Builtin(b) => b.check(options),
-            Implementation::Program { schema: Some(s), .. } => {
-                schema::validate(s, options).into_iter().map(schema_problem).collect()
-            }
+            Implementation::Program {
+                schema: Some((_, s)), ..
+            } => s.validate(options).into_iter().map(schema_problem).collect(),
             Implementation::Program { schema: None, .. } => Vec::new(),
         }
     }
@@ -52,7 +56,7 @@ impl StageDef {
     pub fn schema(&self) -> Option<Value> {
         match &self.implementation {
             Implementation::Builtin(b) => Some(b.schema()),
-            Implementation::Program { schema, .. } => schema.clone(),
+            Implementation::Program { schema, .. } => schema.as_ref().map(|(v, _)| v.clone()),
         }
     }
 
@@ -258,26 +262,30 @@ fn scan(libdir: &Path, kind: Kind) -> Result<Vec<StageDef>, LibdirError> {
             continue;
         }
         let meta_path = dir.join(format!("{name}.meta.json"));
-        let meta = match std::fs::read_to_string(&meta_path) {
+        let (meta, compiled) = match std::fs::read_to_string(&meta_path) {
             Ok(text) => {
                 let meta: Meta = serde_json::from_str(&text).map_err(|e| LibdirError {
                     path: meta_path.display().to_string(),
                     message: format!("not a valid meta file: {e}"),
                 })?;
-                if let Some(s) = &meta.schema {
-                    schema::check_schema(s).map_err(|message| LibdirError {
+                let compiled = match &meta.schema {
+                    Some(s) => Some(schema::Schema::new(s).map_err(|message| LibdirError {
                         path: meta_path.display().to_string(),
                         message: format!("invalid schema: {message}"),
-                    })?;
-                }
-                meta
+                    })?),
+                    None => None,
+                };
+                (meta, compiled)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Meta {
-                summary: None,
-                description: None,
-                network: false,
-                schema: None,
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                Meta {
+                    summary: None,
+                    description: None,
+                    network: false,
+                    schema: None,
+                },
+                None,
+            ),
             Err(e) => {
                 return Err(LibdirError {
                     path: meta_path.display().to_string(),
@@ -293,7 +301,7 @@ fn scan(libdir: &Path, kind: Kind) -> Result<Vec<StageDef>, LibdirError> {
             network: meta.network,
             implementation: Implementation::Program {
                 path,
-                schema: meta.schema,
+                schema: meta.schema.zip(compiled),
             },
         });
     }

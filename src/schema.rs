@@ -1,44 +1,29 @@
-//! A JSON Schema validator for the options of user-supplied stages.
+//! JSON Schema for the options of user-supplied stages, with the `jsonschema` crate.
 //!
-//! A stage program may ship `<name>.meta.json` with a JSON Schema for its options, in the
-//! draft-04 … 2020-12 style osbuild's stages use. [`check_schema`] checks the schema
-//! itself when stages are loaded; [`validate`] reports every way an options value breaks
-//! it, each with the path to the offending value.
+//! A stage program may ship `<name>.meta.json` with a JSON Schema for its options.
+//! [`Schema::new`] (and [`check_schema`]) checks the schema itself when stages are
+//! loaded; [`Schema::validate`] reports every way an options value breaks it, each
+//! with the path to the offending value, so that the manifest check can point at it.
 //!
-//! Supported keywords (everything else is ignored silently, as the spec asks of unknown
-//! keywords):
-//!
-//! - any type: `type` (a name or an array of names; `"integer"` accepts any number
-//!   without a fractional part, `1.0` included), `enum`, `const` (numbers compare by
-//!   value, so `1` equals `1.0`)
-//! - numbers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` (the
-//!   numeric form, and draft-04's boolean form that modifies `minimum`/`maximum`),
-//!   `multipleOf`
-//! - strings: `minLength`, `maxLength` (counting characters, not bytes)
-//! - arrays: `items` (a schema for every item, or draft-04's array form for tuples with
-//!   `additionalItems`), `prefixItems` (2020-12 tuples; `items` then covers the rest),
-//!   `minItems`, `maxItems`, `uniqueItems`, `contains` with `minContains`/`maxContains`
-//! - objects: `properties`, `required`, `additionalProperties` (boolean or schema),
-//!   `minProperties`, `maxProperties`, `propertyNames`, `dependencies` (array and
-//!   schema forms), `dependentRequired`, `dependentSchemas`
-//! - combinators: `allOf`, `anyOf`, `oneOf`, `not`, `if`/`then`/`else`, and the
-//!   boolean schemas `true` and `false`
-//! - `$ref` to a local JSON pointer: `"#"`, `"#/definitions/…"`, `"#/$defs/…"` and any
-//!   other `#/…` pointer into the root schema (`~0`/`~1` and %-escapes are decoded).
-//!   `$id` is not honored, so refs always resolve against the root. Under a
-//!   `$schema` of draft-03 … draft-07, keywords beside a `$ref` are ignored (as those
-//!   drafts specify); otherwise they apply too. `$ref` cycles that never move to a
-//!   deeper value (say `{"$ref": "#"}`) are reported instead of recursing forever.
-//!
-//! Not supported: `pattern` and `patternProperties` (they would need a regex engine),
-//! `format`, `unevaluatedProperties`/`unevaluatedItems`, remote refs and anchors. As
-//! `patternProperties` cannot be evaluated, a schema that has it gets no
-//! `additionalProperties` check, rather than rejecting keys a pattern would allow.
+//! - The draft comes from `$schema` (draft-04, -06, -07, 2019-09 and 2020-12). Without
+//!   one, the schema is draft-04, as osbuild's own stage schemas are (osbuild checks
+//!   them with a draft-04 validator): keywords beside a `$ref` are ignored, `1.0` is
+//!   not an integer, boolean subschemas are not allowed. A schema without `$schema`
+//!   that uses a keyword from a later draft (`const`, `if`, `prefixItems`, ...) is
+//!   refused at load, rather than having that keyword ignored.
+//! - Every keyword of the draft is checked, `pattern` (ECMA 262 style, lookarounds
+//!   included) and `format` (`uuid`, `ipv4`, `hostname`, `date-time`, ...; unknown
+//!   formats are ignored) too.
+//! - `$ref` works within the schema (`#/definitions/...`, `#/$defs/...`, `$id`
+//!   anchors); nothing is ever fetched, from the network or from files.
 
-use osbuild_stages::PathSegment;
-use serde_json::{Map, Number, Value};
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::fmt;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{Draft, ValidationError};
+use osbuild_stages::PathSegment;
+use serde_json::{Map, Value};
 
 /// One way the instance breaks the schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,645 +34,610 @@ pub struct SchemaError {
     pub message: String,
 }
 
-/// Every way `instance` breaks `schema`; empty when it is valid.
-pub fn validate(schema: &Value, instance: &Value) -> Vec<SchemaError> {
-    let v = Validator {
-        root: schema,
-        ref_overrides_siblings: old_draft(schema),
-    };
-    let mut errors = Vec::new();
-    v.check(schema, instance, &mut Vec::new(), None, &mut errors);
-    errors
-        .into_iter()
-        .map(|e| SchemaError {
-            path: e.path,
-            message: e.message,
-        })
-        .collect()
+/// A checked and compiled schema, ready to validate options.
+#[derive(Clone)]
+pub struct Schema {
+    root: Value,
+    validator: jsonschema::Validator,
 }
 
-/// Checks that `schema` is well formed for the keywords this module supports: the
-/// keyword values have the right types, every `$ref` is local and resolves, and no
-/// `$ref` cycle could recurse forever. The message names the place in the schema.
-pub fn check_schema(schema: &Value) -> Result<(), String> {
-    let mut c = Checker {
-        root: schema,
-        seen: HashSet::new(),
-        nodes: Vec::new(),
-    };
-    c.walk(schema, "#".to_string())?;
-    c.find_cycles()
-}
-
-/// Whether the root declares a draft in which `$ref` overrides its sibling keywords.
-fn old_draft(root: &Value) -> bool {
-    match root.get("$schema").and_then(Value::as_str) {
-        Some(s) => ["draft-03", "draft-04", "draft-06", "draft-07"]
-            .iter()
-            .any(|d| s.contains(d)),
-        None => false,
+impl fmt::Debug for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Schema")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
-/// An error while validating; `expected` is set for a plain type mismatch so that
-/// `anyOf`/`oneOf` can merge "expected X" errors of their alternatives.
-struct Error {
-    path: Vec<PathSegment>,
-    message: String,
-    expected: Option<Vec<String>>,
-}
-
-/// The `$ref` targets entered since the validator last moved to a deeper value.
-struct RefChain<'a> {
-    target: *const Value,
-    parent: Option<&'a RefChain<'a>>,
-}
-
-impl RefChain<'_> {
-    fn contains(&self, target: *const Value) -> bool {
-        let mut link = Some(self);
-        while let Some(l) = link {
-            if std::ptr::eq(l.target, target) {
-                return true;
-            }
-            link = l.parent;
+impl Schema {
+    /// Checks `schema` against its draft's meta-schema (and, without `$schema`, for
+    /// keywords draft-04 would ignore), then compiles it: refs must resolve, patterns
+    /// must be regular expressions. The message names the place in the schema.
+    pub fn new(schema: &Value) -> Result<Schema, String> {
+        let (draft, declared) = draft_of(schema)?;
+        let meta = meta_validator(draft);
+        let raw: Vec<ValidationError> = meta.iter_errors(schema).collect();
+        let meta_errors: Vec<String> = raw.iter().map(meta_message).collect();
+        if !meta_errors.is_empty() {
+            // Say why draft-04 when the schema would do as a later draft (whose
+            // meta-schema does not check the regex format).
+            let bad_regex = raw
+                .iter()
+                .any(|e| matches!(e.kind(), ValidationErrorKind::Format { .. }));
+            let hint = if !declared && !bad_regex && meta_validator(Draft::Draft202012).is_valid(schema) {
+                format!(" (a schema without \"$schema\" is draft-04, as osbuild's are; {ADD_SCHEMA})")
+            } else {
+                String::new()
+            };
+            return Err(format!("{}{hint}", list(&meta_errors)));
         }
-        false
+        if !declared {
+            later_keywords(schema, "#")?;
+        }
+        let validator = jsonschema::options()
+            .with_draft(draft)
+            .should_validate_formats(true)
+            // Defined from 2019-09 on; osbuild-style draft-04 schemas use it too.
+            .with_format("uuid", is_uuid)
+            .with_retriever(NoRemote)
+            .build(schema)
+            .map_err(|e| compile_message(&e))?;
+        Ok(Schema {
+            root: schema.clone(),
+            validator,
+        })
     }
-}
 
-struct Validator<'s> {
-    root: &'s Value,
-    ref_overrides_siblings: bool,
-}
-
-fn err(path: &[PathSegment], message: impl Into<String>) -> Error {
-    Error {
-        path: path.to_vec(),
-        message: message.into(),
-        expected: None,
-    }
-}
-
-impl<'s> Validator<'s> {
-    fn is_valid(&self, schema: &Value, inst: &Value, path: &mut Vec<PathSegment>, chain: Option<&RefChain>) -> bool {
+    /// Every way `instance` breaks the schema, in document order; empty when it is
+    /// valid. Where a value has the wrong type, nothing else is said about it.
+    pub fn validate(&self, instance: &Value) -> Vec<SchemaError> {
+        let raw: Vec<ValidationError> = self.validator.iter_errors(instance).collect();
+        // (instance path, schema object) of each type mismatch.
+        let mistyped: Vec<(String, String)> = raw
+            .iter()
+            .filter(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }))
+            .map(|e| {
+                (
+                    e.instance_path().as_str().to_string(),
+                    parent(e.schema_path().as_str()).to_string(),
+                )
+            })
+            .collect();
         let mut errors = Vec::new();
-        self.check(schema, inst, path, chain, &mut errors);
-        errors.is_empty()
+        for e in &raw {
+            let is_type = matches!(e.kind(), ValidationErrorKind::Type { .. });
+            let here = (
+                e.instance_path().as_str().to_string(),
+                parent(e.schema_path().as_str()).to_string(),
+            );
+            if !is_type && mistyped.contains(&here) {
+                continue;
+            }
+            self.explain(e, instance, &mut errors);
+        }
+        errors.sort_by(|a, b| cmp_paths(&a.path, &b.path));
+        errors
     }
 
-    /// Validates `inst` (found at `path`) against `schema`, appending to `errors`.
-    fn check(
-        &self,
-        schema: &Value,
-        inst: &Value,
-        path: &mut Vec<PathSegment>,
-        chain: Option<&RefChain>,
-        errors: &mut Vec<Error>,
-    ) {
-        let s = match schema {
-            Value::Bool(true) => return,
-            Value::Bool(false) => {
-                let message = match path.last() {
-                    Some(PathSegment::Key(k)) => format!("option {} is not allowed", quote(k)),
-                    _ => "no value is allowed here".to_string(),
-                };
-                errors.push(err(path, message));
+    /// The value of the keyword an error is about, found in the root schema.
+    fn keyword(&self, e: &ValidationError) -> Option<&Value> {
+        self.root.pointer(e.schema_path().as_str())
+    }
+
+    /// The schema object holding the keyword an error is about.
+    fn holder(&self, e: &ValidationError) -> Option<&Map<String, Value>> {
+        self.root.pointer(parent(e.schema_path().as_str()))?.as_object()
+    }
+
+    /// Turns one error of the crate into ours (or several: one per unknown key,
+    /// duplicate or extra item), appending to `out`.
+    fn explain(&self, e: &ValidationError, root_instance: &Value, out: &mut Vec<SchemaError>) {
+        let path = to_path(root_instance, e.instance_path().as_str());
+        let inst: &Value = e.instance();
+        let at = |path: Vec<PathSegment>, message: String| SchemaError { path, message };
+        use ValidationErrorKind as K;
+        let message = match e.kind() {
+            K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
+                let known: Vec<&str> = self
+                    .holder(e)
+                    .and_then(|s| s.get("properties"))
+                    .and_then(Value::as_object)
+                    .map(|p| {
+                        p.keys()
+                            .filter(|k| inst.get(k.as_str()).is_none())
+                            .map(String::as_str)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for key in unexpected {
+                    let hint = crate::diagnostic::suggest(key, known.iter().copied())
+                        .map(|k| format!(" (did you mean {}?)", quote(k)))
+                        .unwrap_or_default();
+                    let mut p = path.clone();
+                    p.push(PathSegment::Key(key.clone()));
+                    out.push(at(p, format!("unknown option {}{hint}", quote(key))));
+                }
                 return;
             }
-            Value::Object(s) => s,
-            // Not a schema; check_schema reports it.
-            _ => return,
-        };
-
-        if let Some(r) = s.get("$ref").and_then(Value::as_str) {
-            match resolve(self.root, r) {
-                None => errors.push(err(path, format!("invalid schema: cannot resolve $ref {}", quote(r)))),
-                Some(target) => {
-                    let ptr = target as *const Value;
-                    if chain.is_some_and(|c| c.contains(ptr)) {
-                        errors.push(err(path, format!("invalid schema: $ref cycle through {}", quote(r))));
-                    } else {
-                        let link = RefChain {
-                            target: ptr,
-                            parent: chain,
-                        };
-                        self.check(target, inst, path, Some(&link), errors);
+            K::AdditionalItems { limit } => {
+                let len = inst.as_array().map_or(0, Vec::len);
+                for i in *limit..len {
+                    let mut p = path.clone();
+                    p.push(PathSegment::Index(i));
+                    out.push(at(p, too_many_items(*limit)));
+                }
+                return;
+            }
+            K::UniqueItems => {
+                let items = inst.as_array().map(Vec::as_slice).unwrap_or_default();
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(j) = items[..i].iter().position(|earlier| json_eq(earlier, item)) {
+                        let mut p = path.clone();
+                        p.push(PathSegment::Index(i));
+                        out.push(at(p, format!("duplicate of item {j} (items must be unique)")));
                     }
                 }
-            }
-            if self.ref_overrides_siblings {
                 return;
             }
-        }
-
-        if let Some(t) = s.get("type") {
-            let names: Vec<&str> = match t {
-                Value::String(n) => vec![n.as_str()],
-                Value::Array(ns) => ns.iter().filter_map(Value::as_str).collect(),
-                _ => Vec::new(),
-            };
-            if !names.is_empty() && !names.iter().any(|n| has_type(inst, n)) {
-                let expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-                errors.push(Error {
-                    path: path.clone(),
-                    message: format!("expected {}, found {}", join_or(&expected), describe(inst)),
-                    expected: Some(expected),
-                });
-                // Nothing else about a value of the wrong type is worth saying.
+            K::PropertyNames { error } => {
+                let mut p = path.clone();
+                let name = error.instance().as_str().unwrap_or_default().to_string();
+                p.push(PathSegment::Key(name.clone()));
+                let mut inner = Vec::new();
+                self.explain(error, error.instance(), &mut inner);
+                for i in inner {
+                    out.push(at(
+                        p.clone(),
+                        format!("invalid option name {}: {}", quote(&name), i.message),
+                    ));
+                }
                 return;
             }
-        }
-
-        if let Some(Value::Array(options)) = s.get("enum") {
-            if !options.iter().any(|o| json_eq(o, inst)) {
-                errors.push(err(path, one_of_message(options)));
+            K::Type { .. } => {
+                let names = type_names(e.kind()).unwrap_or_default();
+                format!("expected {}, found {}", join_or(&names), describe(inst))
             }
-        }
-        if let Some(c) = s.get("const") {
-            if !json_eq(c, inst) {
-                errors.push(err(path, format!("must be {}", short_json(c))));
+            K::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                let requirer = e
+                    .schema_path()
+                    .as_str()
+                    .rsplit('/')
+                    .next()
+                    .filter(|k| *k == "dependencies" || *k == "dependentRequired")
+                    .and_then(|_| self.keyword(e))
+                    .and_then(Value::as_object)
+                    .and_then(|deps| {
+                        deps.iter().find(|(k, needed)| {
+                            inst.get(k.as_str()).is_some()
+                                && needed.as_array().is_some_and(|n| n.iter().any(|n| n == property))
+                        })
+                    })
+                    .map(|(k, _)| k.clone());
+                match requirer {
+                    Some(k) => format!("option {} requires option {}", quote(&k), quote(name)),
+                    None => format!("missing required option {}", quote(name)),
+                }
             }
-        }
-
-        match inst {
-            Value::Number(n) => self.check_number(s, n, path, errors),
-            Value::String(text) => check_string(s, text, path, errors),
-            Value::Array(items) => self.check_array(s, items, path, errors),
-            Value::Object(map) => self.check_object(s, inst, map, path, chain, errors),
-            _ => {}
-        }
-
-        if let Some(Value::Array(all)) = s.get("allOf") {
-            for sub in all {
-                self.check(sub, inst, path, chain, errors);
+            K::Enum { options } => one_of_message(options.as_array().map(Vec::as_slice).unwrap_or_default()),
+            K::Constant { expected_value } => format!("must be {}", short_json(expected_value)),
+            K::Minimum { limit } => format!("must be at least {limit}"),
+            K::Maximum { limit } => format!("must be at most {limit}"),
+            K::ExclusiveMinimum { limit } => format!("must be greater than {limit}"),
+            K::ExclusiveMaximum { limit } => format!("must be less than {limit}"),
+            K::MultipleOf { multiple_of } => match self.keyword(e) {
+                Some(Value::Number(n)) => format!("must be a multiple of {n}"),
+                _ => format!("must be a multiple of {multiple_of}"),
+            },
+            K::MinLength { limit: 1 } => "must not be empty".to_string(),
+            K::MinLength { limit } => format!("must be at least {} long", plural(*limit, "character", "characters")),
+            K::MaxLength { limit } => format!("must be at most {} long", plural(*limit, "character", "characters")),
+            K::MinItems { limit } => format!("must have at least {}", plural(*limit, "item", "items")),
+            K::MaxItems { limit } => format!("must have at most {}", plural(*limit, "item", "items")),
+            K::MinProperties { limit } => format!("must have at least {}", plural(*limit, "option", "options")),
+            K::MaxProperties { limit } => format!("must have at most {}", plural(*limit, "option", "options")),
+            K::Pattern { pattern } => format!("must match the pattern `{pattern}`"),
+            K::Format { format } => format!("must be {}", format_name(format)),
+            K::Contains => {
+                let s = self.holder(e);
+                let count = |k: &str| s.and_then(|s| s.get(k)).and_then(Value::as_u64);
+                match (count("minContains").unwrap_or(1), count("maxContains")) {
+                    (1, None) => "must contain an item matching the \"contains\" schema".to_string(),
+                    (min, None) => format!(
+                        "must contain at least {} matching the \"contains\" schema",
+                        plural(min, "item", "items")
+                    ),
+                    (min, Some(max)) => format!(
+                        "must contain at least {min} and at most {} matching the \"contains\" schema",
+                        plural(max, "item", "items")
+                    ),
+                }
             }
-        }
-        if let Some(Value::Array(alts)) = s.get("anyOf") {
-            self.check_alternatives(alts, inst, path, chain, errors, false);
-        }
-        if let Some(Value::Array(alts)) = s.get("oneOf") {
-            self.check_alternatives(alts, inst, path, chain, errors, true);
-        }
-        if let Some(not) = s.get("not") {
-            if self.is_valid(not, inst, path, chain) {
-                errors.push(err(path, "must not match the schema in \"not\""));
+            K::FalseSchema => {
+                let prefix = e
+                    .schema_path()
+                    .as_str()
+                    .ends_with("/items")
+                    .then(|| {
+                        self.holder(e)
+                            .and_then(|s| s.get("prefixItems"))
+                            .and_then(Value::as_array)
+                    })
+                    .flatten();
+                match (prefix, path.last()) {
+                    (Some(p), _) => too_many_items(p.len()),
+                    (None, Some(PathSegment::Key(k))) => format!("option {} is not allowed", quote(k)),
+                    _ => "no value is allowed here".to_string(),
+                }
             }
-        }
-        if let Some(cond) = s.get("if") {
-            let branch = if self.is_valid(cond, inst, path, chain) {
-                s.get("then")
-            } else {
-                s.get("else")
-            };
-            if let Some(b) = branch {
-                self.check(b, inst, path, chain, errors);
-            }
-        }
-    }
-
-    fn check_alternatives(
-        &self,
-        alts: &[Value],
-        inst: &Value,
-        path: &mut Vec<PathSegment>,
-        chain: Option<&RefChain>,
-        errors: &mut Vec<Error>,
-        exactly_one: bool,
-    ) {
-        let mut failures: Vec<Vec<Error>> = Vec::new();
-        let mut matched: Vec<usize> = Vec::new();
-        for (i, alt) in alts.iter().enumerate() {
-            let mut errs = Vec::new();
-            self.check(alt, inst, path, chain, &mut errs);
-            if errs.is_empty() {
-                matched.push(i + 1);
-            }
-            failures.push(errs);
-        }
-        let keyword = if exactly_one { "oneOf" } else { "anyOf" };
-        if matched.is_empty() {
-            if alts.is_empty() {
-                errors.push(err(path, format!("invalid schema: \"{keyword}\" has no alternatives")));
-                return;
-            }
-            // Only type mismatches: say which types would do.
-            let mut types: Vec<String> = Vec::new();
-            let all_types = failures.iter().all(|errs| match errs.as_slice() {
-                [e] if e.path.len() == path.len() => match &e.expected {
-                    Some(t) => {
-                        for name in t {
-                            if !types.contains(name) {
-                                types.push(name.clone());
-                            }
-                        }
-                        true
-                    }
-                    None => false,
-                },
-                _ => false,
-            });
-            if all_types {
-                errors.push(Error {
-                    path: path.clone(),
-                    message: format!("expected {}, found {}", join_or(&types), describe(inst)),
-                    expected: Some(types),
-                });
-                return;
-            }
-            let reasons: Vec<String> = failures
-                .iter()
-                .enumerate()
-                .map(|(i, errs)| {
-                    let first = &errs[0];
-                    let more = if errs.len() > 1 {
-                        format!(" (and {} more)", errs.len() - 1)
-                    } else {
-                        String::new()
-                    };
-                    let at = if first.path.len() > path.len() {
-                        format!("at {}: ", show_path(&first.path[path.len()..]))
-                    } else {
-                        String::new()
-                    };
-                    format!("({}) {at}{}{more}", i + 1, first.message)
-                })
-                .collect();
-            let lead = if alts.len() == 1 {
-                format!("does not match the only alternative of {keyword}")
-            } else if exactly_one {
-                format!(
-                    "must match exactly one of {} alternatives (oneOf), but matches none",
-                    alts.len()
-                )
-            } else {
-                format!(
-                    "must match at least one of {} alternatives (anyOf), but matches none",
-                    alts.len()
-                )
-            };
-            errors.push(err(path, format!("{lead}: {}", reasons.join("; "))));
-        } else if exactly_one && matched.len() > 1 {
-            let list: Vec<String> = matched.iter().map(|i| i.to_string()).collect();
-            errors.push(err(
-                path,
+            K::UnevaluatedItems { .. } => "has items that no schema allows".to_string(),
+            K::Not { .. } => "must not match the schema in \"not\"".to_string(),
+            K::AnyOf { context } => self.alternatives(context, &path, root_instance, inst, "anyOf"),
+            K::OneOfNotValid { context } => self.alternatives(context, &path, root_instance, inst, "oneOf"),
+            K::OneOfMultipleValid { context } => {
+                let matched: Vec<String> = context
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, errs)| errs.is_empty())
+                    .map(|(i, _)| (i + 1).to_string())
+                    .collect();
                 format!(
                     "must match exactly one of {} alternatives (oneOf), but matches {}",
-                    alts.len(),
-                    join_and(&list, "alternatives")
-                ),
-            ));
-        }
-    }
-
-    fn check_number(&self, s: &Map<String, Value>, n: &Number, path: &[PathSegment], errors: &mut Vec<Error>) {
-        let x = Num::from(n);
-        let bound = |key: &str| s.get(key).and_then(Value::as_number).map(|b| (Num::from(b), b));
-        let excl_flag = |key: &str| s.get(key).and_then(Value::as_bool).unwrap_or(false);
-        if let Some((min, shown)) = bound("minimum") {
-            if excl_flag("exclusiveMinimum") {
-                if x.cmp(min) != Some(Ordering::Greater) {
-                    errors.push(err(path, format!("must be greater than {shown}")));
-                }
-            } else if x.cmp(min) == Some(Ordering::Less) {
-                errors.push(err(path, format!("must be at least {shown}")));
+                    context.len(),
+                    join_and(&matched, "alternatives")
+                )
             }
-        }
-        if let Some((max, shown)) = bound("maximum") {
-            if excl_flag("exclusiveMaximum") {
-                if x.cmp(max) != Some(Ordering::Less) {
-                    errors.push(err(path, format!("must be less than {shown}")));
-                }
-            } else if x.cmp(max) == Some(Ordering::Greater) {
-                errors.push(err(path, format!("must be at most {shown}")));
-            }
-        }
-        if let Some((min, shown)) = bound("exclusiveMinimum") {
-            if x.cmp(min) != Some(Ordering::Greater) {
-                errors.push(err(path, format!("must be greater than {shown}")));
-            }
-        }
-        if let Some((max, shown)) = bound("exclusiveMaximum") {
-            if x.cmp(max) != Some(Ordering::Less) {
-                errors.push(err(path, format!("must be less than {shown}")));
-            }
-        }
-        if let Some((m, shown)) = bound("multipleOf") {
-            if !is_multiple(x, m) {
-                errors.push(err(path, format!("must be a multiple of {shown}")));
-            }
-        }
-    }
-
-    fn check_array(
-        &self,
-        s: &Map<String, Value>,
-        items: &[Value],
-        path: &mut Vec<PathSegment>,
-        errors: &mut Vec<Error>,
-    ) {
-        if let Some(min) = count(s, "minItems") {
-            if (items.len() as u64) < min {
-                errors.push(err(
-                    path,
-                    format!("must have at least {}", plural(min, "item", "items")),
-                ));
-            }
-        }
-        if let Some(max) = count(s, "maxItems") {
-            if items.len() as u64 > max {
-                errors.push(err(path, format!("must have at most {}", plural(max, "item", "items"))));
-            }
-        }
-        if s.get("uniqueItems") == Some(&Value::Bool(true)) {
-            let mut first_seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-            for (i, item) in items.iter().enumerate() {
-                if let Some(j) = first_seen.get(&canonical(item)) {
-                    path.push(PathSegment::Index(i));
-                    errors.push(err(path, format!("duplicate of item {j} (items must be unique)")));
-                    path.pop();
-                } else {
-                    first_seen.insert(canonical(item), i);
-                }
-            }
-        }
-
-        // Which schema covers item i: a tuple prefix, then the rest.
-        let (prefix, rest): (&[Value], Option<&Value>) = match (s.get("prefixItems"), s.get("items")) {
-            (Some(Value::Array(p)), items) => (p, items),
-            (_, Some(Value::Array(p))) => (p, s.get("additionalItems")),
-            (_, items) => (&[], items),
+            K::ContentEncoding { content_encoding } => format!("must be {content_encoding}-encoded"),
+            K::ContentMediaType { content_media_type } => format!("must be valid {content_media_type}"),
+            K::FromUtf8 { .. } => "does not decode to UTF-8 text".to_string(),
+            K::BacktrackLimitExceeded { error } => format!("cannot check the pattern: {error}"),
+            K::RegexEngineFailure { message } => format!("cannot check the pattern: {message}"),
+            K::Custom { message, .. } => message.clone(),
+            K::Referencing(r) => format!("invalid schema: {r}"),
         };
-        for (i, item) in items.iter().enumerate() {
-            let sub = if i < prefix.len() { Some(&prefix[i]) } else { rest };
-            if let Some(sub) = sub {
-                path.push(PathSegment::Index(i));
-                if sub == &Value::Bool(false) && i >= prefix.len() && !prefix.is_empty() {
-                    errors.push(err(
-                        path,
-                        format!(
-                            "too many items: at most {} allowed",
-                            plural(prefix.len() as u64, "is", "are")
-                        ),
-                    ));
-                } else {
-                    self.check(sub, item, path, None, errors);
-                }
-                path.pop();
-            }
-        }
-
-        if let Some(contains) = s.get("contains") {
-            let matching = items
-                .iter()
-                .enumerate()
-                .filter(|(i, item)| {
-                    path.push(PathSegment::Index(*i));
-                    let ok = self.is_valid(contains, item, path, None);
-                    path.pop();
-                    ok
-                })
-                .count() as u64;
-            let min = count(s, "minContains").unwrap_or(1);
-            if matching < min {
-                let message = if min == 1 {
-                    "must contain an item matching the \"contains\" schema".to_string()
-                } else {
-                    format!(
-                        "must contain at least {} matching the \"contains\" schema, found {matching}",
-                        plural(min, "item", "items")
-                    )
-                };
-                errors.push(err(path, message));
-            }
-            if let Some(max) = count(s, "maxContains") {
-                if matching > max {
-                    errors.push(err(
-                        path,
-                        format!(
-                            "must contain at most {} matching the \"contains\" schema, found {matching}",
-                            plural(max, "item", "items")
-                        ),
-                    ));
-                }
-            }
-        }
+        out.push(at(path, message));
     }
 
-    fn check_object(
+    /// The message for `anyOf`/`oneOf` when no alternative matches: the types that
+    /// would do when only types failed, else each alternative's first complaint.
+    fn alternatives(
         &self,
-        s: &Map<String, Value>,
+        context: &[Vec<ValidationError<'static>>],
+        path: &[PathSegment],
+        root_instance: &Value,
         inst: &Value,
-        map: &Map<String, Value>,
-        path: &mut Vec<PathSegment>,
-        chain: Option<&RefChain>,
-        errors: &mut Vec<Error>,
-    ) {
-        if let Some(Value::Array(required)) = s.get("required") {
-            for name in required.iter().filter_map(Value::as_str) {
-                if !map.contains_key(name) {
-                    errors.push(err(path, format!("missing required option {}", quote(name))));
-                }
-            }
-        }
-        let properties = s.get("properties").and_then(Value::as_object);
-        // patternProperties cannot be evaluated; don't reject what a pattern might allow.
-        let additional = match s.get("patternProperties") {
-            Some(Value::Object(p)) if !p.is_empty() => None,
-            _ => s.get("additionalProperties"),
-        };
-        for (key, value) in map {
-            path.push(PathSegment::Key(key.clone()));
-            match properties.and_then(|p| p.get(key)) {
-                Some(sub) => self.check(sub, value, path, None, errors),
-                None => match additional {
-                    Some(Value::Bool(false)) => {
-                        let hint = properties
-                            .and_then(|p| {
-                                crate::diagnostic::suggest(
-                                    key,
-                                    p.keys().filter(|k| !map.contains_key(*k)).map(String::as_str),
-                                )
-                            })
-                            .map(|k| format!(" (did you mean {}?)", quote(k)))
-                            .unwrap_or_default();
-                        errors.push(err(path, format!("unknown option {}{hint}", quote(key))));
-                    }
-                    Some(sub) => self.check(sub, value, path, None, errors),
-                    None => {}
-                },
-            }
-            path.pop();
-        }
-
-        if let Some(names) = s.get("propertyNames") {
-            for key in map.keys() {
-                path.push(PathSegment::Key(key.clone()));
-                let mut errs = Vec::new();
-                self.check(names, &Value::String(key.clone()), path, None, &mut errs);
+        keyword: &str,
+    ) -> String {
+        let explained: Vec<Vec<SchemaError>> = context
+            .iter()
+            .map(|errs| {
+                let mut out = Vec::new();
                 for e in errs {
-                    errors.push(err(path, format!("invalid option name {}: {}", quote(key), e.message)));
+                    self.explain(e, root_instance, &mut out);
                 }
-                path.pop();
-            }
-        }
-
-        let dependent_required = |deps: &Map<String, Value>, errors: &mut Vec<Error>| {
-            for (key, dep) in deps {
-                if let (true, Value::Array(needed)) = (map.contains_key(key), dep) {
-                    for n in needed.iter().filter_map(Value::as_str) {
-                        if !map.contains_key(n) {
-                            errors.push(err(path, format!("option {} requires option {}", quote(key), quote(n))));
+                out.sort_by(|a, b| cmp_paths(&a.path, &b.path));
+                out
+            })
+            .collect();
+        let mut types: Vec<String> = Vec::new();
+        let only_types = context.iter().all(|errs| match errs.as_slice() {
+            [e] if to_path(root_instance, e.instance_path().as_str()) == path => match type_names(e.kind()) {
+                Some(names) => {
+                    for n in names {
+                        if !types.contains(&n) {
+                            types.push(n);
                         }
                     }
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        });
+        if only_types && !context.is_empty() {
+            return format!("expected {}, found {}", join_or(&types), describe(inst));
+        }
+        let reasons: Vec<String> = explained
+            .iter()
+            .enumerate()
+            .map(|(i, errs)| {
+                let Some(first) = errs.first() else {
+                    return format!("({})", i + 1);
+                };
+                let more = if errs.len() > 1 {
+                    format!(" (and {} more)", errs.len() - 1)
+                } else {
+                    String::new()
+                };
+                let at = if first.path.len() > path.len() {
+                    format!("at {}: ", show_path(&first.path[path.len()..]))
+                } else {
+                    String::new()
+                };
+                format!("({}) {at}{}{more}", i + 1, first.message)
+            })
+            .collect();
+        let lead = match (context.len(), keyword) {
+            (1, _) => format!("does not match the only alternative of {keyword}"),
+            (n, "oneOf") => format!("must match exactly one of {n} alternatives (oneOf), but matches none"),
+            (n, _) => format!("must match at least one of {n} alternatives (anyOf), but matches none"),
+        };
+        format!("{lead}: {}", reasons.join("; "))
+    }
+}
+
+/// Every way `instance` breaks `schema` (compiled for this one call); empty when it
+/// is valid. A schema that does not compile gives one error at the root.
+pub fn validate(schema: &Value, instance: &Value) -> Vec<SchemaError> {
+    match Schema::new(schema) {
+        Ok(s) => s.validate(instance),
+        Err(message) => vec![SchemaError {
+            path: Vec::new(),
+            message: format!("invalid schema: {message}"),
+        }],
+    }
+}
+
+/// Checks that `schema` is a well-formed schema of its draft (see [`Schema::new`]).
+pub fn check_schema(schema: &Value) -> Result<(), String> {
+    Schema::new(schema).map(|_| ())
+}
+
+/// The draft a schema is checked with, and whether it says so itself.
+fn draft_of(schema: &Value) -> Result<(Draft, bool), String> {
+    match schema.get("$schema") {
+        // A boolean schema has no keywords: any draft that allows it will do.
+        None if schema.is_boolean() => Ok((Draft::Draft202012, true)),
+        None => Ok((Draft::Draft4, false)),
+        Some(Value::String(uri)) => match Draft::from_schema_uri(uri) {
+            Draft::Unknown => Err(format!(
+                "#: unsupported \"$schema\" {}: use draft-04, -06, -07, 2019-09 or 2020-12 (e.g. \"https://json-schema.org/draft/2020-12/schema\")",
+                quote(uri)
+            )),
+            draft => Ok((draft, true)),
+        },
+        Some(other) => Err(format!("#: \"$schema\" must be a string, found {}", describe(other))),
+    }
+}
+
+fn meta_validator(draft: Draft) -> jsonschema::meta::MetaValidator<'static> {
+    match draft {
+        Draft::Draft4 => jsonschema::draft4::meta::validator(),
+        Draft::Draft6 => jsonschema::draft6::meta::validator(),
+        Draft::Draft7 => jsonschema::draft7::meta::validator(),
+        Draft::Draft201909 => jsonschema::draft201909::meta::validator(),
+        _ => jsonschema::draft202012::meta::validator(),
+    }
+}
+
+const ADD_SCHEMA: &str =
+    "add \"$schema\": \"https://json-schema.org/draft/2020-12/schema\" (or the draft it is written for)";
+
+/// Keywords that only later drafts define: draft-04 would ignore them silently.
+const LATER_KEYWORDS: [&str; 16] = [
+    "const",
+    "contains",
+    "propertyNames",
+    "if",
+    "then",
+    "else",
+    "prefixItems",
+    "dependentRequired",
+    "dependentSchemas",
+    "minContains",
+    "maxContains",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "$anchor",
+    "$dynamicRef",
+    "$recursiveRef",
+];
+
+/// Refuses, in a schema taken as draft-04, a keyword that only later drafts define.
+/// Walks the places draft-04 has subschemas (the meta-schema check passed already).
+fn later_keywords(schema: &Value, loc: &str) -> Result<(), String> {
+    let Value::Object(s) = schema else {
+        return Ok(());
+    };
+    if let Some(k) = LATER_KEYWORDS.iter().find(|k| s.contains_key(**k)) {
+        return Err(format!(
+            "{loc}: {} is not a draft-04 keyword, and a schema without \"$schema\" is draft-04 (as osbuild's are), \
+             which would ignore it; {ADD_SCHEMA}",
+            quote(k)
+        ));
+    }
+    for (key, value) in s {
+        let here = format!("{loc}/{}", escape_token(key));
+        match (key.as_str(), value) {
+            ("properties" | "patternProperties" | "definitions" | "dependencies", Value::Object(map)) => {
+                for (name, sub) in map {
+                    later_keywords(sub, &format!("{here}/{}", escape_token(name)))?;
                 }
             }
-        };
-        if let Some(Value::Object(deps)) = s.get("dependentRequired") {
-            dependent_required(deps, errors);
+            ("items" | "allOf" | "anyOf" | "oneOf", Value::Array(subs)) => {
+                for (i, sub) in subs.iter().enumerate() {
+                    later_keywords(sub, &format!("{here}/{i}"))?;
+                }
+            }
+            ("items" | "additionalItems" | "additionalProperties" | "not", sub) => later_keywords(sub, &here)?,
+            _ => {}
         }
-        if let Some(Value::Object(deps)) = s.get("dependencies") {
-            dependent_required(deps, errors);
-        }
-        for keyword in ["dependencies", "dependentSchemas"] {
-            if let Some(Value::Object(deps)) = s.get(keyword) {
-                for (key, dep) in deps {
-                    if map.contains_key(key) && !dep.is_array() {
-                        self.check(dep, inst, path, chain, errors);
+    }
+    Ok(())
+}
+
+/// The `uuid` format: RFC 4122's hyphenated form, any version, any case.
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// Refuses every `$ref` outside the schema: nothing is fetched, ever.
+struct NoRemote;
+
+impl jsonschema::Retrieve for NoRemote {
+    fn retrieve(&self, uri: &jsonschema::Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        Err(format!("{uri} is outside the schema; only refs within it (\"#/...\") are supported").into())
+    }
+}
+
+/// A meta-schema complaint: where in the schema, and what, without dumping the
+/// offending part of the schema whole.
+fn meta_message(e: &ValidationError) -> String {
+    let loc = schema_location(e.instance_path().as_str());
+    let inst: &Value = e.instance();
+    let what = match e.kind() {
+        ValidationErrorKind::AnyOf { .. } if loc.ends_with("/type") || loc == "#/type" => format!(
+            "{} is not a type: use one of \"array\", \"boolean\", \"integer\", \"null\", \"number\", \"object\", \"string\", or an array of them",
+            short_json(inst)
+        ),
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            let here = e.instance_path();
+            let mistyped = |c: &ValidationError| c.instance_path() == here && type_names(c.kind()).is_some();
+            // The one alternative of the right type says what is wrong inside it.
+            let fitting: Vec<&Vec<ValidationError>> =
+                context.iter().filter(|errs| !errs.iter().any(mistyped)).collect();
+            if let [errs] = fitting.as_slice() {
+                if let Some(first) = errs.first() {
+                    return meta_message(first);
+                }
+            }
+            let mut types: Vec<String> = Vec::new();
+            for c in context.iter().flatten().filter(|c| mistyped(c)) {
+                for t in type_names(c.kind()).unwrap_or_default() {
+                    if !types.contains(&t) {
+                        types.push(t);
                     }
                 }
             }
-        }
-
-        if let Some(min) = count(s, "minProperties") {
-            if (map.len() as u64) < min {
-                errors.push(err(
-                    path,
-                    format!("must have at least {}", plural(min, "option", "options")),
-                ));
-            }
-        }
-        if let Some(max) = count(s, "maxProperties") {
-            if map.len() as u64 > max {
-                errors.push(err(
-                    path,
-                    format!("must have at most {}", plural(max, "option", "options")),
-                ));
-            }
-        }
-    }
-}
-
-fn check_string(s: &Map<String, Value>, text: &str, path: &[PathSegment], errors: &mut Vec<Error>) {
-    let min = count(s, "minLength");
-    let max = count(s, "maxLength");
-    if min.is_none() && max.is_none() {
-        return;
-    }
-    let len = text.chars().count() as u64;
-    if let Some(min) = min {
-        if len < min {
-            let message = if min == 1 {
-                "must not be empty".to_string()
+            if fitting.is_empty() && !types.is_empty() {
+                format!("expected {}, found {}", join_or(&types), describe(inst))
             } else {
-                format!("must be at least {} long", plural(min, "character", "characters"))
-            };
-            errors.push(err(path, message));
-        }
-    }
-    if let Some(max) = max {
-        if len > max {
-            errors.push(err(
-                path,
-                format!("must be at most {} long", plural(max, "character", "characters")),
-            ));
-        }
-    }
-}
-
-/// A count keyword's value (a non-negative integer, `2.0` included).
-fn count(s: &Map<String, Value>, key: &str) -> Option<u64> {
-    let n = s.get(key)?.as_number()?;
-    n.as_u64().or_else(|| {
-        let f = n.as_f64()?;
-        (f >= 0.0 && f.fract() == 0.0 && f < 1.8e19).then_some(f as u64)
-    })
-}
-
-fn has_type(v: &Value, name: &str) -> bool {
-    match name {
-        "null" => v.is_null(),
-        "boolean" => v.is_boolean(),
-        "string" => v.is_string(),
-        "array" => v.is_array(),
-        "object" => v.is_object(),
-        "number" => v.is_number(),
-        "integer" => match v {
-            Value::Number(n) => {
-                n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.is_finite() && f.fract() == 0.0)
+                format!("{} is not allowed here", short_json(inst))
             }
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// A number for comparisons: exact for integers, f64 otherwise.
-#[derive(Clone, Copy)]
-enum Num {
-    Int(i128),
-    Float(f64),
-}
-
-impl From<&Number> for Num {
-    fn from(n: &Number) -> Num {
-        if let Some(u) = n.as_u64() {
-            Num::Int(u as i128)
-        } else if let Some(i) = n.as_i64() {
-            Num::Int(i as i128)
-        } else {
-            Num::Float(n.as_f64().unwrap_or(f64::NAN))
         }
+        ValidationErrorKind::Format { format } if format == "regex" => {
+            format!("{} is not a regular expression", short_json(inst))
+        }
+        _ => trim_instance(&e.to_string(), inst),
+    };
+    format!("{loc}: {what}")
+}
+
+/// The types a type mismatch asked for.
+fn type_names(kind: &ValidationErrorKind) -> Option<Vec<String>> {
+    match kind {
+        ValidationErrorKind::Type {
+            kind: TypeKind::Single(t),
+        } => Some(vec![t.to_string()]),
+        ValidationErrorKind::Type {
+            kind: TypeKind::Multiple(set),
+        } => Some(set.iter().map(|t| t.to_string()).collect()),
+        _ => None,
     }
 }
 
-impl Num {
-    fn as_f64(self) -> f64 {
-        match self {
-            Num::Int(i) => i as f64,
-            Num::Float(f) => f,
+/// A compile error (a `$ref` that does not resolve, a pattern that is no regex).
+fn compile_message(e: &ValidationError) -> String {
+    use jsonschema::ReferencingError as R;
+    let pointer = match e.instance_path().as_str() {
+        "" => e.schema_path().as_str(),
+        p => p,
+    };
+    let loc = schema_location(pointer);
+    match e.kind() {
+        ValidationErrorKind::Referencing(R::PointerToNowhere { pointer }) => {
+            format!("$ref {} points at nothing in the schema", quote(&format!("#{pointer}")))
         }
-    }
-
-    fn cmp(self, other: Num) -> Option<Ordering> {
-        match (self, other) {
-            (Num::Int(a), Num::Int(b)) => Some(a.cmp(&b)),
-            (a, b) => a.as_f64().partial_cmp(&b.as_f64()),
+        ValidationErrorKind::Referencing(R::Unretrievable { uri, .. }) => format!(
+            "$ref {} is outside the schema: only refs within it (\"#/...\") are supported, nothing is fetched",
+            quote(uri)
+        ),
+        ValidationErrorKind::Referencing(r) => format!("bad $ref: {r}"),
+        ValidationErrorKind::Format { format } if format == "regex" => {
+            format!("{loc}: {} is not a regular expression", short_json(e.instance()))
         }
+        _ => format!("{loc}: {}", trim_instance(&e.to_string(), e.instance())),
     }
 }
 
-fn is_multiple(x: Num, m: Num) -> bool {
-    match (x, m) {
-        (Num::Int(x), Num::Int(m)) if m != 0 => x % m == 0,
-        _ => {
-            let (x, m) = (x.as_f64(), m.as_f64());
-            if m == 0.0 || !m.is_finite() {
-                return false;
+/// The crate's message starts with the offending value: shorten it if long.
+fn trim_instance(message: &str, inst: &Value) -> String {
+    let full = inst.to_string();
+    match message.strip_prefix(&full) {
+        Some(rest) if full.chars().count() > 60 => format!("{}{rest}", short_json(inst)),
+        _ => message.to_string(),
+    }
+}
+
+/// `#/properties/a` for the JSON pointer `/properties/a`.
+fn schema_location(pointer: &str) -> String {
+    format!("#{pointer}")
+}
+
+/// The JSON pointer of the object holding the last token of `pointer`.
+fn parent(pointer: &str) -> &str {
+    pointer.rfind('/').map_or("", |i| &pointer[..i])
+}
+
+/// A JSON pointer into `instance` as path segments: a token is an index where the
+/// value it goes into is an array, a key otherwise (so the key `"0"` stays a key).
+fn to_path(instance: &Value, pointer: &str) -> Vec<PathSegment> {
+    let mut out = Vec::new();
+    let Some(rest) = pointer.strip_prefix('/') else {
+        return out;
+    };
+    let mut node = Some(instance);
+    for raw in rest.split('/') {
+        let token = raw.replace("~1", "/").replace("~0", "~");
+        match (node, token.parse::<usize>()) {
+            (Some(Value::Array(items)), Ok(i)) => {
+                node = items.get(i);
+                out.push(PathSegment::Index(i));
             }
-            let q = x / m;
-            if !q.is_finite() {
-                return false;
+            (Some(Value::Object(map)), _) => {
+                node = map.get(&token);
+                out.push(PathSegment::Key(token));
             }
-            (q - q.round()).abs() <= 4.0 * f64::EPSILON * q.abs().max(1.0)
+            (None, Ok(i)) => out.push(PathSegment::Index(i)),
+            _ => {
+                node = None;
+                out.push(PathSegment::Key(token));
+            }
         }
     }
+    out
 }
 
-/// Equality as JSON Schema defines it: numbers compare by value.
+/// Document order: a parent before its children, indexes by number, keys by name.
+fn cmp_paths(a: &[PathSegment], b: &[PathSegment]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (PathSegment::Index(i), PathSegment::Index(j)) => i.cmp(j),
+            (PathSegment::Key(k), PathSegment::Key(l)) => k.cmp(l),
+            (PathSegment::Index(_), PathSegment::Key(_)) => Ordering::Less,
+            (PathSegment::Key(_), PathSegment::Index(_)) => Ordering::Greater,
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Equality as JSON Schema defines it: numbers compare by value (`1` equals `1.0`).
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => Num::from(x).cmp(Num::from(y)) == Some(Ordering::Equal),
+        (Value::Number(x), Value::Number(y)) => {
+            let int = |n: &serde_json::Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+            match (int(x), int(y)) {
+                (Some(i), Some(j)) => i == j,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
@@ -696,42 +646,38 @@ fn json_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// A text that is equal for exactly the values [`json_eq`] calls equal.
-fn canonical(v: &Value) -> String {
-    fn write(v: &Value, out: &mut String) {
-        match v {
-            Value::Number(n) => match Num::from(n) {
-                Num::Int(i) => out.push_str(&i.to_string()),
-                Num::Float(f) if f.fract() == 0.0 && f.abs() < 1e38 => out.push_str(&(f as i128).to_string()),
-                Num::Float(f) => out.push_str(&format!("{f:e}")),
-            },
-            Value::Array(items) => {
-                out.push('[');
-                for i in items {
-                    write(i, out);
-                    out.push(',');
-                }
-                out.push(']');
-            }
-            Value::Object(map) => {
-                // serde_json's map keeps keys sorted (no preserve_order), but don't rely on it.
-                let mut entries: Vec<_> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                out.push('{');
-                for (k, v) in entries {
-                    out.push_str(&quote(k));
-                    out.push(':');
-                    write(v, out);
-                    out.push(',');
-                }
-                out.push('}');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut out = String::new();
-    write(v, &mut out);
-    out
+fn too_many_items(allowed: usize) -> String {
+    format!(
+        "too many items: at most {} allowed",
+        plural(allowed as u64, "is", "are")
+    )
+}
+
+/// "a valid UUID", "a valid IPv4 address", ...: what a `format` asks for.
+fn format_name(format: &str) -> String {
+    let name = match format {
+        "uuid" => "UUID",
+        "ipv4" => "IPv4 address",
+        "ipv6" => "IPv6 address",
+        "hostname" => "hostname",
+        "idn-hostname" => "internationalized hostname",
+        "email" => "email address",
+        "idn-email" => "internationalized email address",
+        "uri" => "URI",
+        "uri-reference" => "URI reference",
+        "iri" => "IRI",
+        "iri-reference" => "IRI reference",
+        "uri-template" => "URI template",
+        "date-time" => "date and time (RFC 3339)",
+        "date" => "date (YYYY-MM-DD)",
+        "time" => "time (RFC 3339)",
+        "duration" => "duration (ISO 8601)",
+        "regex" => "regular expression",
+        "json-pointer" => "JSON pointer",
+        "relative-json-pointer" => "relative JSON pointer",
+        other => return format!("a valid {}", quote(other)),
+    };
+    format!("a valid {name}")
 }
 
 fn quote(s: &str) -> String {
@@ -800,6 +746,23 @@ fn join_and(items: &[String], noun: &str) -> String {
     }
 }
 
+/// Several complaints about one schema in one message.
+fn list(messages: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut unique: Vec<String> = Vec::new();
+    for m in messages {
+        if !unique.contains(m) {
+            unique.push(m.clone());
+        }
+    }
+    let messages = &unique;
+    let mut text = messages.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
+    if messages.len() > SHOWN {
+        text.push_str(&format!("; and {} more", messages.len() - SHOWN));
+    }
+    text
+}
+
 fn plural(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
         format!("1 {one}")
@@ -825,277 +788,6 @@ fn show_path(path: &[PathSegment]) -> String {
     out
 }
 
-/// Resolves a local `$ref` ("#" or "#/json/pointer") against the root schema.
-fn resolve<'a>(root: &'a Value, reference: &str) -> Option<&'a Value> {
-    let fragment = percent_decode(reference.strip_prefix('#')?)?;
-    if fragment.is_empty() {
-        return Some(root);
-    }
-    let pointer = fragment.strip_prefix('/')?;
-    let mut node = root;
-    for token in pointer.split('/') {
-        let token = token.replace("~1", "/").replace("~0", "~");
-        node = match node {
-            Value::Object(map) => map.get(&token)?,
-            Value::Array(items) => {
-                if token.len() > 1 && token.starts_with('0') {
-                    return None;
-                }
-                items.get(token.parse::<usize>().ok()?)?
-            }
-            _ => return None,
-        };
-    }
-    Some(node)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return Some(s.to_string());
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Walks a schema checking keyword values; remembers every schema for the cycle check.
-struct Checker<'s> {
-    root: &'s Value,
-    seen: HashSet<*const Value>,
-    nodes: Vec<(&'s Value, String)>,
-}
-
-const TYPE_NAMES: [&str; 7] = ["null", "boolean", "object", "array", "number", "string", "integer"];
-
-impl<'s> Checker<'s> {
-    fn walk(&mut self, schema: &'s Value, loc: String) -> Result<(), String> {
-        if !self.seen.insert(schema as *const Value) {
-            return Ok(());
-        }
-        let s = match schema {
-            Value::Bool(_) => return Ok(()),
-            Value::Object(s) => s,
-            other => {
-                return Err(format!(
-                    "{loc}: a schema must be an object or a boolean, found {}",
-                    describe(other)
-                ))
-            }
-        };
-        self.nodes.push((schema, loc.clone()));
-        let bad = |key: &str, what: &str, found: &Value| {
-            Err(format!("{loc}: \"{key}\" must be {what}, found {}", describe(found)))
-        };
-        for (key, value) in s {
-            let sub = |k: &str| format!("{loc}/{}", escape_token(k));
-            match key.as_str() {
-                "$ref" => {
-                    let Value::String(r) = value else {
-                        return bad(key, "a string", value);
-                    };
-                    if !r.starts_with('#') {
-                        return Err(format!(
-                            "{loc}: unsupported $ref {} (only local refs starting with '#' are supported)",
-                            quote(r)
-                        ));
-                    }
-                    let Some(target) = resolve(self.root, r) else {
-                        return Err(format!("{loc}: cannot resolve $ref {}", quote(r)));
-                    };
-                    self.walk(target, r.clone())?;
-                }
-                "type" => {
-                    let ok_name = |v: &Value| v.as_str().is_some_and(|n| TYPE_NAMES.contains(&n));
-                    let ok = match value {
-                        Value::String(_) => ok_name(value),
-                        Value::Array(names) => !names.is_empty() && names.iter().all(ok_name),
-                        _ => false,
-                    };
-                    if !ok {
-                        return Err(format!(
-                            "{loc}: \"type\" must be one of {} or a non-empty array of them, found {}",
-                            TYPE_NAMES.map(|n| format!("\"{n}\"")).join(", "),
-                            short_json(value)
-                        ));
-                    }
-                }
-                "enum" if !value.is_array() => {
-                    return bad(key, "an array", value);
-                }
-                "required" => match value {
-                    Value::Array(names) if names.iter().all(Value::is_string) => {}
-                    _ => return bad(key, "an array of strings", value),
-                },
-                "properties" | "definitions" | "$defs" | "dependentSchemas" => {
-                    let Value::Object(map) = value else {
-                        return bad(key, "an object", value);
-                    };
-                    for (name, subschema) in map {
-                        self.walk(subschema, format!("{}/{}", sub(key), escape_token(name)))?;
-                    }
-                }
-                "dependentRequired" | "dependencies" => {
-                    let Value::Object(map) = value else {
-                        return bad(key, "an object", value);
-                    };
-                    for (name, dep) in map {
-                        match dep {
-                            Value::Array(names) if names.iter().all(Value::is_string) => {}
-                            Value::Array(_) => {
-                                return Err(format!(
-                                    "{}: \"{key}\" of {} must list option names (strings)",
-                                    loc,
-                                    quote(name)
-                                ))
-                            }
-                            _ if key == "dependencies" => {
-                                self.walk(dep, format!("{}/{}", sub(key), escape_token(name)))?
-                            }
-                            _ => return bad(key, "an object of string arrays", value),
-                        }
-                    }
-                }
-                "additionalProperties"
-                | "additionalItems"
-                | "not"
-                | "if"
-                | "then"
-                | "else"
-                | "contains"
-                | "propertyNames" => self.walk(value, sub(key))?,
-                "items" => match value {
-                    Value::Array(schemas) => {
-                        for (i, subschema) in schemas.iter().enumerate() {
-                            self.walk(subschema, format!("{}/{i}", sub(key)))?;
-                        }
-                    }
-                    _ => self.walk(value, sub(key))?,
-                },
-                "prefixItems" | "allOf" | "anyOf" | "oneOf" => {
-                    let Value::Array(schemas) = value else {
-                        return bad(key, "a non-empty array of schemas", value);
-                    };
-                    if schemas.is_empty() {
-                        return bad(key, "a non-empty array of schemas", value);
-                    }
-                    for (i, subschema) in schemas.iter().enumerate() {
-                        self.walk(subschema, format!("{}/{i}", sub(key)))?;
-                    }
-                }
-                "minItems" | "maxItems" | "minLength" | "maxLength" | "minProperties" | "maxProperties"
-                | "minContains" | "maxContains"
-                    if count(s, key).is_none() =>
-                {
-                    return bad(key, "a non-negative integer", value);
-                }
-                "minimum" | "maximum" if !value.is_number() => {
-                    return bad(key, "a number", value);
-                }
-                "exclusiveMinimum" | "exclusiveMaximum" if !value.is_number() && !value.is_boolean() => {
-                    return bad(key, "a number (or, draft-04 style, a boolean)", value);
-                }
-                "multipleOf" if !value.as_f64().is_some_and(|m| m > 0.0) => {
-                    return bad(key, "a number greater than 0", value);
-                }
-                "uniqueItems" if !value.is_boolean() => {
-                    return bad(key, "a boolean", value);
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Reports a cycle of schemas applied to the same value (through `$ref`s).
-    fn find_cycles(&self) -> Result<(), String> {
-        #[derive(Clone, Copy, PartialEq)]
-        enum State {
-            Active,
-            Done,
-        }
-        let mut state: std::collections::HashMap<*const Value, State> = std::collections::HashMap::new();
-        let mut stack: Vec<(&Value, String)> = Vec::new();
-
-        fn visit<'v>(
-            node: &'v Value,
-            loc: String,
-            root: &'v Value,
-            state: &mut std::collections::HashMap<*const Value, State>,
-            stack: &mut Vec<(&'v Value, String)>,
-        ) -> Result<(), String> {
-            let ptr = node as *const Value;
-            match state.get(&ptr) {
-                Some(State::Done) => return Ok(()),
-                Some(State::Active) => {
-                    let from = stack.iter().position(|(n, _)| std::ptr::eq(*n, node)).unwrap_or(0);
-                    let mut names: Vec<&str> = stack[from..].iter().map(|(_, l)| l.as_str()).collect();
-                    names.push(&loc);
-                    return Err(format!(
-                        "$ref cycle that never reaches a deeper value: {}",
-                        names.join(" -> ")
-                    ));
-                }
-                None => {}
-            }
-            state.insert(ptr, State::Active);
-            stack.push((node, loc.clone()));
-            for (child, child_loc) in in_place_children(node, &loc, root) {
-                visit(child, child_loc, root, state, stack)?;
-            }
-            stack.pop();
-            state.insert(ptr, State::Done);
-            Ok(())
-        }
-
-        for (node, loc) in &self.nodes {
-            visit(node, loc.clone(), self.root, &mut state, &mut stack)?;
-        }
-        Ok(())
-    }
-}
-
-/// The subschemas that apply to the same value as `schema` does.
-fn in_place_children<'v>(schema: &'v Value, loc: &str, root: &'v Value) -> Vec<(&'v Value, String)> {
-    let mut out = Vec::new();
-    let Value::Object(s) = schema else {
-        return out;
-    };
-    if let Some(target) = s.get("$ref").and_then(Value::as_str).and_then(|r| resolve(root, r)) {
-        out.push((target, s["$ref"].as_str().unwrap_or_default().to_string()));
-    }
-    for key in ["allOf", "anyOf", "oneOf"] {
-        if let Some(Value::Array(subs)) = s.get(key) {
-            out.extend(subs.iter().enumerate().map(|(i, v)| (v, format!("{loc}/{key}/{i}"))));
-        }
-    }
-    for key in ["not", "if", "then", "else"] {
-        if let Some(v) = s.get(key) {
-            out.push((v, format!("{loc}/{key}")));
-        }
-    }
-    for key in ["dependencies", "dependentSchemas"] {
-        if let Some(Value::Object(deps)) = s.get(key) {
-            out.extend(
-                deps.iter()
-                    .filter(|(_, v)| !v.is_array())
-                    .map(|(k, v)| (v, format!("{loc}/{key}/{}", escape_token(k)))),
-            );
-        }
-    }
-    out
-}
-
 fn escape_token(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
@@ -1112,9 +804,17 @@ mod tests {
         PathSegment::Index(n)
     }
 
+    /// The schema with `"$schema"` set to 2020-12 (for keywords draft-04 lacks).
+    fn d2020(mut schema: Value) -> Value {
+        schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+        schema
+    }
+
     /// (path, message) of every error.
     fn errs(schema: &Value, inst: Value) -> Vec<(Vec<PathSegment>, String)> {
-        validate(schema, &inst)
+        let compiled = Schema::new(schema).unwrap_or_else(|e| panic!("{schema}: {e}"));
+        compiled
+            .validate(&inst)
             .into_iter()
             .map(|e| (e.path, e.message))
             .collect()
@@ -1132,6 +832,10 @@ mod tests {
 
     fn valid(schema: &Value, inst: Value) {
         assert_eq!(errs(schema, inst.clone()), vec![], "{inst}");
+    }
+
+    fn bad_schema(schema: &Value) -> String {
+        check_schema(schema).expect_err(&schema.to_string())
     }
 
     fn copy_schema() -> Value {
@@ -1173,6 +877,7 @@ mod tests {
             one(&s, json!({"paths": 3})),
             (vec![k("paths")], "expected array, found number 3".to_string())
         );
+        // Every error at once, in document order.
         let e = errs(
             &s,
             json!({"paths": [{"path": 1}, {"mode": "0755", "parnets": true}], "extra": null}),
@@ -1198,6 +903,81 @@ mod tests {
         );
     }
 
+    /// osbuild's stages guard paths with this pattern; it needs lookaheads.
+    const OSBUILD_PATH: &str = "^\\/(?!\\.\\.)((?!\\/\\.\\.\\/).)+$";
+
+    #[test]
+    fn pattern_rejects_escaping_paths() {
+        let s = json!({"properties": {"path": {"type": "string", "pattern": OSBUILD_PATH}}});
+        check_schema(&s).unwrap();
+        valid(&s, json!({"path": "/etc/shadow"}));
+        valid(&s, json!({"path": "/a/..b/c.."}));
+        for bad in ["../../etc/shadow", "/../etc/shadow", "/a/../../etc/shadow", "etc", "/"] {
+            assert_eq!(
+                one(&s, json!({ "path": bad })),
+                (vec![k("path")], format!("must match the pattern `{OSBUILD_PATH}`")),
+                "{bad}"
+            );
+        }
+        // ECMA 262 semantics: a pattern matches anywhere unless anchored.
+        valid(&json!({"pattern": "b"}), json!("abc"));
+        assert_eq!(
+            msg(&json!({"pattern": "^b"}), json!("abc")),
+            "must match the pattern `^b`"
+        );
+        // Only strings are matched.
+        valid(&json!({"pattern": "^b"}), json!(1));
+        // patternProperties is evaluated too, and so additionalProperties beside it.
+        let s = json!({"patternProperties": {"^x-": {"type": "string"}}, "additionalProperties": false});
+        valid(&s, json!({"x-a": "1"}));
+        assert_eq!(
+            errs(&s, json!({"x-a": 1, "b": 2})),
+            vec![
+                (vec![k("b")], "unknown option \"b\"".to_string()),
+                (vec![k("x-a")], "expected string, found number 1".to_string())
+            ]
+        );
+        // A pattern that is no regular expression is refused at load.
+        let e = bad_schema(&json!({"properties": {"a": {"pattern": "(unclosed"}}}));
+        assert_eq!(e, "#/properties/a/pattern: \"(unclosed\" is not a regular expression");
+        let e = bad_schema(&d2020(json!({"properties": {"a": {"pattern": "[z-a]"}}})));
+        assert_eq!(e, "#/properties/a/pattern: \"[z-a]\" is not a regular expression");
+    }
+
+    #[test]
+    fn formats_are_checked() {
+        let s = json!({"properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "ip": {"type": "string", "format": "ipv4"},
+            "host": {"type": "string", "format": "hostname"},
+            "when": {"type": "string", "format": "date-time"},
+            "custom": {"type": "string", "format": "x-osbuild-thing"}
+        }});
+        valid(
+            &s,
+            json!({"id": "3f1c0c4e-6e84-4b4e-9b44-1d5d1f8b8a4e", "ip": "192.168.0.1",
+                   "host": "web-1.example.com", "when": "2024-01-02T03:04:05Z", "custom": "anything"}),
+        );
+        assert_eq!(
+            errs(
+                &s,
+                json!({"id": "not-a-uuid", "ip": "1.2.3", "host": "-bad-", "when": "yesterday"})
+            ),
+            vec![
+                (vec![k("host")], "must be a valid hostname".to_string()),
+                (vec![k("id")], "must be a valid UUID".to_string()),
+                (vec![k("ip")], "must be a valid IPv4 address".to_string()),
+                (vec![k("when")], "must be a valid date and time (RFC 3339)".to_string()),
+            ]
+        );
+        // Formats are checked under 2020-12 too, where the spec makes them optional.
+        assert_eq!(
+            msg(&d2020(json!({"format": "ipv6"})), json!("::g")),
+            "must be a valid IPv6 address"
+        );
+        assert_eq!(format_name("x-y"), "a valid \"x-y\"");
+    }
+
     #[test]
     fn unknown_option_suggestions() {
         let s = json!({"additionalProperties": false, "properties": {"mirror": {}, "suite": {}}});
@@ -1211,6 +991,25 @@ mod tests {
         assert_eq!(msg(&s, json!({"zzzzzz": 1})), "unknown option \"zzzzzz\"");
         // A property already given is not suggested.
         assert_eq!(msg(&s, json!({"mirror": 1, "mirorr": 1})), "unknown option \"mirorr\"");
+        // Several unknown options: one error each.
+        assert_eq!(
+            errs(&s, json!({"a": 1, "b": 2})),
+            vec![
+                (vec![k("a")], "unknown option \"a\"".to_string()),
+                (vec![k("b")], "unknown option \"b\"".to_string())
+            ]
+        );
+        // Through a $ref, the suggestion comes from the schema referred to.
+        let s = json!({"definitions": {"repo": {"additionalProperties": false, "properties": {"baseurl": {}}}},
+                       "properties": {"repo": {"$ref": "#/definitions/repo"}}});
+        assert_eq!(
+            one(&s, json!({"repo": {"baseurl": "x", "baseulr": "y"}})),
+            (vec![k("repo"), k("baseulr")], "unknown option \"baseulr\"".to_string())
+        );
+        assert_eq!(
+            msg(&s, json!({"repo": {"baseulr": "y"}})),
+            "unknown option \"baseulr\" (did you mean \"baseurl\"?)"
+        );
     }
 
     #[test]
@@ -1218,14 +1017,16 @@ mod tests {
         let s = json!({"type": "integer"});
         valid(&s, json!(1));
         valid(&s, json!(-1));
-        valid(&s, json!(1.0));
         valid(&s, json!(u64::MAX));
+        // Draft-04 (osbuild's): 1.0 is a number, not an integer. Later drafts: it is.
+        assert_eq!(msg(&s, json!(1.0)), "expected integer, found number 1.0");
+        valid(&d2020(s.clone()), json!(1.0));
         assert_eq!(msg(&s, json!(1.5)), "expected integer, found number 1.5");
         assert_eq!(msg(&s, json!("1")), "expected integer, found string \"1\"");
         let s = json!({"type": ["string", "null"]});
         valid(&s, json!("x"));
         valid(&s, json!(null));
-        assert_eq!(msg(&s, json!(true)), "expected string or null, found boolean true");
+        assert_eq!(msg(&s, json!(true)), "expected null or string, found boolean true");
         let s = json!({"type": ["string", "array", "object"]});
         assert_eq!(msg(&s, json!(3)), "expected string, array or object, found number 3");
         assert_eq!(
@@ -1233,16 +1034,12 @@ mod tests {
             "expected object, found array"
         );
         assert_eq!(
-            msg(&json!({"type": "array"}), json!({})),
-            "expected array, found object"
-        );
-        assert_eq!(
             msg(&json!({"type": "number"}), json!(null)),
             "expected number, found null"
         );
         valid(&json!({"type": "number"}), json!(1));
         valid(&json!({"type": "number"}), json!(1.5));
-        // A type mismatch stops other keywords from piling on.
+        // A type mismatch stops other keywords of the same schema from piling on.
         assert_eq!(
             msg(&json!({"type": "string", "enum": ["a"], "minLength": 3}), json!(3)),
             "expected string, found number 3"
@@ -1257,21 +1054,17 @@ mod tests {
         valid(&s, json!("xz"));
         assert_eq!(msg(&s, json!("bz2")), "must be one of \"none\", \"gzip\", \"xz\"");
         assert_eq!(msg(&json!({"enum": ["only"]}), json!(1)), "must be \"only\"");
-        assert_eq!(
-            msg(&json!({"enum": []}), json!(1)),
-            "no value is allowed here (\"enum\" is empty)"
-        );
         valid(&json!({"enum": [1, [1, {"a": 2}]]}), json!([1.0, {"a": 2.0}]));
         valid(&json!({"enum": [null]}), json!(null));
         let many: Vec<i32> = (0..20).collect();
         assert!(msg(&json!({ "enum": many }), json!(99)).ends_with("... (20 choices in all)"));
-        let s = json!({"const": {"a": [1, 2]}});
+        let s = d2020(json!({"const": {"a": [1, 2]}}));
         valid(&s, json!({"a": [1, 2.0]}));
         assert_eq!(msg(&s, json!({"a": [1]})), "must be {\"a\":[1,2]}");
-        assert_eq!(msg(&json!({"const": 1}), json!(1.5)), "must be 1");
-        valid(&json!({"const": 1}), json!(1.0));
-        assert_eq!(msg(&json!({"const": "1"}), json!(1)), "must be \"1\"");
-        assert_eq!(msg(&json!({"const": false}), json!(0)), "must be false");
+        assert_eq!(msg(&d2020(json!({"const": 1})), json!(1.5)), "must be 1");
+        valid(&d2020(json!({"const": 1})), json!(1.0));
+        assert_eq!(msg(&d2020(json!({"const": "1"})), json!(1)), "must be \"1\"");
+        assert_eq!(msg(&d2020(json!({"const": false})), json!(0)), "must be false");
     }
 
     #[test]
@@ -1283,16 +1076,17 @@ mod tests {
         assert_eq!(msg(&s, json!(0)), "must be at least 1");
         assert_eq!(msg(&s, json!(0.5)), "must be at least 1");
         assert_eq!(msg(&s, json!(11)), "must be at most 10");
-        let s = json!({"exclusiveMinimum": 0, "exclusiveMaximum": 5});
-        valid(&s, json!(0.1));
-        assert_eq!(msg(&s, json!(0)), "must be greater than 0");
-        assert_eq!(msg(&s, json!(5)), "must be less than 5");
+        // Draft-04's boolean exclusiveMinimum/Maximum.
         let s = json!({"minimum": 0, "exclusiveMinimum": true, "maximum": 5, "exclusiveMaximum": true});
         assert_eq!(msg(&s, json!(0)), "must be greater than 0");
         assert_eq!(msg(&s, json!(5.0)), "must be less than 5");
         valid(&s, json!(4));
-        let s = json!({"minimum": 0, "exclusiveMinimum": false});
-        valid(&s, json!(0));
+        valid(&json!({"minimum": 0, "exclusiveMinimum": false}), json!(0));
+        // The numeric form of later drafts.
+        let s = d2020(json!({"exclusiveMinimum": 0, "exclusiveMaximum": 5}));
+        valid(&s, json!(0.1));
+        assert_eq!(msg(&s, json!(0)), "must be greater than 0");
+        assert_eq!(msg(&s, json!(5)), "must be less than 5");
         // Exact integer comparison beyond f64 precision.
         assert_eq!(
             msg(&json!({"maximum": 9007199254740992u64}), json!(9007199254740993u64)),
@@ -1314,15 +1108,8 @@ mod tests {
             "must be a multiple of 0.1"
         );
         assert_eq!(msg(&json!({"multipleOf": 2}), json!(2.5)), "must be a multiple of 2");
-        valid(&json!({"multipleOf": 1e-300}), json!(1));
-        assert_eq!(
-            msg(&json!({"multipleOf": 1e-308}), json!(1e308)),
-            "must be a multiple of 1e-308"
-        );
         // Number keywords ignore non-numbers.
         valid(&json!({"minimum": 5}), json!("x"));
-        assert!(is_multiple(Num::Int(0), Num::Int(7)));
-        assert!(!is_multiple(Num::Int(1), Num::Int(0)));
     }
 
     #[test]
@@ -1338,9 +1125,6 @@ mod tests {
             "must be at most 1 character long"
         );
         valid(&json!({"maxLength": 1}), json!(123));
-        valid(&json!({"maxLength": 2.0}), json!("ab"));
-        // pattern and format are ignored.
-        valid(&json!({"pattern": "^a$", "format": "uri"}), json!("zzz"));
     }
 
     #[test]
@@ -1373,8 +1157,11 @@ mod tests {
             (vec![i(0)], "expected string, found number 1".to_string())
         );
         assert_eq!(
-            one(&s, json!(["a", 1, 2])),
-            (vec![i(2)], "too many items: at most 2 are allowed".to_string())
+            errs(&s, json!(["a", 1, 2, 3])),
+            vec![
+                (vec![i(2)], "too many items: at most 2 are allowed".to_string()),
+                (vec![i(3)], "too many items: at most 2 are allowed".to_string())
+            ]
         );
         let s = json!({"items": [{"type": "string"}], "additionalItems": {"type": "number"}});
         assert_eq!(
@@ -1382,36 +1169,32 @@ mod tests {
             (vec![i(2)], "expected number, found string \"b\"".to_string())
         );
         // Tuples, 2020-12 style.
-        let s = json!({"prefixItems": [{"const": "a"}], "items": false});
+        let s = d2020(json!({"prefixItems": [{"const": "a"}], "items": false}));
         valid(&s, json!(["a"]));
         assert_eq!(
             one(&s, json!(["a", "b"])),
             (vec![i(1)], "too many items: at most 1 is allowed".to_string())
         );
-        let s = json!({"items": false});
+        let s = d2020(json!({"items": false}));
         assert_eq!(
             one(&s, json!([1])),
             (vec![i(0)], "no value is allowed here".to_string())
         );
         valid(&s, json!([]));
         // contains
-        let s = json!({"contains": {"const": 3}});
+        let s = d2020(json!({"contains": {"const": 3}}));
         valid(&s, json!([1, 3]));
         assert_eq!(
             msg(&s, json!([1, 2])),
             "must contain an item matching the \"contains\" schema"
         );
-        let s = json!({"contains": {"type": "string"}, "minContains": 2, "maxContains": 3});
-        assert_eq!(
-            msg(&s, json!(["a", 1])),
-            "must contain at least 2 items matching the \"contains\" schema, found 1"
-        );
-        assert_eq!(
-            msg(&s, json!(["a", "b", "c", "d"])),
-            "must contain at most 3 items matching the \"contains\" schema, found 4"
-        );
+        let s = d2020(json!({"contains": {"type": "string"}, "minContains": 2, "maxContains": 3}));
+        valid(&s, json!(["a", "b", 1]));
+        let expected = "must contain at least 2 and at most 3 items matching the \"contains\" schema";
+        assert_eq!(msg(&s, json!(["a", 1])), expected);
+        assert_eq!(msg(&s, json!(["a", "b", "c", "d"])), expected);
         // Array keywords ignore non-arrays.
-        valid(&json!({"minItems": 3, "items": false}), json!({"a": 1}));
+        valid(&json!({"minItems": 3, "items": {"type": "string"}}), json!({"a": 1}));
     }
 
     #[test]
@@ -1425,14 +1208,11 @@ mod tests {
             one(&s, json!({"a": "x", "b": "y"})),
             (vec![k("b")], "expected integer, found string \"y\"".to_string())
         );
-        let s = json!({"properties": {"a": false}});
+        let s = d2020(json!({"properties": {"a": false}}));
         assert_eq!(
             one(&s, json!({"a": 1})),
             (vec![k("a")], "option \"a\" is not allowed".to_string())
         );
-        // patternProperties can't be evaluated, so additionalProperties is not enforced.
-        let s = json!({"patternProperties": {"^x-": {}}, "additionalProperties": false});
-        valid(&s, json!({"x-a": 1, "b": 2}));
         // Required lists every missing one, in order.
         let s = json!({"required": ["b", "a", "c"]});
         assert_eq!(
@@ -1455,7 +1235,8 @@ mod tests {
             one(&s, json!({"c": 1})),
             (vec![], "missing required option \"d\"".to_string())
         );
-        let s = json!({"dependentRequired": {"a": ["b", "c"]}, "dependentSchemas": {"b": {"properties": {"a": {"type": "string"}}}}});
+        let s = d2020(json!({"dependentRequired": {"a": ["b", "c"]},
+                             "dependentSchemas": {"b": {"properties": {"a": {"type": "string"}}}}}));
         assert_eq!(
             errs(&s, json!({"a": 1, "b": 1})),
             vec![
@@ -1464,7 +1245,7 @@ mod tests {
             ]
         );
         // propertyNames
-        let s = json!({"propertyNames": {"maxLength": 3}});
+        let s = d2020(json!({"propertyNames": {"maxLength": 3}}));
         assert_eq!(
             one(&s, json!({"abcd": 1, "ab": 2})),
             (
@@ -1524,17 +1305,17 @@ mod tests {
         valid(&s, json!({}));
         assert_eq!(msg(&s, json!({"a": 1})), "must not match the schema in \"not\"");
         // if/then/else
-        let s = json!({
+        let s = d2020(json!({
             "if": {"properties": {"kind": {"const": "url"}}},
             "then": {"required": ["url"]},
             "else": {"required": ["path"]}
-        });
+        }));
         valid(&s, json!({"kind": "url", "url": "x"}));
         valid(&s, json!({"kind": "file", "path": "x"}));
         assert_eq!(msg(&s, json!({"kind": "url"})), "missing required option \"url\"");
         assert_eq!(msg(&s, json!({"kind": "file"})), "missing required option \"path\"");
-        valid(&json!({"if": {"type": "string"}}), json!(1));
-        valid(&json!({"then": false}), json!(1));
+        valid(&d2020(json!({"if": {"type": "string"}})), json!(1));
+        valid(&d2020(json!({"then": false})), json!(1));
     }
 
     #[test]
@@ -1547,6 +1328,16 @@ mod tests {
         check_schema(&json!(true)).unwrap();
         check_schema(&json!(false)).unwrap();
         valid(&json!({}), json!(null));
+        // Draft-04 has no boolean subschemas; the message says why it is draft-04.
+        let e = bad_schema(&json!({"properties": {"a": false}}));
+        assert!(e.starts_with("#/properties/a: false is not of type \"object\""), "{e}");
+        assert!(
+            e.contains("(a schema without \"$schema\" is draft-04, as osbuild's are; add \"$schema\""),
+            "{e}"
+        );
+        // No such hint where no draft would take the schema.
+        let e = bad_schema(&json!({"required": [1]}));
+        assert_eq!(e, "#/required/0: 1 is not of type \"string\"");
     }
 
     #[test]
@@ -1556,15 +1347,15 @@ mod tests {
                 "mode": {"type": "integer", "minimum": 0},
                 "a/b": {"type": "string"},
                 "t~n": {"type": "boolean"},
-                "sp ace": {"const": 1}
+                "sp ace": {"enum": [1]},
+                "node": {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/definitions/node"}}, "m": {"$ref": "#/definitions/mode"}}}
             },
-            "$defs": {"node": {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/node"}}, "m": {"$ref": "#/definitions/mode"}}}},
             "properties": {
                 "mode": {"$ref": "#/definitions/mode"},
                 "slash": {"$ref": "#/definitions/a~1b"},
                 "tilde": {"$ref": "#/definitions/t~0n"},
                 "pct": {"$ref": "#/definitions/sp%20ace"},
-                "tree": {"$ref": "#/$defs/node"},
+                "tree": {"$ref": "#/definitions/node"},
                 "self": {"$ref": "#"},
                 "first_prop": {"$ref": "#/properties/mode"}
             }
@@ -1603,46 +1394,34 @@ mod tests {
                 )
             ]
         );
-        assert_eq!(resolve(&json!([1, [2, 3]]), "#/1/0"), Some(&json!(2)));
-        assert_eq!(resolve(&json!([1, [2, 3]]), "#/01"), None);
-        assert_eq!(resolve(&json!({"": 5}), "#/"), Some(&json!(5)));
-        assert_eq!(resolve(&json!({}), "other.json#/x"), None);
-        assert_eq!(resolve(&json!({}), "#anchor"), None);
+        // 2020-12's $defs.
+        let s = d2020(json!({"$defs": {"n": {"type": "integer"}}, "properties": {"a": {"$ref": "#/$defs/n"}}}));
+        assert_eq!(msg(&s, json!({"a": "x"})), "expected integer, found string \"x\"");
     }
 
     #[test]
     fn ref_siblings_depend_on_draft() {
         let s = json!({"definitions": {"s": {"type": "string"}}, "properties": {"a": {"$ref": "#/definitions/s", "maxLength": 1}}});
+        // Draft-04 (the default, and osbuild's): keywords beside $ref are ignored.
+        valid(&s, json!({"a": "xy"}));
+        assert_eq!(msg(&s, json!({"a": 1})), "expected string, found number 1");
+        let s = d2020(s);
         assert_eq!(msg(&s, json!({"a": "xy"})), "must be at most 1 character long");
-        let mut old = s.clone();
-        old["$schema"] = json!("http://json-schema.org/draft-04/schema#");
-        valid(&old, json!({"a": "xy"}));
-        assert_eq!(msg(&old, json!({"a": 1})), "expected string, found number 1");
     }
 
     #[test]
-    fn ref_cycles() {
+    fn ref_cycles_terminate() {
         for s in [
             json!({"$ref": "#"}),
             json!({"definitions": {"a": {"$ref": "#/definitions/b"}, "b": {"$ref": "#/definitions/a"}}, "$ref": "#/definitions/a"}),
             json!({"allOf": [{"$ref": "#"}]}),
             json!({"definitions": {"a": {"anyOf": [{"type": "string"}, {"not": {"$ref": "#/definitions/a"}}]}}, "properties": {"x": {"$ref": "#/definitions/a"}}}),
         ] {
-            let e = check_schema(&s).unwrap_err();
-            assert!(e.contains("$ref cycle"), "{e}");
-            // validate must not recurse forever either (and reports the cycle unless a
-            // "not" turns the failure into a success).
-            let found = errs(&s, json!({"x": 1}));
-            assert!(
-                s.to_string().contains("not") || found.iter().any(|(_, m)| m.contains("$ref cycle")),
-                "{s}: {found:?}"
-            );
+            // Whether it loads or not, nothing recurses forever.
+            if let Ok(compiled) = Schema::new(&s) {
+                let _ = compiled.validate(&json!({"x": 1}));
+            }
         }
-        let e = check_schema(&json!({"definitions": {"a": {"$ref": "#/definitions/a"}}})).unwrap_err();
-        assert_eq!(
-            e,
-            "$ref cycle that never reaches a deeper value: #/definitions/a -> #/definitions/a"
-        );
         // Recursion through a deeper value is fine.
         let s = json!({"properties": {"next": {"$ref": "#"}}, "type": "object"});
         check_schema(&s).unwrap();
@@ -1651,133 +1430,162 @@ mod tests {
     }
 
     #[test]
-    fn unresolvable_ref_at_validation() {
+    fn refs_that_do_not_resolve_are_refused_at_load() {
         let s = json!({"properties": {"a": {"$ref": "#/definitions/nope"}}});
+        let e = bad_schema(&s);
+        assert_eq!(e, "$ref \"#/definitions/nope\" points at nothing in the schema");
+        // validate() on such a schema says so instead of passing everything.
         assert_eq!(
-            one(&s, json!({"a": 1})),
-            (
-                vec![k("a")],
-                "invalid schema: cannot resolve $ref \"#/definitions/nope\"".to_string()
-            )
+            validate(&s, &json!({"a": 1})),
+            vec![SchemaError {
+                path: vec![],
+                message: format!("invalid schema: {e}")
+            }]
         );
-        assert!(check_schema(&s)
-            .unwrap_err()
-            .contains("cannot resolve $ref \"#/definitions/nope\""));
+        // Nothing is fetched: remote refs and files are refused.
+        for r in ["http://example.com/s.json", "file:///etc/passwd", "other.json#/x"] {
+            let e = bad_schema(&json!({ "$ref": r }));
+            assert!(e.contains("is outside the schema: only refs within it"), "{r}: {e}");
+        }
     }
 
     #[test]
     fn check_schema_reports_bad_keywords() {
         let cases = [
-            (json!(3), "#: a schema must be an object or a boolean, found number 3"),
-            (json!({"type": "str"}), "#: \"type\" must be one of"),
-            (json!({"type": []}), "#: \"type\" must be one of"),
+            (json!(3), "#: 3 is not of type \"object\""),
+            (json!({"type": "str"}), "#/type: \"str\" is not a type: use one of"),
+            (json!({"type": []}), "#/type: [] is not a type"),
             (
                 json!({"properties": {"a": {"minItems": -1}}}),
-                "#/properties/a: \"minItems\" must be a non-negative integer, found number -1",
+                "#/properties/a/minItems: -1 is less than the minimum of 0",
             ),
             (
                 json!({"properties": {"a/b": {"maxLength": "3"}}}),
-                "#/properties/a~1b: \"maxLength\" must be a non-negative integer, found string \"3\"",
+                "#/properties/a~1b/maxLength: \"3\" is not of type \"integer\"",
             ),
-            (json!({"required": "a"}), "#: \"required\" must be an array of strings"),
-            (json!({"required": true}), "#: \"required\" must be an array of strings"),
-            (json!({"enum": "a"}), "#: \"enum\" must be an array"),
-            (
-                json!({"properties": []}),
-                "#: \"properties\" must be an object, found array",
-            ),
+            (json!({"required": "a"}), "#/required: \"a\" is not of type \"array\""),
+            (json!({"enum": "a"}), "#/enum: \"a\" is not of type \"array\""),
+            (json!({"properties": []}), "#/properties: [] is not of type \"object\""),
             (
                 json!({"additionalProperties": "no"}),
-                "#/additionalProperties: a schema must be an object or a boolean",
+                "#/additionalProperties: expected boolean or object, found string \"no\"",
             ),
-            (json!({"items": [{"type": 1}]}), "#/items/0: \"type\" must be one of"),
-            (
-                json!({"anyOf": []}),
-                "#: \"anyOf\" must be a non-empty array of schemas",
-            ),
-            (
-                json!({"oneOf": {}}),
-                "#: \"oneOf\" must be a non-empty array of schemas",
-            ),
-            (
-                json!({"allOf": [{}, 1]}),
-                "#/allOf/1: a schema must be an object or a boolean",
-            ),
-            (json!({"minimum": "0"}), "#: \"minimum\" must be a number"),
-            (
-                json!({"exclusiveMaximum": "0"}),
-                "#: \"exclusiveMaximum\" must be a number (or, draft-04 style, a boolean)",
-            ),
+            (json!({"items": [{"type": 1}]}), "#/items/0/type: 1 is not a type"),
+            (json!({"anyOf": []}), "#/anyOf: [] has less than 1 item"),
+            (json!({"oneOf": {}}), "#/oneOf: {} is not of type \"array\""),
+            (json!({"allOf": [{}, 1]}), "#/allOf/1: 1 is not of type \"object\""),
+            (json!({"minimum": "0"}), "#/minimum: \"0\" is not of type \"number\""),
             (
                 json!({"multipleOf": 0}),
-                "#: \"multipleOf\" must be a number greater than 0",
+                "#/multipleOf: 0 is less than or equal to the minimum of 0",
             ),
-            (json!({"uniqueItems": 1}), "#: \"uniqueItems\" must be a boolean"),
-            (json!({"$ref": 1}), "#: \"$ref\" must be a string"),
+            (json!({"uniqueItems": 1}), "#/uniqueItems: 1 is not of type \"boolean\""),
+            (json!({"$schema": 4}), "#: \"$schema\" must be a string, found number 4"),
             (
-                json!({"$ref": "http://example.com/s.json"}),
-                "unsupported $ref \"http://example.com/s.json\"",
-            ),
-            (
-                json!({"$ref": "#/definitions/x"}),
-                "#: cannot resolve $ref \"#/definitions/x\"",
-            ),
-            (
-                json!({"definitions": {"x": {"not": 5}}}),
-                "#/definitions/x/not: a schema must be",
-            ),
-            (
-                json!({"dependencies": {"a": [1]}}),
-                "\"dependencies\" of \"a\" must list option names",
-            ),
-            (
-                json!({"dependentRequired": {"a": {}}}),
-                "\"dependentRequired\" must be an object of string arrays",
-            ),
-            (
-                json!({"definitions": {"x": {"type": "string"}}, "$ref": "#/definitions/x/type"}),
-                "#/definitions/x/type: a schema must be an object or a boolean",
+                json!({"$schema": "http://json-schema.org/draft-03/schema#"}),
+                "#: unsupported \"$schema\" \"http://json-schema.org/draft-03/schema#\"",
             ),
         ];
         for (schema, expected) in cases {
-            let e = check_schema(&schema).unwrap_err();
-            assert!(e.starts_with(expected) || e.contains(expected), "{schema}: {e}");
+            let e = bad_schema(&schema);
+            assert!(e.starts_with(expected), "{schema}: {e}");
         }
-        // Unknown keywords and unsupported-but-known ones are fine.
+        // Every complaint at once.
+        let e = bad_schema(&json!({"required": "a", "minItems": -1}));
+        assert!(e.contains("#/minItems") && e.contains("#/required"), "{e}");
+        // A huge value in the schema is not dumped whole.
+        let big: Vec<String> = (0..100).map(|n| format!("value{n}")).collect();
+        let e = bad_schema(&json!({ "required": {"a": big} }));
+        assert!(e.len() < 200, "{e}");
+        // Unknown keywords and annotations are fine.
         check_schema(&json!({
             "$schema": "http://json-schema.org/draft-07/schema#",
             "title": "x", "description": "y", "default": {"a": 1}, "examples": [1],
             "pattern": "^a", "format": "uri", "patternProperties": {"^x": {}},
-            "x-custom": [1, 2], "minItems": 1.0, "exclusiveMinimum": true, "minimum": 0,
+            "x-custom": [1, 2], "minItems": 1, "minimum": 0,
             "dependencies": {"a": ["b"], "c": {"type": "object"}}, "items": {"type": "string"}
         }))
         .unwrap();
+        check_schema(&json!({"title": "x", "x-custom": {"const": 1}, "exclusiveMinimum": true, "minimum": 0})).unwrap();
     }
 
     #[test]
-    fn canonical_matches_json_eq() {
-        let values = [
-            json!(1),
-            json!(1.0),
-            json!(-1),
-            json!(1.5),
-            json!(1e20),
-            json!(100000000000000000000.0),
-            json!(u64::MAX),
-            json!("1"),
-            json!([1]),
-            json!([1.0]),
-            json!({"a": 1}),
-            json!({"a": 1.0}),
-            json!({"b": 1}),
-            json!(null),
-            json!(false),
-        ];
-        for a in &values {
-            for b in &values {
-                assert_eq!(json_eq(a, b), canonical(a) == canonical(b), "{a} vs {b}");
-            }
+    fn later_keywords_need_a_schema_uri() {
+        for (schema, at, keyword) in [
+            (json!({"const": 1}), "#", "const"),
+            (
+                json!({"properties": {"a": {"if": {}, "then": {}}}}),
+                "#/properties/a",
+                "if",
+            ),
+            (json!({"items": {"prefixItems": [{}]}}), "#/items", "prefixItems"),
+            (json!({"anyOf": [{}, {"contains": {}}]}), "#/anyOf/1", "contains"),
+            (
+                json!({"definitions": {"x": {"propertyNames": {}}}}),
+                "#/definitions/x",
+                "propertyNames",
+            ),
+        ] {
+            let e = bad_schema(&schema);
+            assert!(
+                e.starts_with(&format!("{at}: \"{keyword}\" is not a draft-04 keyword")),
+                "{schema}: {e}"
+            );
+            assert!(e.contains("add \"$schema\""), "{e}");
+            check_schema(&d2020(schema)).unwrap();
         }
+        let e = bad_schema(&json!({"items": [{}, {"const": 1}]}));
+        assert!(e.starts_with("#/items/1: \"const\" is not a draft-04 keyword"), "{e}");
+        // A property that happens to be named like a keyword is no keyword.
+        check_schema(&json!({"properties": {"const": {"type": "string"}, "if": {}}})).unwrap();
+        // Each draft by its $schema.
+        for uri in [
+            "http://json-schema.org/draft-04/schema#",
+            "http://json-schema.org/draft-06/schema#",
+            "http://json-schema.org/draft-07/schema#",
+            "https://json-schema.org/draft/2019-09/schema",
+            "https://json-schema.org/draft/2020-12/schema",
+        ] {
+            let s = json!({"$schema": uri, "properties": {"a": {"type": "integer"}}});
+            assert_eq!(
+                msg(&s, json!({"a": "x"})),
+                "expected integer, found string \"x\"",
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn pointers_become_paths() {
+        let inst = json!({"a": [{"0": {"x/y": {"t~": 1}}}], "": 2});
+        assert_eq!(
+            to_path(&inst, "/a/0/0/x~1y/t~0"),
+            vec![k("a"), i(0), k("0"), k("x/y"), k("t~")]
+        );
+        assert_eq!(to_path(&inst, ""), vec![]);
+        assert_eq!(to_path(&inst, "/"), vec![k("")]);
+        // Past the end of the value (a missing key), digits read as indexes.
+        assert_eq!(to_path(&inst, "/nope/3/z"), vec![k("nope"), i(3), k("z")]);
+        let s = json!({"properties": {"0": {"type": "string"}, "": {"type": "string"}}});
+        assert_eq!(
+            errs(&s, json!({"0": 1, "": 2})),
+            vec![
+                (vec![k("")], "expected string, found number 2".to_string()),
+                (vec![k("0")], "expected string, found number 1".to_string())
+            ]
+        );
+        assert_eq!(cmp_paths(&[k("a")], &[k("a"), i(0)]), Ordering::Less);
+        assert_eq!(cmp_paths(&[i(2)], &[i(10)]), Ordering::Less);
+        assert_eq!(cmp_paths(&[k("b")], &[k("a"), i(0)]), Ordering::Greater);
+    }
+
+    #[test]
+    fn json_eq_compares_numbers_by_value() {
+        assert!(json_eq(&json!(1), &json!(1.0)));
+        assert!(json_eq(&json!({"a": [1]}), &json!({"a": [1.0]})));
+        assert!(!json_eq(&json!(u64::MAX), &json!(u64::MAX - 1)));
+        assert!(!json_eq(&json!(1), &json!("1")));
+        assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 1})));
     }
 
     #[test]
@@ -1785,7 +1593,7 @@ mod tests {
         assert_eq!(show_path(&[k("paths"), i(0), k("mode")]), "paths[0].mode");
         assert_eq!(join_or(&["a".into(), "b".into(), "c".into()]), "a, b or c");
         assert_eq!(join_and(&["1".into()], "alternatives"), "alternative 1");
-        assert_eq!(percent_decode("a%2Fb"), Some("a/b".into()));
-        assert_eq!(percent_decode("a%2"), None);
+        assert_eq!(parent("/properties/a/type"), "/properties/a");
+        assert_eq!(parent("/type"), "");
     }
 }

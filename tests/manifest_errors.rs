@@ -434,3 +434,84 @@ fn diagnostic_every_mistake_at_once() {
 "#
     ));
 }
+
+/// osbuild's stages guard paths with this pattern (it needs lookaheads).
+const OSBUILD_PATH: &str = "^\\/(?!\\.\\.)((?!\\/\\.\\.\\/).)+$";
+
+fn paths_stage(s: &Scratch, path_schema: serde_json::Value) {
+    let meta = json!({"summary": "test", "schema": {
+        "type": "object", "additionalProperties": false, "required": ["paths"],
+        "properties": {"paths": {"type": "array", "items": {
+            "type": "object", "additionalProperties": false, "required": ["path"],
+            "properties": {"path": path_schema, "uuid": {"type": "string", "format": "uuid"}}
+        }}}
+    }});
+    s.stage("stage", "test.paths", "#!/bin/sh\nexit 0\n", Some(&meta));
+}
+
+#[test]
+fn libdir_schema_patterns_and_formats_are_checked_all_at_once() {
+    let s = Scratch::new("err-pattern");
+    paths_stage(&s, json!({"type": "string", "pattern": OSBUILD_PATH}));
+    let text = r#"{
+  "stages": [
+    {"name": "test.paths", "options": {"paths": [
+      {"path": "/etc/ok"},
+      {"path": "../../etc/shadow"},
+      {"path": "/srv", "uuid": "not-a-uuid"}
+    ], "colour": 1}}
+  ]
+}"#;
+    let path = s.write("m.json", text);
+    let out = s.osbuild().arg("inspect").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let flat = unwrapped(&stderr);
+    for expected in [
+        "(3 errors)",
+        "invalid options for test.paths at `paths[1].path`: must match the pattern",
+        "m.json:5:16",
+        "invalid options for test.paths at `paths[2].uuid`: must be a valid UUID",
+        "m.json:6:32",
+        "unknown option \"colour\"",
+        "m.json:7:8",
+    ] {
+        assert!(flat.contains(expected), "expected {expected:?} in:\n{stderr}");
+    }
+    // The diagnostic underlines the offending value, not the whole stage.
+    let at = stderr.find("m.json:5:16").unwrap();
+    let snippet = &stderr[at..];
+    let line = snippet.lines().find(|l| l.contains("../../etc/shadow")).unwrap();
+    let marks = snippet.lines().find(|l| l.contains('─')).unwrap();
+    let underlined: String = line
+        .chars()
+        .zip(marks.chars())
+        .filter(|(_, m)| *m == '─' || *m == '┬')
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(underlined, "\"../../etc/shadow\"", "{line}\n{marks}");
+    // Fixed, the same manifest inspects cleanly.
+    let fixed = text
+        .replace("../../etc/shadow", "/etc/shadow")
+        .replace("not-a-uuid", "3f1c0c4e-6e84-4b4e-9b44-1d5d1f8b8a4e")
+        .replace(", \"colour\": 1", "");
+    let path = s.write("fixed.json", &fixed);
+    let out = s.osbuild().arg("inspect").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_broken_libdir_schema_is_reported_when_stages_load() {
+    let s = Scratch::new("err-bad-schema");
+    paths_stage(&s, json!({"type": "string", "pattern": "(unclosed"}));
+    let path = s.manifest("m.json", &json!({"stages": [{"name": "org.osbuild.noop"}]}));
+    let out = s.osbuild().arg("inspect").arg(&path).output().unwrap();
+    let stderr = unwrapped(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for expected in [
+        "test.paths.meta.json",
+        "invalid schema: #/properties/paths/items/properties/path/pattern: \"(unclosed\" is not a regular expression",
+    ] {
+        assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
+    }
+}

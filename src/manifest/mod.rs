@@ -161,6 +161,40 @@ mod tests {
         );
     }
 
+    /// Numbers as a manifest's parser reads them, then as the id recipe writes them.
+    /// Cargo unifies features: a dependency that turns on serde_json's
+    /// `arbitrary_precision` (numbers kept as their text) or `float_roundtrip`
+    /// (another float parser) would change these bytes, and so every id of a stage
+    /// with such options. This vector catches that.
+    #[test]
+    fn stage_id_test_vector_with_numbers() {
+        let text = r#"{"f": 0.1, "one_float": 1.0, "one": 1, "neg_zero": -0.0, "e20": 1e20,
+            "max_u64": 18446744073709551615, "past_u64": 18446744073709551616,
+            "min_i64": -9223372036854775808, "tiny": 5e-324, "long": 3.14159265358979323846264,
+            "hard": 77946897817735677e-110, "list": [1.5, -2, 0.0, 2E+3]}"#;
+        let options = json::parse(text).unwrap().to_value();
+        let s = stage("org.osbuild.noop", options);
+        // "hard" reads as serde_json's default parser has it, one ulp above the
+        // correctly rounded 7.794689781773567e-94 that `float_roundtrip` would give.
+        let expected = concat!(
+            r#"{"build":null,"name":"org.osbuild.noop","options":{"e20":1e+20,"f":0.1,"hard":7.794689781773568e-94,"#,
+            r#""list":[1.5,-2,0.0,2000.0],"long":3.141592653589793,"max_u64":18446744073709551615,"#,
+            r#""min_i64":-9223372036854775808,"neg_zero":-0.0,"one":1,"one_float":1.0,"#,
+            r#""past_u64":1.8446744073709552e+19,"tiny":5e-324},"parent":null}"#
+        );
+        let id = stage_id(None, &s, None);
+        assert_eq!(id, hex(&Sha256::digest(expected.as_bytes())), "canonical form changed");
+        assert_eq!(id, "995221b3ee49951921530ceb3d917586bbaf9c22f85668afdd7349338577712d");
+        // 1 and 1.0 are different options, so different stages.
+        assert_ne!(
+            stage_id(None, &stage("n", json!({"a": 1})), None),
+            stage_id(None, &stage("n", json!({"a": 1.0})), None)
+        );
+        // Out of f64's range: rejected, not kept as text or turned into infinity.
+        assert!(json::parse(r#"{"a": 1e400}"#).is_err());
+        assert!(json::parse(r#"{"a": -1e400}"#).is_err());
+    }
+
     #[test]
     fn ids_depend_on_everything_before() {
         let s = stage("org.osbuild.noop", json!({"a": 1}));
