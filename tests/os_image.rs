@@ -83,7 +83,7 @@ fn boot_with_best_accelerator(image: &Path, marker: &str) -> (bool, String, &'st
             return (seen, console, "kvm");
         }
     }
-    let (seen, console) = boot(image, "tcg,thread=multi", Duration::from_secs(240), marker);
+    let (seen, console) = boot(image, "tcg,thread=multi", Duration::from_secs(600), marker);
     (seen, console, "tcg")
 }
 
