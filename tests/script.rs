@@ -85,17 +85,18 @@ fn example_fleet_lowers_to_six_images_sharing_a_base() {
     let l = lower_example("fleet.rhai");
     assert_eq!(l.images.len(), 6);
     insta::assert_snapshot!("example_fleet", manifests_json(&l));
-    // The shared base: the first five stages have the same ids everywhere.
+    // The shared base (debootstrap, boot packages, locale, time zone, sudo,
+    // the ops account and its sudoers file): the same ids everywhere.
     let plans: Vec<_> = l
         .images
         .iter()
         .map(|i| osbuild::plan::plan(&i.manifest, None).unwrap())
         .collect();
     let ids = |n: usize| -> Vec<&str> { plans.iter().map(|p| p.pipelines[0].stages[n].id.as_str()).collect() };
-    for n in 0..5 {
+    for n in 0..7 {
         assert!(ids(n).windows(2).all(|w| w[0] == w[1]), "stage {n} differs");
     }
-    assert!(ids(5).windows(2).all(|w| w[0] != w[1]), "stage 5 is per image");
+    assert!(ids(7).windows(2).all(|w| w[0] != w[1]), "stage 7 is per image");
     let mut names: Vec<&str> = l.images.iter().map(|i| i.name.as_str()).collect();
     names.sort();
     names.dedup();
@@ -267,6 +268,54 @@ fn the_engine_is_pure() {
 }
 
 // ---- diagnostics -------------------------------------------------------------
+
+/// The stdlib's usable-machine defaults, as the manifest says them: DHCP by
+/// systemd-networkd (or a static address, or nothing), /etc/hosts, SSH host
+/// keys made at first boot, sudo for an admin, a generated locale.
+#[test]
+fn debian_images_are_configured_to_be_usable() {
+    let s = Scratch::new("script-usable");
+    let l = lower_text(
+        &s.dir,
+        r#"
+        import "debian" as debian;
+        import "users" as users;
+        let p = debian::system("a", #{ locale: "de_DE.UTF-8" });
+        p = users::admin(p, "ops.admin", "ssh-ed25519 AAAA ops");
+        emit(debian::finish(p, #{ hostname: "a.example.test" }));
+        emit(debian::image("b", #{ network: #{ address: "192.0.2.10/24", gateway: "192.0.2.1", dns: ["192.0.2.53"] } }));
+        emit(debian::image("c", #{ network: "none" }));
+        "#,
+        &[],
+    );
+    let json: Vec<String> = l.images.iter().map(|i| i.manifest.canonical_json()).collect();
+    let a = &json[0];
+    for wanted in [
+        r#""content":"de_DE.UTF-8 UTF-8\n","path":"/etc/locale.gen""#,
+        r#""locales""#,
+        r#""systemd-resolved""#,
+        r#""packages":["sudo"]"#,
+        r#""groups":["sudo"]"#,
+        r#"ops.admin ALL=(ALL:ALL) NOPASSWD: ALL\n","mode":"0440","path":"/etc/sudoers.d/ops_admin""#,
+        r#"127.0.1.1\ta.example.test a\n"#,
+        r#"[Match]\nType=ether\n\n[Network]\nDHCP=yes\n"#,
+        r#""enabled_services":["systemd-networkd.service","systemd-resolved.service"]"#,
+        r#"rm -f /etc/ssh/ssh_host_*_key"#,
+        r#""enabled_services":["ssh-host-keys.service"]"#,
+    ] {
+        assert!(a.contains(wanted), "image a lacks {wanted}:\n{a}");
+    }
+    assert!(json[1].contains(r#"Address=192.0.2.10/24\nGateway=192.0.2.1\nDNS=192.0.2.53\n"#), "{}", json[1]);
+    assert!(!json[1].contains("locales"), "C.UTF-8 needs no locales package");
+    assert!(!json[2].contains("systemd-networkd"), "network none configures nothing");
+}
+
+#[test]
+fn diagnostic_unknown_locale() {
+    insta::assert_snapshot!(diagnose(
+        "import \"debian\" as debian;\nlet p = debian::system(\"a\", #{ locale: \"en_US.utf8\" });\n"
+    ));
+}
 
 #[test]
 fn diagnostic_syntax_error() {

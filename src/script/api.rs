@@ -654,6 +654,25 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
             Ok(())
         },
     );
+
+    // The /etc/locale.gen line of a locale (empty for C.UTF-8 and the like),
+    // or an error at the user's line naming the locale meant.
+    engine.register_fn(
+        "debian_locale",
+        |ctx: NativeCallContext, locale: &str| -> RhaiResult<String> {
+            match super::locales::lookup(locale) {
+                Ok(super::locales::Locale::Builtin) => Ok(String::new()),
+                Ok(super::locales::Locale::Generated(line)) => Ok(line.to_string()),
+                Err(message) => {
+                    let mut err = ScriptError::new("locale", message, "not a locale Debian has")
+                        .help("the names are those of /usr/share/i18n/SUPPORTED, such as en_US.UTF-8 or de_DE.UTF-8")
+                        .needle(Some(Needle::Key("locale".into())));
+                    err.blame_caller = true;
+                    Err(err.at(&ctx))
+                }
+            }
+        },
+    );
 }
 
 fn describe(p: &ScriptPipeline) -> String {

@@ -13,6 +13,7 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod errors;
+pub mod locales;
 pub mod lower;
 pub mod modules;
 

@@ -443,7 +443,9 @@ struct BuildEnv {
     tree: Tree,
     policy_saved: Option<Vec<u8>>,
     resolv_saved: Option<&'static str>,
-    resolv_placed: bool,
+    /// What was put at `/etc/resolv.conf`, to tell it from what a package
+    /// (systemd-resolved, resolvconf) puts there instead.
+    resolv_placed: Option<Vec<u8>>,
     diverted: bool,
     undone: bool,
     new_kernels: Vec<String>,
@@ -455,7 +457,7 @@ impl BuildEnv {
             tree: tree.try_clone()?,
             policy_saved: None,
             resolv_saved: None,
-            resolv_placed: false,
+            resolv_placed: None,
             diverted: false,
             undone: false,
             new_kernels: Vec::new(),
@@ -469,15 +471,18 @@ impl BuildEnv {
         )?;
 
         // Name resolution inside the chroot: the build root's resolv.conf.
+        // The tree's own may be a dangling symlink (systemd-resolved's stub
+        // lives in /run): it is moved aside whatever it is, and comes back.
         let resolv = "etc/resolv.conf";
-        if Path::new("/etc/resolv.conf").exists() {
-            if tree.exists(resolv) {
+        if let Ok(content) = std::fs::read("/etc/resolv.conf") {
+            if tree.symlink_metadata(resolv).is_ok() {
                 let saved = "etc/resolv.conf.osbuild-saved";
                 tree.rename(resolv, saved)?;
                 env.resolv_saved = Some(saved);
             }
-            tree.copy_in(Path::new("/etc/resolv.conf"), resolv, 0o644)?;
-            env.resolv_placed = true;
+            tree.write(resolv, &content)?;
+            tree.set_mode(resolv, 0o644)?;
+            env.resolv_placed = Some(content);
         }
 
         // update-initramfs: once at the end, not after every kernel or hook.
@@ -524,11 +529,22 @@ impl BuildEnv {
             None => tree.remove_file(POLICY_RC_D).map_err(Into::into),
         });
         let resolv = "etc/resolv.conf";
-        if self.resolv_placed {
-            note(tree.remove_file(resolv).map_err(Into::into));
-        }
-        if let Some(saved) = self.resolv_saved {
-            note(tree.rename(saved, resolv).map_err(Into::into));
+        if let Some(placed) = &self.resolv_placed {
+            let ours = tree.symlink_metadata(resolv).is_ok_and(|m| m.is_file())
+                && tree.read(resolv).is_ok_and(|now| now == *placed);
+            if ours {
+                note(tree.remove_file(resolv).map_err(Into::into));
+                if let Some(saved) = self.resolv_saved {
+                    note(tree.rename(saved, resolv).map_err(Into::into));
+                }
+            } else {
+                // A package installed here replaced it (systemd-resolved
+                // links it to its stub): that is the image's now.
+                println!("keeping the /etc/resolv.conf a package put in place");
+                if let Some(saved) = self.resolv_saved {
+                    note(tree.remove_file(saved).map_err(Into::into));
+                }
+            }
         }
         first_err.map_or(Ok(()), Err)
     }

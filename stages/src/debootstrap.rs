@@ -336,9 +336,20 @@ fn needs_merged_usr_hook(suite: &str) -> bool {
 }
 
 /// Removes what mmdebstrap leaves that belongs to the build, not the image:
-/// its dpkg configuration (`force-unsafe-io`), and the build root's
-/// `hostname` and `resolv.conf` it copied in.
+/// its dpkg configuration (`force-unsafe-io`), the build root's `hostname`
+/// and `resolv.conf` it copied in, and the regular files that maintainer
+/// scripts created in the unmounted `/dev` by writing to `/dev/null` (the
+/// booted system mounts a devtmpfs there; later stages mount a real one).
 fn tidy(tree: &Tree) -> StageResult {
+    if tree.is_dir("dev") {
+        for entry in tree.read_dir("dev")? {
+            if entry.kind == crate::tree::Kind::File {
+                let path = Path::new("dev").join(&entry.name);
+                println!("removing /{}: a regular file a maintainer script left in /dev", path.display());
+                tree.remove_file(&path)?;
+            }
+        }
+    }
     let dpkg_cfg = "etc/dpkg/dpkg.cfg.d/99mmdebstrap";
     if tree
         .read_to_string(dpkg_cfg)
@@ -929,6 +940,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
             assert!(dpkg_installed(&a.tree, "apt"));
             assert!(std::fs::read_link(a.tree.join("bin")).is_ok(), "merged /usr");
             assert!(!a.tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap").exists());
+            let dev: Vec<_> = std::fs::read_dir(a.tree.join("dev")).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert!(dev.is_empty(), "no stray files in /dev: {dev:?}");
             no_debs(&a.tree);
 
             let (_, apt_cold) = timed("apt cold", &mut || {
