@@ -56,6 +56,12 @@ pub fn plan(manifest: &Manifest, store: Option<&Store>) -> Result<Plan, PlanErro
     Ok(Plan { pipelines })
 }
 
+/// The id of the tree `p` makes (its last stage's, or its base's), as far
+/// as it is known without a store: None when that needs a stored name.
+pub fn tree_id(p: &Pipeline) -> Option<Id> {
+    add(p, "main", None, &mut Vec::new()).ok().flatten()
+}
+
 /// Plans `p` after its build pipelines; returns its tree id.
 fn add(
     p: &Pipeline,

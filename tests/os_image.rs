@@ -57,7 +57,8 @@ impl Guest {
         } else {
             ["-cpu", "max", "-smp", "1"]
         });
-        cmd.arg("-drive").arg(format!("file={},if=virtio,snapshot=on", image.display()));
+        cmd.arg("-drive")
+            .arg(format!("file={},if=virtio,snapshot=on", image.display()));
         if net {
             cmd.args(["-nic", "user,model=virtio-net-pci"]);
         } else {
@@ -133,7 +134,10 @@ impl Guest {
             .wait_for("\n", Duration::from_secs(10))
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(-1);
-        (out.trim_end_matches("@@END ").replace('\r', "").trim().to_string(), status)
+        (
+            out.trim_end_matches("@@END ").replace('\r', "").trim().to_string(),
+            status,
+        )
     }
 
     fn transcript(&self) -> String {
@@ -160,7 +164,10 @@ fn boot_with_best_accelerator(image: &Path, marker: &str, net: bool) -> Result<(
     let mut guest = Guest::boot(image, "tcg,thread=multi", net);
     match guest.wait_for(marker, Duration::from_secs(600)) {
         Some(_) => Ok((guest, "tcg")),
-        None => Err(format!("no {marker:?} under tcg; the console said:\n{}", guest.transcript())),
+        None => Err(format!(
+            "no {marker:?} under tcg; the console said:\n{}",
+            guest.transcript()
+        )),
     }
 }
 
@@ -177,7 +184,8 @@ fn debian_minimal_boots_to_its_login_prompt_and_shares_its_base() {
 
     {
         let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
-        let (_guest, accel) = boot_with_best_accelerator(&image, "debian-minimal login:", false).unwrap_or_else(|e| panic!("{e}"));
+        let (_guest, accel) =
+            boot_with_best_accelerator(&image, "debian-minimal login:", false).unwrap_or_else(|e| panic!("{e}"));
         println!("booted to the login prompt under {accel}");
     }
 
@@ -223,7 +231,14 @@ p = users::admin(p, "admin", #{
 emit(debian::finish(p, #{ hostname: "box.example.test", packages: ["openssh-server"], services: ["ssh"] }));
 "#,
     );
-    let run = s.osbuild().arg("run").arg(&script).arg("-o").arg(s.path("out")).output().unwrap();
+    let run = s
+        .osbuild()
+        .arg("run")
+        .arg(&script)
+        .arg("-o")
+        .arg(s.path("out"))
+        .output()
+        .unwrap();
     assert!(
         run.status.success(),
         "the build failed:\n{}{}",
@@ -241,7 +256,11 @@ emit(debian::finish(p, #{ hostname: "box.example.test", packages: ["openssh-serv
     assert!(asked.is_some(), "no password prompt:\n{}", guest.transcript());
     guest.type_line("osbuild");
     let logged_in = guest.wait_for("$ ", Duration::from_secs(120));
-    assert!(logged_in.is_some(), "the admin could not log in:\n{}", guest.transcript());
+    assert!(
+        logged_in.is_some(),
+        "the admin could not log in:\n{}",
+        guest.transcript()
+    );
 
     let (name, _) = guest.run("hostname -f");
     assert_eq!(name, "box.example.test", "/etc/hosts names the host");
@@ -251,11 +270,18 @@ emit(debian::finish(p, #{ hostname: "box.example.test", packages: ["openssh-serv
     );
     assert!(addr.contains("inet 10.0.2.15/24"), "no DHCP address: {addr}");
     let (dns, _) = guest.run("resolvectl dns");
-    assert!(dns.contains("10.0.2.3"), "systemd-resolved has QEMU's DNS server: {dns}");
+    assert!(
+        dns.contains("10.0.2.3"),
+        "systemd-resolved has QEMU's DNS server: {dns}"
+    );
     let (id, status) = guest.run("echo osbuild | sudo -S -p '' id -u");
     assert_eq!((id.as_str(), status), ("0", 0), "the admin uses sudo with the password");
     let (locale, status) = guest.run("locale 2>&1 >/dev/null; perl -e 1 2>&1; locale -a | grep -x en_US.utf8");
-    assert_eq!((locale.as_str(), status), ("en_US.utf8", 0), "no locale warning, the locale is generated");
+    assert_eq!(
+        (locale.as_str(), status),
+        ("en_US.utf8", 0),
+        "no locale warning, the locale is generated"
+    );
     // sshd starts once the keys exist; the keys were made in this boot (the
     // unit's condition says none were in the image).
     let (ssh, _) = guest.run(

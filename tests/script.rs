@@ -305,7 +305,11 @@ fn debian_images_are_configured_to_be_usable() {
     ] {
         assert!(a.contains(wanted), "image a lacks {wanted}:\n{a}");
     }
-    assert!(json[1].contains(r#"Address=192.0.2.10/24\nGateway=192.0.2.1\nDNS=192.0.2.53\n"#), "{}", json[1]);
+    assert!(
+        json[1].contains(r#"Address=192.0.2.10/24\nGateway=192.0.2.1\nDNS=192.0.2.53\n"#),
+        "{}",
+        json[1]
+    );
     assert!(!json[1].contains("locales"), "C.UTF-8 needs no locales package");
     assert!(!json[2].contains("systemd-networkd"), "network none configures nothing");
 }
@@ -571,6 +575,54 @@ fn inspect_takes_a_script() {
     assert_eq!(first(&plans[0]), first(&plans[2]));
     let text = s.osbuild().arg("inspect").arg(&script).output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("main pipeline \"cache\""));
+}
+
+/// Needs root and the real sandbox.
+#[test]
+fn a_base_may_name_an_image_emitted_earlier() {
+    let s = Scratch::new("script-cli-emitted-base");
+    let script = s.write(
+        "based.rhai",
+        "let a = pipeline(\"a\");\n\
+         a.mkdir(\"/srv\");\n\
+         a.assembler(\"org.osbuild.tar\", #{ filename: \"a.tar\" });\n\
+         emit(a);\n\
+         let b = pipeline(\"b\");\n\
+         b.base(\"a\");\n\
+         b.hostname(\"b\");\n\
+         b.assembler(\"org.osbuild.tar\", #{ filename: \"b.tar\" });\n\
+         emit(b);\n",
+    );
+    let lowered = s
+        .osbuild()
+        .arg("lower")
+        .arg(&script)
+        .arg("-o")
+        .arg(s.path("m"))
+        .output()
+        .unwrap();
+    assert!(lowered.status.success(), "{}", String::from_utf8_lossy(&lowered.stderr));
+    let a: Value = serde_json::from_str(&std::fs::read_to_string(s.path("m/a.json")).unwrap()).unwrap();
+    let b: Value = serde_json::from_str(&std::fs::read_to_string(s.path("m/b.json")).unwrap()).unwrap();
+    let a_plan = s.inspect(&s.path("m/a.json"));
+    let a_tree = a_plan["pipelines"][0]["stages"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        b["base"].as_str(),
+        Some(a_tree.as_str()),
+        "b starts from a's tree: {b}\n{a}"
+    );
+
+    let out = s
+        .osbuild()
+        .args(["run", "--json", "-o"])
+        .arg(s.path("out"))
+        .arg(&script)
+        .output()
+        .unwrap();
+    crate::support::Build::from(out).ok();
+    crate::support::untar(&s.path("out/b/b.tar"), &s.path("x"));
+    assert!(s.path("x/srv").is_dir(), "b has a's directory");
+    assert_eq!(std::fs::read_to_string(s.path("x/etc/hostname")).unwrap().trim(), "b");
 }
 
 #[test]

@@ -498,8 +498,21 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
     engine.register_fn(
         "base",
         move |ctx: NativeCallContext, p: &mut ScriptPipeline, base: &str| {
-            // Whether the store has it is known only when planning: keep
-            // where it was named, for the diagnostic then.
+            // An image this script emitted earlier: its tree's id, which the
+            // run builds before this one (images build in emit order).
+            let emitted = s
+                .images
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|i| i.name == base)
+                .map(|i| i.pipeline.clone());
+            if let Some(id) = emitted.as_ref().and_then(crate::plan::tree_id) {
+                p.base = Some(id);
+                return;
+            }
+            // Else a stored tree; whether the store has it is known only
+            // when planning: keep where it was named, for the diagnostic then.
             s.bases
                 .lock()
                 .unwrap()

@@ -33,7 +33,8 @@ pub fn lookup(wanted: &str) -> Result<Locale, String> {
     if let Some(line) = lines().find(|l| name(l) == wanted) {
         return Ok(Locale::Generated(line));
     }
-    let mut message = format!("Debian cannot generate the locale `{wanted}`: it is not in glibc's list of supported locales");
+    let mut message =
+        format!("Debian cannot generate the locale `{wanted}`: it is not in glibc's list of supported locales");
     if let Some(meant) = suggest(wanted) {
         message.push_str(&format!("; did you mean `{meant}`?"));
     }

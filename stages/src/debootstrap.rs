@@ -345,7 +345,10 @@ fn tidy(tree: &Tree) -> StageResult {
         for entry in tree.read_dir("dev")? {
             if entry.kind == crate::tree::Kind::File {
                 let path = Path::new("dev").join(&entry.name);
-                println!("removing /{}: a regular file a maintainer script left in /dev", path.display());
+                println!(
+                    "removing /{}: a regular file a maintainer script left in /dev",
+                    path.display()
+                );
                 tree.remove_file(&path)?;
             }
         }
@@ -940,7 +943,10 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
             assert!(dpkg_installed(&a.tree, "apt"));
             assert!(std::fs::read_link(a.tree.join("bin")).is_ok(), "merged /usr");
             assert!(!a.tree.join("etc/dpkg/dpkg.cfg.d/99mmdebstrap").exists());
-            let dev: Vec<_> = std::fs::read_dir(a.tree.join("dev")).unwrap().map(|e| e.unwrap().file_name()).collect();
+            let dev: Vec<_> = std::fs::read_dir(a.tree.join("dev"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
             assert!(dev.is_empty(), "no stray files in /dev: {dev:?}");
             no_debs(&a.tree);
 
