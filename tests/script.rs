@@ -312,6 +312,24 @@ fn debian_images_are_configured_to_be_usable() {
     );
     assert!(!json[1].contains("locales"), "C.UTF-8 needs no locales package");
     assert!(!json[2].contains("systemd-networkd"), "network none configures nothing");
+
+    let l = lower_text(
+        &s.dir,
+        r#"
+        import "fedora" as fedora;
+        emit(fedora::image("f", #{ packages: ["vim"], users: #{ bob: #{} }, files: #{ "/etc/motd": "hi\n" } }));
+        "#,
+        &[],
+    );
+    let f = l.images[0].manifest.canonical_json();
+    for wanted in [
+        r#""packages":["@Core","kernel","grub2-pc","vim"]"#,
+        r#""users":{"bob":{}}"#,
+        r#"{"content":"hi\n","path":"/etc/motd"}"#,
+        r#"rm -f /etc/ssh/ssh_host_*_key"#,
+    ] {
+        assert!(f.contains(wanted), "the fedora image lacks {wanted}:\n{f}");
+    }
 }
 
 #[test]
