@@ -515,3 +515,31 @@ fn a_broken_libdir_schema_is_reported_when_stages_load() {
         assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
     }
 }
+
+/// Option sets from osbuild's own stage tests pass the pre-flight check, as
+/// osbuild takes them.
+#[test]
+fn osbuilds_own_option_sets_are_accepted() {
+    let s = Scratch::new("osbuild-options");
+    let manifest = s.manifest(
+        "m.json",
+        &json!({"stages": [
+            {"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "srv/www", "parents": true}]}},
+            {"name": "org.osbuild.users", "options": {"users": {"alice": {"uid": 1000.0, "force_password_reset": true}}}},
+            {"name": "org.osbuild.kernel-cmdline", "options": {"kernel_opts": "ro", "kernel_cmdline_size": 256}},
+            {"name": "org.osbuild.systemd", "options": {"enabled_services": ["-.mount"]}},
+        ]}),
+    );
+    let plan = s.inspect(&manifest);
+    assert_eq!(
+        plan["pipelines"][0]["stages"].as_array().map(Vec::len),
+        Some(4),
+        "{plan}"
+    );
+    let (code, text) = build_text(
+        &s,
+        r#"{"stages": [{"name": "org.osbuild.users", "options": {"users": {"a": {"uid": 1000.5}}}}]}"#,
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("1000.5"), "{text}");
+}

@@ -6,7 +6,8 @@ use crate::api::{Builtin, Context, Kind, Options, StageResult};
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hostname {
-    /// The host name, written to `/etc/hostname`.
+    /// The host name, written to `/etc/hostname` (replacing what is there)
+    /// with mode 0644, as osbuild's `systemd-firstboot --hostname` leaves it.
     hostname: HostName,
 }
 
@@ -87,6 +88,22 @@ mod tests {
         ] {
             assert!(HostName::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn writes_etc_hostname_as_osbuild_does() {
+        let t = crate::testutil::TempTree::new("hostname");
+        t.write("etc/hostname", "old\n");
+        std::fs::set_permissions(
+            t.join("etc/hostname"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        super::STAGE
+            .run(&t.ctx(), &serde_json::json!({"hostname": "web"}))
+            .unwrap();
+        assert_eq!(t.read("etc/hostname"), "web\n");
+        assert_eq!(t.stat("etc/hostname"), (0o644, 0, 0));
     }
 
     #[test]

@@ -14,6 +14,20 @@ pub struct KernelCmdline {
     /// Further kernel parameters, space-separated, such as `ro console=ttyS0,115200n8`.
     #[serde(default)]
     kernel_opts: String,
+    /// The most bytes `kernel_opts` may take, 256 to 4096, as osbuild checks
+    /// it. By default the kernel's limit on the build machine's architecture
+    /// (as osbuild, which asks `platform.machine()`): 2048 on x86_64 and
+    /// aarch64, 1024 on 32-bit ARM, 4096 elsewhere.
+    kernel_cmdline_size: Option<u32>,
+}
+
+/// The kernel's command-line limit (COMMAND_LINE_SIZE) on `arch`.
+fn default_cmdline_size(arch: &str) -> u32 {
+    match arch {
+        "x86_64" | "x86" | "aarch64" => 2048,
+        "arm" => 1024,
+        _ => 4096,
+    }
 }
 
 /// A file system UUID in one of the two shapes of osbuild's schema.
@@ -60,6 +74,24 @@ impl Options for KernelCmdline {
                 "must be a single line",
             ));
         }
+        match self.kernel_cmdline_size {
+            Some(size) if !(256..=4096).contains(&size) => problems.push(OptionsError::invalid(
+                crate::at!["kernel_cmdline_size"],
+                format!("{size} is not between 256 and 4096"),
+            )),
+            size => {
+                let limit = size.unwrap_or_else(|| default_cmdline_size(std::env::consts::ARCH));
+                if self.kernel_opts.len() > limit as usize {
+                    problems.push(OptionsError::invalid(
+                        crate::at!["kernel_opts"],
+                        format!(
+                            "the kernel options take {} bytes, more than the kernel command line's {limit}",
+                            self.kernel_opts.len()
+                        ),
+                    ));
+                }
+            }
+        }
         problems
     }
 
@@ -75,7 +107,8 @@ impl Options for KernelCmdline {
         let line = params.join(" ");
         let tree = ctx.open_tree()?;
         tree.create_dir_all("etc/kernel")?;
-        tree.write("etc/kernel/cmdline", format!("{line}\n"))?;
+        // No newline at the end, as osbuild writes it.
+        tree.write("etc/kernel/cmdline", &line)?;
         println!("kernel command line: {line}");
         Ok(())
     }
@@ -103,18 +136,41 @@ mod tests {
         STAGE.run(&t.ctx(), &options).unwrap();
         assert_eq!(
             t.read("etc/kernel/cmdline"),
-            "root=UUID=6e4ff95f-f662-45ee-a82a-bdf44a2d0b75 ro biosdevname=0 net.ifnames=0\n"
+            "root=UUID=6e4ff95f-f662-45ee-a82a-bdf44a2d0b75 ro biosdevname=0 net.ifnames=0"
         );
         STAGE.run(&t.ctx(), &json!({"root_fs_uuid": "6699-AFB5"})).unwrap();
-        assert_eq!(t.read("etc/kernel/cmdline"), "root=UUID=6699-AFB5\n");
+        assert_eq!(t.read("etc/kernel/cmdline"), "root=UUID=6699-AFB5");
         STAGE
             .run(&t.ctx(), &json!({"kernel_opts": "console=ttyS0 quiet"}))
             .unwrap();
-        assert_eq!(t.read("etc/kernel/cmdline"), "console=ttyS0 quiet\n");
+        assert_eq!(t.read("etc/kernel/cmdline"), "console=ttyS0 quiet");
         let e = STAGE.check(&json!({"root_fs_uuid": "not-a-uuid"}));
         assert_eq!(e[0].message, "\"not-a-uuid\" is not a file system UUID");
         assert!(!STAGE.check(&json!({"kernel_opts": "x", "extra": 1})).is_empty());
         let e = STAGE.check(&json!({"kernel_opts": "a\nb"}));
         assert_eq!(e[0].path, crate::at!["kernel_opts"]);
+    }
+
+    #[test]
+    fn the_command_line_size_is_checked() {
+        // As osbuild's stage tests have them.
+        assert!(STAGE.check(&json!({"kernel_cmdline_size": 256})).is_empty());
+        assert!(STAGE.check(&json!({"kernel_cmdline_size": 4096})).is_empty());
+        for bad in [json!({"kernel_cmdline_size": 0}), json!({"kernel_cmdline_size": 4097})] {
+            let e = STAGE.check(&bad);
+            assert_eq!(e[0].path, crate::at!["kernel_cmdline_size"], "{bad}");
+        }
+        assert!(!STAGE.check(&json!({"kernel_cmdline_size": "not integer"})).is_empty());
+        let e = STAGE.check(&json!({"kernel_opts": "a".repeat(257), "kernel_cmdline_size": 256}));
+        assert!(
+            e[0].message
+                .contains("257 bytes, more than the kernel command line's 256"),
+            "{}",
+            e[0].message
+        );
+        assert_eq!(super::default_cmdline_size("x86_64"), 2048);
+        assert_eq!(super::default_cmdline_size("arm"), 1024);
+        let long = STAGE.check(&json!({"kernel_opts": "a".repeat(4097)}));
+        assert_eq!(long[0].path, crate::at!["kernel_opts"]);
     }
 }

@@ -1,7 +1,5 @@
 //! `org.osbuild.machine-id`: decides what `/etc/machine-id` holds (osbuild's schema).
 
-use std::io::Write;
-
 use crate::api::{Builtin, Context, Kind, Options, StageResult};
 
 /// Sets the state of `/etc/machine-id`, which must not be shared by the machines
@@ -52,8 +50,9 @@ impl Options for MachineId {
             FirstBoot::No => "",
         };
         tree.create_dir_all("etc")?;
-        // systemd and Debian's postinst leave it read-only for everyone.
-        tree.write_with(path, 0o444, None, |f| f.write_all(content.as_bytes()))?;
+        // As osbuild leaves it: the mode of the file it replaces (systemd's
+        // packages make it 0444), 0644 for a new one.
+        tree.rewrite(path, content)?;
         println!(
             "/etc/machine-id {}",
             if content.is_empty() {
@@ -90,6 +89,11 @@ mod tests {
     fn modes() {
         let t = TempTree::new("machine-id");
         t.write("etc/machine-id", ID);
+        std::fs::set_permissions(
+            t.join("etc/machine-id"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o444),
+        )
+        .unwrap();
         t.write("var/lib/dbus/machine-id", ID);
         assert!(STAGE.check(&json!({})).is_empty());
         assert!(!STAGE.check(&json!({"first-boot": "maybe"})).is_empty());
@@ -112,6 +116,10 @@ mod tests {
 
         STAGE.run(&t.ctx(), &json!({"first-boot": "no"})).unwrap();
         assert_eq!(t.read("etc/machine-id"), "");
+
+        let new = TempTree::new("machine-id-new");
+        STAGE.run(&new.ctx(), &json!({"first-boot": "yes"})).unwrap();
+        assert_eq!(new.stat("etc/machine-id"), (0o644, 0, 0));
 
         let empty = TempTree::new("machine-id-none");
         let e = STAGE.run(&empty.ctx(), &json!({"first-boot": "preserve"})).unwrap_err();

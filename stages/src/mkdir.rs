@@ -28,13 +28,25 @@ struct Dir {
     exist_ok: bool,
 }
 
-/// An [`ImagePath`], with or without osbuild's `tree://` in front.
+/// An [`ImagePath`], with or without osbuild's `tree://` in front. A relative
+/// path is taken from the tree's root, as osbuild does (with a warning in
+/// the log): `srv/www` is `/srv/www`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct DirPath(ImagePath);
+struct DirPath(ImagePath, Relative);
+
+/// Whether the path was given relative, to warn about it when it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Relative(bool);
 
 impl DirPath {
     fn parse(s: &str) -> Result<Self, String> {
-        ImagePath::parse(s.strip_prefix("tree://").unwrap_or(s)).map(DirPath)
+        let path = s.strip_prefix("tree://").unwrap_or(s);
+        if path.is_empty() {
+            return Err("must not be empty".into());
+        }
+        let relative = !path.starts_with('/');
+        let absolute = if relative { format!("/{path}") } else { path.to_string() };
+        ImagePath::parse(&absolute).map(|p| DirPath(p, Relative(relative)))
     }
 }
 
@@ -53,7 +65,7 @@ impl schemars::JsonSchema for DirPath {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^(tree://)?/(?!(.*/)?\\.\\.(/.*)?$)",
+            "pattern": "^(tree://)?/?(?!(.*/)?\\.\\.(/.*)?$).",
         })
     }
 }
@@ -68,6 +80,12 @@ impl Options for Mkdir {
         for dir in self.paths {
             let raw = dir.path.0.as_str();
             let path = dir.path.0.rel();
+            if dir.path.1 .0 {
+                println!(
+                    "warning: {:?} is relative: made from the tree's root, as {raw}",
+                    path.display().to_string()
+                );
+            }
             if tree.is_dir(&path) {
                 if dir.exist_ok {
                     continue;
@@ -106,9 +124,14 @@ mod tests {
         let t = TempTree::new("mkdir");
         STAGE.run(&t.ctx(), &ok).unwrap();
         assert_eq!(t.stat("a/b").0, 0o700);
-        for bad in ["a", "tree://a", "/a/../../b", "tree:///.."] {
+        for bad in ["", "tree://", "/a/../../b", "tree:///..", "../x", "a/../../b"] {
             let e = STAGE.check(&json!({"paths": [{"path": "/ok"}, {"path": bad}]}));
             assert_eq!(e[0].path, crate::at!["paths", 1, "path"], "{bad}");
         }
+        // Relative, as osbuild's tests have them: from the root.
+        let relative = json!({"paths": [{"path": "srv/www", "parents": true}, {"path": "tree://c"}]});
+        assert!(STAGE.check(&relative).is_empty());
+        STAGE.run(&t.ctx(), &relative).unwrap();
+        assert!(t.join("srv/www").is_dir() && t.join("c").is_dir());
     }
 }

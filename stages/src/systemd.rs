@@ -43,7 +43,8 @@ pub struct Systemd {
     default_target: Option<UnitName>,
 }
 
-/// A unit (or generator) name: no `/`, no blanks, not starting with `-`.
+/// A unit (or generator) name: no `/`, no blanks, not starting with `.` or
+/// `--`. A leading `-` is systemd's escape of `/` (`-.mount` mounts the root).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct UnitName(String);
 
@@ -75,8 +76,8 @@ impl<'de> serde::Deserialize<'de> for UnitName {
         let s = String::deserialize(d)?;
         let ok = !s.is_empty()
             && s.len() <= 255
-            && !s.starts_with('-')
             && !s.starts_with('.')
+            && !s.starts_with("--")
             && !s.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control());
         if ok {
             Ok(UnitName(s))
@@ -94,7 +95,7 @@ impl schemars::JsonSchema for UnitName {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[^-./\\s][^/\\s]*$",
+            "pattern": "^([^-./\\s]|-[^-/\\s])[^/\\s]*$",
             "examples": ["sshd.service", "cron", "getty@tty1.service"],
         })
     }
@@ -152,6 +153,8 @@ fn run_systemctl(tree: &Tree, verb: &str, unit: &str) -> StageResult {
     let status = Command::new(bin)
         .arg(format!("--root={}", tree.path().display()))
         .arg(verb)
+        // Units may start with `-` (`-.mount`, the root file system's).
+        .arg("--")
         .arg(unit)
         .status()
         .map_err(|e| format!("cannot run {bin}: {e}"))?;
@@ -373,6 +376,8 @@ DefaultInstance=tty1
             .is_empty());
         assert!(!STAGE.check(&json!({"enabled_services": ["../x"]})).is_empty());
         assert!(!STAGE.check(&json!({"enabled_services": ["--now"]})).is_empty());
+        // From osbuild's stage tests: the root file system's mount unit.
+        assert!(STAGE.check(&json!({"enabled_services": ["-.mount"]})).is_empty());
         let e = STAGE.check(&json!({"default_target": "ssh.service"}));
         assert_eq!(
             e,
@@ -422,6 +427,21 @@ DefaultInstance=tty1
             Some("/dev/null")
         );
         assert_eq!(link("default.target"), "/usr/lib/systemd/system/graphical.target");
+    }
+
+    #[test]
+    fn enables_the_root_mount_unit() {
+        let t = tree();
+        std::fs::write(
+            t.join("etc/systemd/system/-.mount"),
+            "[Unit]\nDescription=Root\n\n[Mount]\nWhat=/dev/vda1\nWhere=/\n\n[Install]\nWantedBy=local-fs.target\n",
+        )
+        .unwrap();
+        STAGE.run(&t.ctx(), &json!({"enabled_services": ["-.mount"]})).unwrap();
+        assert_eq!(
+            t.link("etc/systemd/system/local-fs.target.wants/-.mount").to_str(),
+            Some("/etc/systemd/system/-.mount")
+        );
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub struct Users {
     /// picked for users without a `uid` do not depend on how the manifest is
     /// written. A name already in the tree's `/etc/passwd` modifies that user:
     /// only the fields given change. Each user is an object with any of `uid`,
-    /// `gid`, `groups`, `description`, `home`, `shell`, `password`, `key`, `keys`
-    /// and `expiredate`.
+    /// `gid`, `groups`, `description`, `home`, `shell`, `password`, `key`, `keys`,
+    /// `expiredate` and `force_password_reset`.
     #[serde(default)]
     users: BTreeMap<AccountName, User>,
 }
@@ -64,10 +64,15 @@ struct User {
     /// `~/.ssh` is created with mode 0700 and the file has mode 0600, both owned
     /// by the user.
     key: Option<SshKey>,
-    /// SSH public keys added to `~/.ssh/authorized_keys`, after `key`.
+    /// SSH public keys added to `~/.ssh/authorized_keys`, before `key` (as
+    /// osbuild writes them). A key already in the file is not added again.
     keys: Option<Vec<SshKey>>,
     /// The day the account expires, in days since 1970-01-01 (shadow's expire field).
     expiredate: Option<u32>,
+    /// Make the user change the password at the next login, as osbuild does
+    /// (`passwd --expire`): the shadow last-change day becomes 0.
+    #[serde(default)]
+    force_password_reset: bool,
 }
 
 /// A home directory: an absolute path in the image that fits in
@@ -167,9 +172,11 @@ impl Options for Users {
 }
 
 fn wanted_keys(user: &User) -> Vec<String> {
-    user.key
+    // osbuild's order: `keys` first, then `key`.
+    user.keys
         .iter()
-        .chain(user.keys.iter().flatten())
+        .flatten()
+        .chain(user.key.iter())
         .map(|k| k.to_string())
         .filter(|k| !k.is_empty())
         .collect()
@@ -226,7 +233,11 @@ fn add(
         shell.clone(),
     ]);
     if db.shadow.present {
-        db.shadow.push(shadow_line(name, &password, user.expiredate, defs));
+        let mut line = shadow_line(name, &password, user.expiredate, defs);
+        if user.force_password_reset {
+            line[2] = "0".into();
+        }
+        db.shadow.push(line);
     }
     if let Some(groups) = &user.groups {
         set_groups(db, name, groups, false);
@@ -318,9 +329,13 @@ fn modify(db: &mut Db, name: &str, user: &User) -> Result<HomePlan, StageError> 
         entry[3].parse().unwrap_or(0),
         entry[5].clone(),
     );
-    if shadow_present && (user.password.is_some() || user.expiredate.is_some()) {
+    if shadow_present && (user.password.is_some() || user.expiredate.is_some() || user.force_password_reset) {
         match db.shadow.get_mut(name) {
             Some(s) => {
+                if user.force_password_reset {
+                    s[2] = "0".into();
+                    changes.push("password reset forced");
+                }
                 if let Some(p) = &user.password {
                     s[1] = p.to_string();
                     changes.push("password");
@@ -331,12 +346,15 @@ fn modify(db: &mut Db, name: &str, user: &User) -> Result<HomePlan, StageError> 
                 }
             }
             None => {
-                let line = shadow_line(
+                let mut line = shadow_line(
                     name,
                     user.password.as_deref().unwrap_or("!"),
                     user.expiredate,
                     &LoginDefs::empty(),
                 );
+                if user.force_password_reset {
+                    line[2] = "0".into();
+                }
                 db.shadow.push(line);
                 changes.push("shadow entry");
             }
@@ -773,7 +791,7 @@ ENCRYPT_METHOD SHA512
         let t = debian_tree("users-add");
         let options = json!({"users": {
             "nohome": {"home": ""},
-            "bob": {"uid": 2000, "shell": "/bin/bash"},
+            "bob": {"uid": 2000, "shell": "/bin/bash", "force_password_reset": true},
             "alice": {
                 "description": "Alice Example",
                 "groups": ["sudo", "users"],
@@ -802,7 +820,7 @@ nohome:x:2001:2001::/home/nohome:/bin/sh
             format!(
                 "{SHADOW}\
 alice:{HASH}:{day}:0:99999:7:::
-bob:!:{day}:0:99999:7:::
+bob:!:0:0:99999:7:::
 nohome:!:{day}:0:99999:7:::
 "
             )
@@ -836,7 +854,8 @@ nohome:!:{day}:0:99999:7:::
         assert_eq!(t.stat("home/alice/.config/autostart/README"), (0o644, 1000, 1000));
         assert_eq!(t.stat("home/alice/.ssh"), (0o700, 1000, 1000));
         assert_eq!(t.stat("home/alice/.ssh/authorized_keys"), (0o600, 1000, 1000));
-        assert_eq!(t.read("home/alice/.ssh/authorized_keys"), format!("{KEY1}\n{KEY2}\n"));
+        // osbuild's order, `keys` then `key`; a key already there is not repeated.
+        assert_eq!(t.read("home/alice/.ssh/authorized_keys"), format!("{KEY2}\n{KEY1}\n"));
         assert_eq!(t.stat("home/bob"), (0o755, 2000, 2000));
         assert!(!t.exists("home/nohome"));
     }
