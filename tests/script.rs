@@ -333,6 +333,42 @@ fn debian_images_are_configured_to_be_usable() {
 }
 
 #[test]
+fn diagnostic_disk_size_at_the_users_line() {
+    insta::assert_snapshot!(diagnose(
+        "import \"debian\" as debian;\nemit(debian::image(\"a\", #{ size: 8 }));\n"
+    ));
+}
+
+#[test]
+fn diagnostic_bad_size_string_at_the_users_line() {
+    insta::assert_snapshot!(diagnose(
+        "import \"disk\" as disk;\nlet p = pipeline(\"a\");\np = disk::qcow2(p, #{ size: \"4X\" });\nemit(p);\n"
+    ));
+}
+
+#[test]
+fn diagnostic_bad_mode_at_the_users_line() {
+    insta::assert_snapshot!(diagnose(
+        "let p = pipeline(\"a\");\np.file(\"/etc/x\", \"hi\", \"rw-r--r--\");\nemit(p);\n"
+    ));
+}
+
+#[test]
+fn modes_are_integers_or_octal_strings() {
+    let s = Scratch::new("script-modes");
+    let l = lower_text(
+        &s.dir,
+        r#"let p = pipeline("a"); p.file("/x", "", 0o600); p.file("/y", "", "0640"); p.files(#{ "/z": #{ content: "", mode: 0o755 } }); emit(p);"#,
+        &[],
+    );
+    let json = l.images[0].manifest.canonical_json();
+    assert!(
+        json.contains(r#""mode":384"#) && json.contains(r#""mode":"0640""#) && json.contains(r#""mode":493"#),
+        "{json}"
+    );
+}
+
+#[test]
 fn diagnostic_unknown_locale() {
     insta::assert_snapshot!(diagnose(
         "import \"debian\" as debian;\nlet p = debian::system(\"a\", #{ locale: \"en_US.utf8\" });\n"

@@ -668,6 +668,21 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
         },
     );
 
+    // For stdlib functions: a bad option value, shown at the user's line
+    // (at the key, when the user's call spells it) rather than the stdlib's.
+    engine.register_fn(
+        "option_error",
+        |ctx: NativeCallContext, key: &str, message: &str, help: &str| -> RhaiResult<()> {
+            let mut err = ScriptError::new("options", message, format!("`{key}` does not fit"))
+                .needle(Some(Needle::Key(key.to_string())));
+            if !help.is_empty() {
+                err = err.help(help);
+            }
+            err.blame_caller = true;
+            Err(err.at(&ctx))
+        },
+    );
+
     // The /etc/locale.gen line of a locale (empty for C.UTF-8 and the like),
     // or an error at the user's line naming the locale meant.
     engine.register_fn(
@@ -708,7 +723,12 @@ fn add(
     name: &str,
     options: Map,
 ) -> RhaiResult<()> {
-    let stage = checked_stage(state, kind, name, options).map_err(|e| e.at(ctx))?;
+    // A stdlib function's stage is checked with what the user passed it:
+    // the user's line comes first, the stdlib's lines as notes.
+    let stage = checked_stage(state, kind, name, options).map_err(|mut e| {
+        e.blame_caller = true;
+        e.at(ctx)
+    })?;
     match kind {
         Kind::Stage => p.stages.push(Arc::new(stage)),
         Kind::Assembler => p.assembler = Some(Arc::new(stage)),
