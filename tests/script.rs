@@ -369,6 +369,18 @@ fn modes_are_integers_or_octal_strings() {
 }
 
 #[test]
+fn diagnostic_missing_import_suggests_it() {
+    insta::assert_snapshot!(diagnose("emit(debian::image(\"a\"));\n"));
+}
+
+#[test]
+fn diagnostic_wrong_arguments_list_the_signatures() {
+    insta::assert_snapshot!(diagnose(
+        "import \"users\" as users;\nlet p = pipeline(\"a\");\np = users::add(p);\n"
+    ));
+}
+
+#[test]
 fn diagnostic_unknown_locale() {
     insta::assert_snapshot!(diagnose(
         "import \"debian\" as debian;\nlet p = debian::system(\"a\", #{ locale: \"en_US.utf8\" });\n"

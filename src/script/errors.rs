@@ -288,6 +288,12 @@ fn describe(err: EvalAltResult, sources: &Sources) -> Inner {
                 rhai::ParseErrorType::VariableUndefined(name) => Some(format!(
                     "declare it first: `let {name} = ...;` (or import the module it belongs to)"
                 )),
+                rhai::ParseErrorType::ModuleUndefined(name) if STDLIB.iter().any(|(n, _)| n == name) => {
+                    Some(format!("add `import \"{name}\" as {name};` at the top of the script"))
+                }
+                rhai::ParseErrorType::ModuleUndefined(name) => Some(format!(
+                    "import it first: `import \"./{name}\" as {name};` for {name}.rhai beside the script"
+                )),
                 _ => Some("scripts are written in Rhai: https://rhai.rs/book/".into()),
             };
             simple("syntax", kind.to_string(), "here", help)
@@ -338,11 +344,20 @@ fn describe(err: EvalAltResult, sources: &Sources) -> Inner {
         EvalAltResult::ErrorFunctionNotFound(signature, _) => {
             let name = signature.split(['(', ' ']).next().unwrap_or("").to_string();
             let short = name.rsplit("::").next().unwrap_or(&name).to_string();
-            let help = crate::diagnostic::suggest(&short, API_NAMES.iter().copied())
-                .filter(|s| *s != short)
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| "check the name and the types of the arguments".into());
-            simple("function", format!("no function {signature}"), "not found", Some(help))
+            let module = name.rsplit_once("::").map(|(m, _)| m.to_string());
+            let help = match module.as_deref().and_then(|m| stdlib_signatures(m, &short)) {
+                Some(signatures) => format!("{name} takes {}", signatures.join(" or ")),
+                None => crate::diagnostic::suggest(&short, API_NAMES.iter().copied())
+                    .filter(|s| *s != short)
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_else(|| "check the name and the types of the arguments".into()),
+            };
+            simple(
+                "function",
+                format!("no function {}", readable(&signature)),
+                "not found",
+                Some(help),
+            )
         }
         EvalAltResult::ErrorVariableNotFound(name, _) => simple(
             "variable",
@@ -571,4 +586,41 @@ mod tests {
         );
         assert_eq!(find_in_call(text, from, &Needle::Key("host".into())), None);
     }
+}
+
+/// The parameter lists of a stdlib module's public function `name`, as its
+/// source declares them (`(p, name, key)`), or None when it has none.
+fn stdlib_signatures(module: &str, name: &str) -> Option<Vec<String>> {
+    let (_, text) = STDLIB.iter().find(|(n, _)| *n == module)?;
+    let prefix = format!("fn {name}(");
+    let signatures: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split_once(')'))
+        .map(|(params, _)| format!("({params})"))
+        .collect();
+    (!signatures.is_empty()).then_some(signatures)
+}
+
+/// Rhai's signature with the script's names for its types.
+fn readable(signature: &str) -> String {
+    let mut text = signature.to_string();
+    for (rust, script) in [
+        ("&str | ImmutableString | String", "string"),
+        ("osbuild::script::api::ScriptPipeline", "pipeline"),
+        ("ScriptPipeline", "pipeline"),
+        ("Pipeline", "pipeline"),
+        ("rhai::Map", "map"),
+        ("Map", "map"),
+        ("rhai::Array", "array"),
+        ("Array", "array"),
+        ("ImmutableString", "string"),
+        ("i64", "int"),
+        ("f64", "float"),
+        ("bool", "bool"),
+        ("()", "()"),
+    ] {
+        text = text.replace(rust, script);
+    }
+    text
 }
