@@ -486,3 +486,29 @@ fn without_a_terminal_it_reads_inputs_from_stdin() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `:load FILE` reads files and imports relative to FILE, inside FILE's
+/// directory, wherever the REPL was started.
+#[test]
+fn load_resolves_read_file_and_imports_relative_to_the_file() {
+    let s = Scratch::new("repl-load");
+    s.write("lib/motd.txt", "hello from motd\n");
+    s.write(
+        "lib/roles.rhai",
+        "fn web(name) { let p = pipeline(name); p.file(\"/etc/motd\", read_file(\"motd.txt\")); p }\n",
+    );
+    let web = s.write(
+        "lib/web.rhai",
+        "import \"./roles\" as roles;\nlet p = roles::web(\"w\");\n",
+    );
+    let escape = s.write("lib/escape.rhai", "let q = read_file(\"../../../etc/passwd\");\n");
+    let input = format!(":load {}\n:json p\n:load {}\n", web.display(), escape.display());
+    let out = piped_repl(&s, &[], input.as_bytes());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains(r#""content":"hello from motd\n""#),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("leaves the script's directory"), "{stderr}");
+}

@@ -151,11 +151,13 @@ impl Session {
     /// from `dir`) in the session; its variables, functions and imports stay.
     pub fn eval(&mut self, name: &str, text: &str, dir: Option<PathBuf>) -> Result<Dynamic, Failure> {
         self.cancel.store(false, Ordering::Relaxed);
-        self.sources.add(
-            name,
-            Arc::new(text.to_string()),
-            Some(dir.unwrap_or_else(|| self.root.clone())),
-        );
+        let dir = dir.unwrap_or_else(|| self.root.clone());
+        self.sources.add(name, Arc::new(text.to_string()), Some(dir.clone()));
+        // A file loaded from outside the session's directory reads (and
+        // imports) inside its own, as `osbuild run FILE` would.
+        if !dir.starts_with(&self.root) {
+            self.sources.set_root(name, dir);
+        }
         self.sources.set_main(name);
         let result = self.eval_inner(name, text);
         self.collect_images();

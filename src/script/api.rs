@@ -368,10 +368,11 @@ fn resolve_in_tree(sources: &Sources, source: &str, rel: &str) -> Result<PathBuf
         return Err(format!("`{rel}` is absolute: paths are relative to the script"));
     }
     let base = sources.dir_of(source);
+    let root = sources.root_of(source);
     // Lexically first: `..` that climbs out of the tree is refused even if it
     // would come back in.
     let mut parts: Vec<Component> = Vec::new();
-    let start = base.strip_prefix(sources.root()).unwrap_or(Path::new("")).to_path_buf();
+    let start = base.strip_prefix(&root).unwrap_or(Path::new("")).to_path_buf();
     for c in start.components().chain(rel_path.components()) {
         match c {
             Component::CurDir => {}
@@ -384,10 +385,10 @@ fn resolve_in_tree(sources: &Sources, source: &str, rel: &str) -> Result<PathBuf
             _ => return Err(format!("`{rel}` is not a relative path")),
         }
     }
-    let path: PathBuf = sources.root().join(parts.iter().collect::<PathBuf>());
+    let path: PathBuf = root.join(parts.iter().collect::<PathBuf>());
     // Then for real: a symlink must not lead out either.
     let real = path.canonicalize().map_err(|e| format!("cannot read `{rel}`: {e}"))?;
-    if !real.starts_with(sources.root()) {
+    if !real.starts_with(&root) {
         return Err(format!("`{rel}` leads out of the script's directory"));
     }
     Ok(real)

@@ -34,6 +34,10 @@ struct SourceFile {
     text: Arc<String>,
     /// The real directory of a user file (relative imports and `read_file`).
     dir: Option<PathBuf>,
+    /// The tree it may read in, when not the script's: a file the REPL
+    /// loads from elsewhere reads inside its own directory, and so do the
+    /// modules it imports.
+    root: Option<PathBuf>,
 }
 
 /// Every source text seen in one evaluation, by display name.
@@ -64,7 +68,24 @@ impl Sources {
         self.files
             .lock()
             .unwrap()
-            .insert(name.to_string(), SourceFile { text, dir });
+            .insert(name.to_string(), SourceFile { text, dir, root: None });
+    }
+
+    /// Lets `name` (added first) and what it imports read inside `root`.
+    pub fn set_root(&self, name: &str, root: PathBuf) {
+        if let Some(f) = self.files.lock().unwrap().get_mut(name) {
+            f.root = Some(root);
+        }
+    }
+
+    /// The tree `name` may read in: the script's directory, unless set.
+    pub fn root_of(&self, name: &str) -> PathBuf {
+        self.files
+            .lock()
+            .unwrap()
+            .get(name)
+            .and_then(|f| f.root.clone())
+            .unwrap_or_else(|| self.root.clone())
     }
 
     pub fn main_name(&self) -> String {
@@ -150,9 +171,10 @@ impl Resolver {
             return Ok((display, text));
         }
         let dir = self.sources.dir_of(importer);
+        let root = self.sources.root_of(importer);
         let real = normalize(&dir.join(&rel));
         let canonical = real.canonicalize().map_err(|_| not_found())?;
-        if !canonical.starts_with(self.sources.root()) {
+        if !canonical.starts_with(&root) {
             return Err(Box::new(EvalAltResult::ErrorInModule(
                 display,
                 EvalAltResult::ErrorRuntime(
@@ -167,6 +189,7 @@ impl Resolver {
         let text = Arc::new(text);
         self.sources
             .add(&display, text.clone(), canonical.parent().map(Path::to_path_buf));
+        self.sources.set_root(&display, root);
         Ok((display, text))
     }
 }
