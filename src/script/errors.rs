@@ -559,35 +559,6 @@ fn find_in_call(text: &str, from: usize, needle: &Needle) -> Option<std::ops::Ra
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn positions_to_offsets() {
-        let text = "let a = 1;\nlet é = stage(x);\n";
-        assert_eq!(offset(text, Position::new(1, 5)), 4);
-        assert_eq!(offset(text, Position::new(2, 9)), 11 + 9);
-        assert_eq!(&text[offset(text, Position::new(2, 9))..][..5], "stage");
-        assert_eq!(offset(text, Position::new(9, 1)), text.len());
-    }
-
-    #[test]
-    fn needles_find_keys_in_the_call() {
-        let text = r#"p.stage("x", #{ hostname: "a", "domain": 1 });"#;
-        let from = 7;
-        assert_eq!(
-            find_in_call(text, from, &Needle::Key("domain".into())).map(|r| &text[r]),
-            Some("\"domain\"")
-        );
-        assert_eq!(
-            find_in_call(text, from, &Needle::Key("hostname".into())).map(|r| &text[r]),
-            Some("hostname")
-        );
-        assert_eq!(find_in_call(text, from, &Needle::Key("host".into())), None);
-    }
-}
-
 /// The parameter lists of a stdlib module's public function `name`, as its
 /// source declares them (`(p, name, key)`), or None when it has none.
 fn stdlib_signatures(module: &str, name: &str) -> Option<Vec<String>> {
@@ -623,4 +594,33 @@ fn readable(signature: &str) -> String {
         text = text.replace(rust, script);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_to_offsets() {
+        let text = "let a = 1;\nlet é = stage(x);\n";
+        assert_eq!(offset(text, Position::new(1, 5)), 4);
+        assert_eq!(offset(text, Position::new(2, 9)), 11 + 9);
+        assert_eq!(&text[offset(text, Position::new(2, 9))..][..5], "stage");
+        assert_eq!(offset(text, Position::new(9, 1)), text.len());
+    }
+
+    #[test]
+    fn needles_find_keys_in_the_call() {
+        let text = r#"p.stage("x", #{ hostname: "a", "domain": 1 });"#;
+        let from = 7;
+        assert_eq!(
+            find_in_call(text, from, &Needle::Key("domain".into())).map(|r| &text[r]),
+            Some("\"domain\"")
+        );
+        assert_eq!(
+            find_in_call(text, from, &Needle::Key("hostname".into())).map(|r| &text[r]),
+            Some("hostname")
+        );
+        assert_eq!(find_in_call(text, from, &Needle::Key("host".into())), None);
+    }
 }
