@@ -381,6 +381,13 @@ fn diagnostic_wrong_arguments_list_the_signatures() {
 }
 
 #[test]
+fn diagnostic_plain_text_password_at_the_users_line() {
+    insta::assert_snapshot!(diagnose(
+        "import \"users\" as users;\nlet p = pipeline(\"a\");\np = users::admin(p, \"ops\", #{ password: \"secret\" });\n"
+    ));
+}
+
+#[test]
 fn diagnostic_unknown_locale() {
     insta::assert_snapshot!(diagnose(
         "import \"debian\" as debian;\nlet p = debian::system(\"a\", #{ locale: \"en_US.utf8\" });\n"
