@@ -536,10 +536,29 @@ fn osbuilds_own_option_sets_are_accepted() {
         Some(4),
         "{plan}"
     );
-    let (code, text) = build_text(
+    // A fraction never; and where osbuild's schema says `integer` (not
+    // `number`), not even a whole float, as osbuild's draft-04 validator.
+    for (options, shown) in [
+        (r#"{"users": {"a": {"uid": 1000.5}}}"#, "1000.5"),
+        (r#"{"users": {"a": {"expiredate": 20000.0}}}"#, "floating point"),
+    ] {
+        let text = format!(r#"{{"stages": [{{"name": "org.osbuild.users", "options": {options}}}]}}"#);
+        let (code, out) = build_text(&s, &text);
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains(shown), "{out}");
+    }
+    let (code, out) = build_text(
         &s,
-        r#"{"stages": [{"name": "org.osbuild.users", "options": {"users": {"a": {"uid": 1000.5}}}}]}"#,
+        r#"{"stages": [{"name": "org.osbuild.kernel-cmdline", "options": {"kernel_cmdline_size": 256.0}}]}"#,
     );
-    assert_eq!(code, 2, "{text}");
-    assert!(text.contains("1000.5"), "{text}");
+    assert_eq!(code, 2, "{out}");
+    let numbers = s.manifest(
+        "numbers.json",
+        &json!({"stages": [
+            {"name": "org.osbuild.fstab", "options": {"filesystems": [{"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "vfs_type": "ext4", "path": "/", "freq": 1.0, "passno": 1.0}]}},
+            {"name": "org.osbuild.groups", "options": {"groups": {"ops": {"gid": 2000.0}}}},
+            {"name": "org.osbuild.mkdir", "options": {"paths": [{"path": "/srv", "mode": 493.0}]}},
+        ]}),
+    );
+    s.inspect(&numbers);
 }

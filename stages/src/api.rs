@@ -577,11 +577,59 @@ impl serde::Serialize for Owner {
     }
 }
 
+/// Fields whose osbuild schema says `"type": "number"` (uids, gids, fstab's
+/// `freq` and `passno`, mkdir's `mode`): osbuild's draft-04 validator takes
+/// `1000.0` there, as Python's `json` may write it, so they take a
+/// whole-number float too; a fraction or a negative number is refused. Fields
+/// osbuild types `integer` stay strict, as there.
+pub(crate) mod whole {
+    use serde::de::{self, Deserializer, Visitor};
+
+    struct WholeU32;
+
+    impl Visitor<'_> for WholeU32 {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a whole number from 0 to 4294967295")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u32, E> {
+            if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+                Ok(v as u32)
+            } else {
+                Err(E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        d.deserialize_any(WholeU32)
+    }
+
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        u32(d).map(Some)
+    }
+
+    /// A mode given as a JSON number: its value, if whole.
+    pub fn mode_number(n: &serde_json::Number) -> Option<u64> {
+        n.as_u64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+    }
+}
+
 /// File modes are written either as numbers or as octal strings ("0755").
 pub fn parse_mode(mode: &Value) -> Result<u32, String> {
     match mode {
-        Value::Number(n) => n
-            .as_u64()
+        Value::Number(n) => whole::mode_number(n)
             .filter(|m| *m <= 0o7777)
             .map(|m| m as u32)
             .ok_or_else(|| format!("mode {n} is not a file mode")),

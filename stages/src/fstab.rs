@@ -37,10 +37,10 @@ struct Filesystem {
     #[schemars(default = "default_options")]
     options: String,
     /// dump(8) period in days (usually 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::whole::u32")]
     freq: u32,
     /// fsck(8) pass: 1 for the root file system, 2 for others to check, 0 for none.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::whole::u32")]
     passno: u32,
 }
 

@@ -32,6 +32,7 @@ struct Group {
     /// The numeric group id. When absent, the next id after the highest one in use
     /// between `GID_MIN` and `GID_MAX` of the tree's `/etc/login.defs` (1000 and
     /// 60000 by default).
+    #[serde(default, deserialize_with = "crate::api::whole::opt_u32")]
     gid: Option<u32>,
 }
 

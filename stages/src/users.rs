@@ -37,11 +37,13 @@ struct User {
     /// Numeric user id. When absent for a new user, the next id after the highest
     /// one in use between `UID_MIN` and `UID_MAX` of the tree's `/etc/login.defs`
     /// (1000 and 60000 by default). An existing user's uid cannot be changed.
+    #[serde(default, deserialize_with = "crate::api::whole::opt_u32")]
     uid: Option<u32>,
     /// Numeric id of the primary group. When absent for a new user, a group named
     /// like the user is used if it exists, or created (with the uid as its gid when
     /// that is free). When given and no group has this gid, a group named like the
     /// user is created with it.
+    #[serde(default, deserialize_with = "crate::api::whole::opt_u32")]
     gid: Option<u32>,
     /// Supplementary groups, by name; each must exist in the tree's `/etc/group`.
     /// For an existing user, this replaces the user's supplementary groups.
