@@ -313,6 +313,31 @@ fn debian_images_are_configured_to_be_usable() {
     assert!(!json[1].contains("locales"), "C.UTF-8 needs no locales package");
     assert!(!json[2].contains("systemd-networkd"), "network none configures nothing");
 
+    // An extra apt repository, its key and packages: checked by the apt stage.
+    s.write(
+        "tools.asc",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBF\n-----END PGP PUBLIC KEY BLOCK-----\n",
+    );
+    let l = lower_text(
+        &s.dir,
+        r#"
+        import "debian" as debian;
+        let p = debian::system("r", #{});
+        p = debian::repository(p, "tools", #{ uri: "https://apt.example.org/debian", key: read_file("tools.asc"), packages: ["example-tool"] });
+        p = debian::repository(p, "flat", #{ uri: "file:///srv/repo", suite: "./", packages: ["local-tool"] });
+        emit(p);
+        "#,
+        &[],
+    );
+    let r = l.images[0].manifest.canonical_json();
+    assert!(
+        r.contains(
+            r#""repositories":[{"components":["main"],"name":"tools","signed_by":"-----BEGIN PGP PUBLIC KEY BLOCK-----"#
+        ) && r.contains(r#""suites":["bookworm"],"uris":["https://apt.example.org/debian"]"#)
+            && r.contains(r#"{"name":"flat","suites":["./"],"uris":["file:///srv/repo"]}"#),
+        "{r}"
+    );
+
     let l = lower_text(
         &s.dir,
         r#"
@@ -384,6 +409,13 @@ fn diagnostic_wrong_arguments_list_the_signatures() {
 fn diagnostic_plain_text_password_at_the_users_line() {
     insta::assert_snapshot!(diagnose(
         "import \"users\" as users;\nlet p = pipeline(\"a\");\np = users::admin(p, \"ops\", #{ password: \"secret\" });\n"
+    ));
+}
+
+#[test]
+fn diagnostic_repository_without_packages() {
+    insta::assert_snapshot!(diagnose(
+        "import \"debian\" as debian;\nlet p = debian::system(\"a\", #{});\np = debian::repository(p, \"x\", #{ uri: \"https://apt.example.org\", packages: [] });\n"
     ));
 }
 
