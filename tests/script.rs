@@ -394,6 +394,88 @@ fn modes_are_integers_or_octal_strings() {
 }
 
 #[test]
+fn diagnostic_disk_size_in_a_variable_names_the_option() {
+    insta::assert_snapshot!(diagnose(
+        "import \"disk\" as disk;\nlet p = pipeline(\"a\");\nlet o = #{ size: \"99999999999T\" };\np = disk::raw(p, o);\nemit(p);\n"
+    ));
+}
+
+#[test]
+fn diagnostic_mode_too_large_at_the_users_value() {
+    insta::assert_snapshot!(diagnose(
+        "let p = pipeline(\"a\");\np.file(\"/etc/x\", \"hi\", 0o10000);\nemit(p);\n"
+    ));
+}
+
+#[test]
+fn diagnostic_mode_in_files_at_its_path() {
+    // The second file's mode is wrong: the label is at it, not at the first `mode:`.
+    insta::assert_snapshot!(diagnose(
+        "let p = pipeline(\"a\");\np.files(#{\n    \"/etc/a\": #{ content: \"a\", mode: 0o600 },\n    \"/etc/b\": #{ content: \"b\", mode: \"rwxr-x---\" },\n});\nemit(p);\n"
+    ));
+}
+
+#[test]
+fn disk_sizes_are_bytes_or_a_number_and_a_unit() {
+    let s = Scratch::new("script-sizes");
+    let l = lower_text(
+        &s.dir,
+        r#"import "disk" as disk;
+           let i = 0;
+           for size in [4294967296, "4G", "4GiB", "4096M", " 4 GB "] {
+               let p = pipeline("a" + i); p = disk::qcow2(p, #{ size: size }); emit(p);
+               i += 1;
+           }
+           let p = pipeline("fs"); p = disk::fs(p, #{ size: "512M" }); emit(p);
+           let p = pipeline("raw"); p = disk::raw(p); emit(p);"#,
+        &[],
+    );
+    let sizes: Vec<Value> = l
+        .images
+        .iter()
+        .map(|i| i.manifest.pipeline.assembler.as_ref().unwrap().options["size"].clone())
+        .collect();
+    let g4 = Value::from(4u64 << 30);
+    assert_eq!(
+        sizes,
+        [&g4, &g4, &g4, &g4, &g4, &Value::from(512u64 << 20), &g4].map(Clone::clone)
+    );
+}
+
+#[test]
+fn diagnostic_wrong_arguments_to_a_prelude_method_list_its_calls() {
+    insta::assert_snapshot!(diagnose("let p = pipeline(\"a\");\np.file(\"/etc/x\");\n"));
+}
+
+#[test]
+fn diagnostic_wrong_arguments_to_the_core_api_list_its_calls() {
+    insta::assert_snapshot!(diagnose(
+        "let p = pipeline(\"a\");\np.stage(\"org.osbuild.noop\", 1, 2);\n"
+    ));
+}
+
+#[test]
+fn diagnostic_wrong_arguments_to_a_user_module_under_another_name() {
+    let s = Scratch::new("script-diag-sig");
+    s.write(
+        "lib/roles.rhai",
+        "fn web(name, size) { pipeline(name) }\nprivate fn helper(a) { a }\n",
+    );
+    insta::assert_snapshot!(diagnose_in(
+        &s.dir,
+        "import \"./lib/roles\" as r;\nimport \"debian\" as deb;\nemit(r::web(\"a\"));\n",
+        &[]
+    ));
+}
+
+#[test]
+fn diagnostic_wrong_arguments_to_debian_image() {
+    insta::assert_snapshot!(diagnose(
+        "import \"debian\" as debian;\nemit(debian::image(\"a\", #{}, 3));\n"
+    ));
+}
+
+#[test]
 fn diagnostic_missing_import_suggests_it() {
     insta::assert_snapshot!(diagnose("emit(debian::image(\"a\"));\n"));
 }

@@ -387,6 +387,16 @@ mod tests {
     }
 
     #[test]
+    fn every_stdlib_function_is_known() {
+        // A module the parser refused (too deeply nested, say) would offer nothing.
+        let prelude = function_names(PRELUDE);
+        assert!(prelude.contains("hostname") && prelude.contains("files"), "{prelude:?}");
+        for (name, text) in STDLIB {
+            assert!(!function_names(text).is_empty(), "{name}");
+        }
+    }
+
+    #[test]
     fn stage_names_inside_stage() {
         assert_eq!(values("p.stage(\"org.osbuild.host"), ["org.osbuild.hostname\""]);
         assert!(values("p.assembler(\"org.osbuild.").contains(&"org.osbuild.tar\"".to_string()));

@@ -56,8 +56,7 @@ pub struct Session {
 
 /// The public function names a piece of Rhai source defines.
 pub fn function_names(text: &str) -> BTreeSet<String> {
-    let engine = Engine::new_raw();
-    engine
+    crate::script::engine::parser()
         .compile(text)
         .map(|ast| {
             ast.iter_functions()

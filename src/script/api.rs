@@ -135,6 +135,26 @@ pub enum Needle {
     Key(String),
     /// A literal as written, e.g. a quoted stage name.
     Literal(String),
+    /// The value of an option: of the last key, each key found after the one
+    /// before (`["/etc/x", "mode"]` in `#{ "/etc/x": #{ mode: 0o600 } }`).
+    Value(Vec<String>),
+    /// The call's argument at this index (0 is the first inside the parentheses).
+    Argument(usize),
+}
+
+impl Needle {
+    /// Where a stdlib function says a value is: an option key (`"size"`), a
+    /// path of keys (`["/etc/x", "mode"]`) or an argument's index.
+    pub fn at(at: &Dynamic) -> Option<Needle> {
+        if let Ok(i) = at.as_int() {
+            return usize::try_from(i).ok().map(Needle::Argument);
+        }
+        if let Some(keys) = at.clone().try_cast::<Array>() {
+            let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            return (!keys.is_empty()).then_some(Needle::Value(keys));
+        }
+        at.clone().into_string().ok().map(|k| Needle::Value(vec![k]))
+    }
 }
 
 /// A mistake found by one of our functions, carried through Rhai as the value
@@ -669,18 +689,36 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
         },
     );
 
-    // For stdlib functions: a bad option value, shown at the user's line
-    // (at the key, when the user's call spells it) rather than the stdlib's.
+    // For stdlib functions: a bad option value, shown at the user's line (at
+    // the value, when the user's call spells it) rather than the stdlib's.
+    // `at` is the option's key, a path of keys or an argument's index; the
+    // label (at the value) says what is wrong with it, the help how to fix it.
     engine.register_fn(
         "option_error",
-        |ctx: NativeCallContext, key: &str, message: &str, help: &str| -> RhaiResult<()> {
-            let mut err = ScriptError::new("options", message, format!("`{key}` does not fit"))
-                .needle(Some(Needle::Key(key.to_string())));
-            if !help.is_empty() {
-                err = err.help(help);
-            }
-            err.blame_caller = true;
-            Err(err.at(&ctx))
+        |ctx: NativeCallContext, at: Dynamic, message: &str, label: &str, help: &str| -> RhaiResult<()> {
+            Err(option_error(&ctx, &at, message, label, help))
+        },
+    );
+    engine.register_fn(
+        "option_error",
+        |ctx: NativeCallContext, at: Dynamic, message: &str, help: &str| -> RhaiResult<()> {
+            Err(option_error(&ctx, &at, message, "does not fit", help))
+        },
+    );
+
+    // A disk size in bytes (see values::disk_size), or an error at the user's line.
+    engine.register_fn(
+        "disk_size",
+        |ctx: NativeCallContext, size: Dynamic, at: Dynamic| -> RhaiResult<i64> {
+            super::values::disk_size(&size).map_err(|p| value_error(&ctx, &at, p))
+        },
+    );
+
+    // A file mode as given, once checked (see values::file_mode).
+    engine.register_fn(
+        "file_mode",
+        |ctx: NativeCallContext, mode: Dynamic, at: Dynamic| -> RhaiResult<Dynamic> {
+            super::values::file_mode(&mode).map_err(|p| value_error(&ctx, &at, p))
         },
     );
 
@@ -695,13 +733,29 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
                 Err(message) => {
                     let mut err = ScriptError::new("locale", message, "not a locale Debian has")
                         .help("the names are those of /usr/share/i18n/SUPPORTED, such as en_US.UTF-8 or de_DE.UTF-8")
-                        .needle(Some(Needle::Key("locale".into())));
+                        .needle(Some(Needle::Value(vec!["locale".into()])));
                     err.blame_caller = true;
                     Err(err.at(&ctx))
                 }
             }
         },
     );
+}
+
+/// A stdlib check's problem with a value the user passed, at the user's line.
+fn value_error(ctx: &NativeCallContext, at: &Dynamic, problem: super::values::Problem) -> Box<EvalAltResult> {
+    option_error(ctx, at, &problem.message, problem.label, &problem.help)
+}
+
+/// A bad value the user passed to a stdlib function: at the user's line, at
+/// the value itself when the call spells it (`at` as for [`Needle::at`]).
+fn option_error(ctx: &NativeCallContext, at: &Dynamic, message: &str, label: &str, help: &str) -> Box<EvalAltResult> {
+    let mut err = ScriptError::new("options", message, label).needle(Needle::at(at));
+    if !help.is_empty() {
+        err = err.help(help);
+    }
+    err.blame_caller = true;
+    err.at(ctx)
 }
 
 fn describe(p: &ScriptPipeline) -> String {

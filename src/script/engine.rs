@@ -42,6 +42,14 @@ pub const LIMITS: Limits = Limits {
 /// debug builds.
 pub const STACK_SIZE: usize = 256 << 20;
 
+/// An engine that only parses: to read a module's function definitions
+/// (signatures, completion), as deeply nested as the evaluator allows.
+pub fn parser() -> Engine {
+    let mut engine = Engine::new_raw();
+    engine.set_max_expr_depths(LIMITS.expr_depth, LIMITS.fn_expr_depth);
+    engine
+}
+
 /// A pure, bounded engine with the core API, the stdlib resolver and the prelude.
 pub fn build(state: Arc<State>, sources: Arc<Sources>) -> Result<Engine, Box<rhai::EvalAltResult>> {
     let mut engine = Engine::new_raw();

@@ -14,7 +14,7 @@ use miette::{Diagnostic, LabeledSpan, Severity, SourceCode, SourceSpan};
 use rhai::{EvalAltResult, Position};
 
 use super::api::{Needle, ScriptError};
-use super::engine::LIMITS;
+use super::engine::{parser, LIMITS};
 use super::modules::{is_stdlib, Sources, STDLIB};
 use crate::diagnostic::Excerpt;
 
@@ -51,10 +51,21 @@ impl ScriptDiagnostic {
 
     /// A diagnostic at `pos` of the source `name`.
     pub fn at(sources: &Sources, name: &str, pos: Position, needle: Option<&Needle>, message: String) -> Self {
+        Self::at_needle(sources, name, pos, needle, message).0
+    }
+
+    /// As [`Self::at`], and whether `needle` was found in the call there.
+    fn at_needle(
+        sources: &Sources,
+        name: &str,
+        pos: Position,
+        needle: Option<&Needle>,
+        message: String,
+    ) -> (Self, bool) {
         let text = sources.text(name).unwrap_or_default();
-        let span = span_for(&text, pos, needle);
+        let (span, found) = span_for(&text, pos, needle);
         let (src, span) = Excerpt::new(name, "rhai", text, span);
-        ScriptDiagnostic {
+        let diag = ScriptDiagnostic {
             code: "osbuild::script".into(),
             message,
             src: Some(src),
@@ -64,7 +75,8 @@ impl ScriptDiagnostic {
             severity: Severity::Error,
             related: Vec::new(),
             capped: pos.position() == Some(u16::MAX as usize),
-        }
+        };
+        (diag, found)
     }
 
     fn code(mut self, code: &str) -> Self {
@@ -207,7 +219,7 @@ pub fn from_eval(err: EvalAltResult, sources: &Sources) -> ScriptDiagnostic {
             pos = enclosing_loop(&text, pos).unwrap_or(pos);
         }
     }
-    let inner = describe(err, sources);
+    let inner = describe(err, sources, &current);
 
     // Where the main label goes: the innermost place, or for a mistake in the
     // arguments given to a stdlib function, the user's call into the stdlib.
@@ -223,10 +235,14 @@ pub fn from_eval(err: EvalAltResult, sources: &Sources) -> ScriptDiagnostic {
         places.len() - 1
     };
     let (p_source, p_pos, ..) = places[primary_index].clone();
-    let mut diag = ScriptDiagnostic::at(sources, &p_source, p_pos, inner.needle.as_ref(), inner.message)
-        .code(inner.code)
-        .label(inner.label.clone())
-        .help(inner.help);
+    let (diag, found) = ScriptDiagnostic::at_needle(sources, &p_source, p_pos, inner.needle.as_ref(), inner.message);
+    // The label says what is wrong with the value when it is under it; at
+    // the call (the value is in a variable), which option it is too.
+    let label = match &inner.needle {
+        Some(Needle::Value(keys)) if !found => format!("`{}`: {}", keys.join("` `"), inner.label),
+        _ => inner.label.clone(),
+    };
+    let mut diag = diag.code(inner.code).label(label).help(inner.help);
     for (site, message, label) in inner.notes {
         diag.related.push(
             ScriptDiagnostic::at(sources, &site.source, site.pos, None, message)
@@ -253,7 +269,8 @@ pub fn from_eval(err: EvalAltResult, sources: &Sources) -> ScriptDiagnostic {
     diag
 }
 
-fn describe(err: EvalAltResult, sources: &Sources) -> Inner {
+/// What the innermost error says; `current` is the source it happened in.
+fn describe(err: EvalAltResult, sources: &Sources, current: &str) -> Inner {
     let simple = |code, message: String, label: &str, help: Option<String>| Inner {
         code,
         message,
@@ -344,9 +361,8 @@ fn describe(err: EvalAltResult, sources: &Sources) -> Inner {
         EvalAltResult::ErrorFunctionNotFound(signature, _) => {
             let name = signature.split(['(', ' ']).next().unwrap_or("").to_string();
             let short = name.rsplit("::").next().unwrap_or(&name).to_string();
-            let module = name.rsplit_once("::").map(|(m, _)| m.to_string());
-            let help = match module.as_deref().and_then(|m| stdlib_signatures(m, &short)) {
-                Some(signatures) => format!("{name} takes {}", signatures.join(" or ")),
+            let help = match signatures(sources, current, &name, &signature) {
+                Some(signatures) => signatures,
                 None => crate::diagnostic::suggest(&short, API_NAMES.iter().copied())
                     .filter(|s| *s != short)
                     .map(|s| format!("did you mean `{s}`?"))
@@ -465,7 +481,7 @@ fn is_ident(c: u8) -> bool {
 /// The span to label for `pos`: the identifier (with `ns::`) or literal
 /// there, or a key or literal inside the call's parentheses when `needle` is
 /// found there.
-fn span_for(text: &str, pos: Position, needle: Option<&Needle>) -> std::ops::Range<usize> {
+fn span_for(text: &str, pos: Position, needle: Option<&Needle>) -> (std::ops::Range<usize>, bool) {
     let bytes = text.as_bytes();
     let mut start = offset(text, pos);
     // A method call's position can be at the dot.
@@ -489,10 +505,10 @@ fn span_for(text: &str, pos: Position, needle: Option<&Needle>) -> std::ops::Ran
     }
     if let Some(needle) = needle {
         if let Some(span) = find_in_call(text, end, needle) {
-            return span;
+            return (span, true);
         }
     }
-    start..end
+    (start..end, false)
 }
 
 /// The end of the call whose name ends at `from`: after its matching `)`.
@@ -531,46 +547,170 @@ fn call_end(text: &str, from: usize) -> Option<usize> {
 fn find_in_call(text: &str, from: usize, needle: &Needle) -> Option<std::ops::Range<usize>> {
     let end = call_end(text, from)?;
     let region = &text[from..end];
-    let bytes = region.as_bytes();
-    match needle {
-        Needle::Literal(lit) => region.find(lit.as_str()).map(|i| from + i..from + i + lit.len()),
-        Needle::Key(key) => {
-            let mut search = 0;
-            while let Some(i) = region[search..].find(key.as_str()) {
-                let at = search + i;
-                let after = at + key.len();
-                let quoted = at > 0 && bytes[at - 1] == b'"' && bytes.get(after) == Some(&b'"');
-                let before_ok = at == 0 || !is_ident(bytes[at - 1]) || quoted;
-                let mut j = if quoted { after + 1 } else { after };
-                while j < bytes.len() && bytes[j] == b' ' {
-                    j += 1;
-                }
-                let after_ok = (quoted || bytes.get(after).is_none_or(|c| !is_ident(*c)))
-                    && bytes.get(j) == Some(&b':')
-                    && bytes.get(j + 1) != Some(&b':');
-                if before_ok && after_ok {
-                    let (s, e) = if quoted { (at - 1, after + 1) } else { (at, after) };
-                    return Some(from + s..from + e);
-                }
-                search = at + key.len();
+    let span = match needle {
+        Needle::Literal(lit) => region.find(lit.as_str()).map(|i| i..i + lit.len()),
+        Needle::Key(key) => find_key(region, 0, key).map(|(key, _)| key),
+        Needle::Value(keys) => {
+            let mut after = 0;
+            for key in keys {
+                after = find_key(region, after, key)?.1;
             }
-            None
+            Some(expression_at(region, after))
         }
-    }
+        Needle::Argument(index) => {
+            // The call's parentheses: the first `(` after the name.
+            let open = region.find('(')?;
+            let mut start = open + 1;
+            for _ in 0..*index {
+                let e = expression_at(region, start).end;
+                if region.as_bytes().get(skip_spaces(region, e)) != Some(&b',') {
+                    return None;
+                }
+                start = skip_spaces(region, e) + 1;
+            }
+            let span = expression_at(region, start);
+            (!span.is_empty()).then_some(span)
+        }
+    }?;
+    Some(from + span.start..from + span.end)
 }
 
-/// The parameter lists of a stdlib module's public function `name`, as its
-/// source declares them (`(p, name, key)`), or None when it has none.
-fn stdlib_signatures(module: &str, name: &str) -> Option<Vec<String>> {
-    let (_, text) = STDLIB.iter().find(|(n, _)| *n == module)?;
-    let prefix = format!("fn {name}(");
-    let signatures: Vec<String> = text
-        .lines()
-        .filter_map(|line| line.strip_prefix(&prefix))
-        .filter_map(|rest| rest.split_once(')'))
-        .map(|(params, _)| format!("({params})"))
+fn skip_spaces(text: &str, mut i: usize) -> usize {
+    let bytes = text.as_bytes();
+    while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// The option key `key` (`key:` or `"key":`) in `region`, from `search` on:
+/// the key's span and the offset after its colon.
+fn find_key(region: &str, mut search: usize, key: &str) -> Option<(std::ops::Range<usize>, usize)> {
+    let bytes = region.as_bytes();
+    while let Some(i) = region.get(search..)?.find(key) {
+        let at = search + i;
+        let after = at + key.len();
+        let quoted = at > 0 && bytes[at - 1] == b'"' && bytes.get(after) == Some(&b'"');
+        let before_ok = at == 0 || !is_ident(bytes[at - 1]) || quoted;
+        let mut j = if quoted { after + 1 } else { after };
+        while j < bytes.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        let after_ok = (quoted || bytes.get(after).is_none_or(|c| !is_ident(*c)))
+            && bytes.get(j) == Some(&b':')
+            && bytes.get(j + 1) != Some(&b':');
+        if before_ok && after_ok {
+            let span = if quoted { at - 1..after + 1 } else { at..after };
+            return Some((span, j + 1));
+        }
+        search = after;
+    }
+    None
+}
+
+/// The expression starting at `start` (after spaces): up to the `,` or the
+/// closing bracket that ends it, strings and nested brackets skipped.
+fn expression_at(text: &str, start: usize) -> std::ops::Range<usize> {
+    let bytes = text.as_bytes();
+    let start = skip_spaces(text, start);
+    let mut i = start;
+    let mut depth = 0usize;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' if depth == 0 => break,
+            b')' | b']' | b'}' => depth -= 1,
+            b',' | b';' if depth == 0 => break,
+            b'"' | b'`' | b'\'' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut end = i.min(bytes.len());
+    while end > start && bytes[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    start..end
+}
+
+/// How `name` (as called: `users::admin`, `file`) is called, when it is a
+/// function of a module, a prelude method or the core API: "users::admin
+/// takes (p, name, key) or (p, name, options)".
+fn signatures(sources: &Sources, current: &str, name: &str, signature: &str) -> Option<String> {
+    let join = |lists: Vec<String>| lists.join(" or ");
+    if let Some((alias, short)) = name.rsplit_once("::") {
+        let text = sources.text(current)?;
+        let path = import_path(&text, alias)?;
+        let module = super::modules::module_text(sources, current, &path)?;
+        let lists = script_signatures(&module, short)?;
+        return Some(format!("{name} takes {}", join(lists)));
+    }
+    // A method of the prelude, called on a pipeline (or without one).
+    let on_pipeline = signature.contains("(Pipeline") || signature.contains("(osbuild::script::api::ScriptPipeline");
+    if let Some(lists) = script_signatures(super::modules::PRELUDE, name) {
+        let calls: Vec<String> = lists.iter().map(|l| format!("p.{name}{l}")).collect();
+        let note = if on_pipeline { "" } else { ", on a pipeline" };
+        return Some(format!("{name} is called as {}{note}", join(calls)));
+    }
+    let calls: Vec<String> = CORE_SIGNATURES
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, call)| call.to_string())
         .collect();
-    (!signatures.is_empty()).then_some(signatures)
+    (!calls.is_empty()).then(|| format!("{name} is called as {}", join(calls)))
+}
+
+/// The core API's calls, with the types they take.
+const CORE_SIGNATURES: &[(&str, &str)] = &[
+    ("pipeline", "pipeline(name: string)"),
+    ("stage", "p.stage(name: string)"),
+    ("stage", "p.stage(name: string, options: map)"),
+    ("assembler", "p.assembler(name: string)"),
+    ("assembler", "p.assembler(name: string, options: map)"),
+    ("build", "p.build(build: pipeline)"),
+    ("base", "p.base(name: string)"),
+    ("named", "p.named(name: string)"),
+    ("emit", "emit(p: pipeline)"),
+    ("param", "param(key: string, default)"),
+    ("read_file", "read_file(path: string)"),
+    ("uuid", "uuid(name: string)"),
+];
+
+/// The path `alias` is imported from in `text` (`import "path" as alias;`).
+fn import_path(text: &str, alias: &str) -> Option<String> {
+    text.match_indices("import").find_map(|(i, _)| {
+        let rest = text[i + "import".len()..].trim_start();
+        let rest = rest.strip_prefix('"')?;
+        let (path, rest) = rest.split_once('"')?;
+        let rest = rest.trim_start().strip_prefix("as")?;
+        let name: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        (name == alias).then(|| path.to_string())
+    })
+}
+
+/// The parameter lists of the public function `name` of a module's source,
+/// fewest parameters first: `(p, name, key)`. (The prelude's methods have
+/// their pipeline as `this`, not as a parameter.)
+fn script_signatures(text: &str, name: &str) -> Option<Vec<String>> {
+    let ast = parser().compile(text).ok()?;
+    let mut lists: Vec<Vec<String>> = ast
+        .iter_functions()
+        .filter(|f| f.name == name && f.access == rhai::FnAccess::Public)
+        .map(|f| f.params.iter().map(|p| p.to_string()).collect())
+        .collect();
+    lists.sort_by_key(Vec::len);
+    lists.dedup();
+    (!lists.is_empty()).then(|| lists.iter().map(|l| format!("({})", l.join(", "))).collect())
 }
 
 /// Rhai's signature with the script's names for its types.
@@ -622,5 +762,49 @@ mod tests {
             Some("hostname")
         );
         assert_eq!(find_in_call(text, from, &Needle::Key("host".into())), None);
+    }
+
+    #[test]
+    fn every_module_and_the_prelude_list_their_signatures() {
+        assert_eq!(
+            script_signatures(super::super::modules::PRELUDE, "file").unwrap(),
+            ["(path, content)", "(path, content, mode)"]
+        );
+        for (name, text) in STDLIB.iter().chain([&("prelude", super::super::modules::PRELUDE)]) {
+            let ast = parser().compile(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let public: Vec<_> = ast
+                .iter_functions()
+                .filter(|f| f.access == rhai::FnAccess::Public)
+                .collect();
+            assert!(!public.is_empty(), "{name}");
+            for f in public {
+                assert!(script_signatures(text, f.name).is_some(), "{name}: {}", f.name);
+            }
+        }
+        // Private functions are not offered.
+        assert_eq!(script_signatures(STDLIB[1].1, "image"), None);
+        assert_eq!(
+            import_path("import \"users\" as u;\nimport \"./lib/x\"  as  xs;", "xs").as_deref(),
+            Some("./lib/x")
+        );
+        assert_eq!(import_path("import \"users\" as users2;", "users"), None);
+    }
+
+    #[test]
+    fn needles_find_values_and_arguments() {
+        let text = r#"p.files(#{ "/a": #{ mode: 1 }, "/b": #{ content: "x, }", mode: [1, 2] } }, f(1, 2), "c");"#;
+        let from = 7;
+        let find = |n: Needle| find_in_call(text, from, &n).map(|r| &text[r]);
+        let keys = |k: &[&str]| Needle::Value(k.iter().map(|k| k.to_string()).collect());
+        assert_eq!(find(keys(&["mode"])), Some("1"));
+        assert_eq!(find(keys(&["/b", "mode"])), Some("[1, 2]"));
+        assert_eq!(find(keys(&["/b", "content"])), Some(r#""x, }""#));
+        assert_eq!(find(keys(&["/c", "mode"])), None);
+        assert_eq!(find(Needle::Argument(1)), Some("f(1, 2)"));
+        assert_eq!(find(Needle::Argument(2)), Some(r#""c""#));
+        assert_eq!(find(Needle::Argument(3)), None);
+        assert!(find(Needle::Argument(0)).unwrap().starts_with("#{ \"/a\""));
+        let empty = "f( )";
+        assert_eq!(find_in_call(empty, 1, &Needle::Argument(0)), None);
     }
 }

@@ -6,6 +6,7 @@
 //! - [`api`] is what scripts call: `pipeline`, `stage`, `emit`, `param`, ...;
 //! - [`modules`] resolves `import`: the embedded stdlib and files beside the script;
 //! - [`lower`] runs a script and collects the images;
+//! - [`values`] checks disk sizes and file modes for the stdlib;
 //! - [`errors`] turns Rhai errors into miette diagnostics with the call chain;
 //! - [`cli`] is `osbuild lower`, `osbuild run` and `osbuild inspect SCRIPT`.
 
@@ -16,6 +17,7 @@ pub mod errors;
 pub mod locales;
 pub mod lower;
 pub mod modules;
+pub mod values;
 
 pub use errors::ScriptDiagnostic;
 pub use lower::{lower_file, lower_source, lower_source_with_limit, Bases, Image, Lowering};

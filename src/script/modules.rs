@@ -133,6 +133,31 @@ fn normalize(path: &Path) -> PathBuf {
     out.iter().collect()
 }
 
+/// A user module's path (with `.rhai`) and display name, as imported by
+/// `import "path"` in `importer`.
+fn user_module(importer: &str, path: &str) -> (PathBuf, String) {
+    let mut rel = PathBuf::from(path);
+    if rel.extension().is_none() {
+        rel.set_extension("rhai");
+    }
+    let display = normalize(&Path::new(importer).parent().unwrap_or(Path::new("")).join(&rel))
+        .display()
+        .to_string();
+    (rel, display)
+}
+
+/// The text of the module `import "path"` in `importer` names, if it was
+/// loaded (the stdlib's always is).
+pub fn module_text(sources: &Sources, importer: &str, path: &str) -> Option<Arc<String>> {
+    if !(path.starts_with("./") || path.starts_with("../")) {
+        return STDLIB
+            .iter()
+            .find(|(n, _)| *n == path)
+            .map(|(_, text)| Arc::new(text.to_string()));
+    }
+    sources.text(&user_module(importer, path).1)
+}
+
 /// Resolves imports; each module is evaluated once per lowering.
 pub struct Resolver {
     sources: Arc<Sources>,
@@ -160,13 +185,7 @@ impl Resolver {
         if is_stdlib(importer) {
             return Err(not_found());
         }
-        let mut rel = PathBuf::from(path);
-        if rel.extension().is_none() {
-            rel.set_extension("rhai");
-        }
-        let display = normalize(&Path::new(importer).parent().unwrap_or(Path::new("")).join(&rel))
-            .display()
-            .to_string();
+        let (rel, display) = user_module(importer, path);
         if let Some(text) = self.sources.text(&display) {
             return Ok((display, text));
         }
