@@ -367,7 +367,10 @@ impl Schema {
 }
 
 /// Every way `instance` breaks `schema` (compiled for this one call); empty when it
-/// is valid. A schema that does not compile gives one error at the root.
+/// is valid. A schema that does not compile gives one error at the root. For tests
+/// only: the registry compiles each stage's schema once, when it loads the libdir,
+/// and validates every use of the stage with that [`Schema`].
+#[cfg(test)]
 pub fn validate(schema: &Value, instance: &Value) -> Vec<SchemaError> {
     match Schema::new(schema) {
         Ok(s) => s.validate(instance),

@@ -512,3 +512,39 @@ fn load_resolves_read_file_and_imports_relative_to_the_file() {
     );
     assert!(stderr.contains("leaves the script's directory"), "{stderr}");
 }
+
+/// A relative `:load` path is the REPL's working directory's; what the file
+/// defines keeps reading relative to the file when called later at the prompt.
+#[test]
+fn functions_a_loaded_file_defines_read_relative_to_it_later() {
+    let s = Scratch::new("repl-load-later");
+    s.write("lib/motd.txt", "motd beside the module\n");
+    s.write("motd.txt", "motd at the top\n");
+    s.write("lib/roles.rhai", "fn motd() { read_file(\"motd.txt\") }\n");
+    s.write("work/.keep", "");
+    let out = s
+        .osbuild()
+        .current_dir(s.path("work"))
+        .arg("repl")
+        .env("OSBUILD_REPL_HISTORY", s.path("history"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b":load ../lib/roles.rhai\nmotd()\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("loaded ../lib/roles.rhai"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(r#"=> "motd beside the module\n""#),
+        "{stdout}\n{stderr}"
+    );
+}
