@@ -15,10 +15,14 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// A fresh directory of its own: tests running at once that use the same
+    /// name (every `diagnose` in script.rs) each get one.
     pub fn new(name: &str) -> Scratch {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir()
             .join("osbuild-tests")
-            .join(format!("{name}-{}", std::process::id()));
+            .join(format!("{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("lib")).unwrap();
         Scratch { dir }
