@@ -24,14 +24,16 @@ fn problem(message: String, label: &'static str, help: impl Into<String>) -> Pro
 pub const MIN_DISK: i64 = 1 << 20;
 const SECTOR: i64 = 512;
 
-/// The script's name for the type of a value: `int`, `string`, `map`, ...
+/// What a value is, in the script's words: "an integer", "a string", "a map", ...
 pub fn type_name(value: &Dynamic) -> &'static str {
     if value.is_int() {
         "an integer"
     } else if value.is_float() {
         "a float"
-    } else if value.is_string() || value.is_char() {
+    } else if value.is_string() {
         "a string"
+    } else if value.is_char() {
+        "a character"
     } else if value.is_bool() {
         "a boolean"
     } else if value.is_array() {
@@ -54,7 +56,7 @@ pub fn type_name(value: &Dynamic) -> &'static str {
 pub fn disk_size(value: &Dynamic) -> Result<i64, Problem> {
     const HOW: &str = "a size is bytes, or a string such as \"512M\", \"4G\" or \"4GiB\"";
     if let Ok(n) = value.as_int() {
-        return whole_disk(n, &n.to_string());
+        return whole_disk(n, None);
     }
     let Some(text) = value.clone().into_string().ok() else {
         let what = type_name(value);
@@ -120,23 +122,21 @@ pub fn disk_size(value: &Dynamic) -> Result<i64, Problem> {
                 "a disk is at most 8 EiB",
             )
         })?;
-    whole_disk(n, &format!("{text:?}"))
+    whole_disk(n, Some(&text))
 }
 
-/// A size in bytes that a disk can have; `shown` is the size as written.
-fn whole_disk(n: i64, shown: &str) -> Result<i64, Problem> {
+/// A size in bytes that a disk can have; `written` is the string it was
+/// written as, if it was one (a bare integer was bytes, perhaps not meant so).
+fn whole_disk(n: i64, written: Option<&str>) -> Result<i64, Problem> {
     if n < MIN_DISK {
-        let help = if (1..=64).contains(&n) && !shown.starts_with('"') {
-            format!("did you mean \"{n}G\"?")
-        } else if n > 0 && !shown.starts_with('"') {
-            format!("sizes are bytes: \"{n}M\" or \"{n}G\" say MiB or GiB")
-        } else {
-            "a disk is at least \"1M\"; sizes such as \"512M\" or \"4G\" are the usual".into()
+        let help = match written {
+            None if (1..=64).contains(&n) => format!("did you mean \"{n}G\"?"),
+            None if n > 0 => format!("sizes are bytes: \"{n}M\" or \"{n}G\" say MiB or GiB"),
+            _ => "a disk is at least \"1M\"; sizes such as \"512M\" or \"4G\" are the usual".into(),
         };
-        let what = if shown.starts_with('"') {
-            format!("a disk of {shown} ({n} bytes)")
-        } else {
-            format!("a disk of {n} bytes")
+        let what = match written {
+            Some(text) => format!("a disk of {text:?} ({n} bytes)"),
+            None => format!("a disk of {n} bytes"),
         };
         return Err(problem(
             format!("{what} is too small: a disk is at least 1 MiB"),
@@ -166,8 +166,9 @@ pub fn file_mode(value: &Dynamic) -> Result<Dynamic, Problem> {
         if (0..=0o7777).contains(&n) {
             return Ok(value.clone());
         }
+        let shown = if n < 0 { n.to_string() } else { format!("{n} (0o{n:o})") };
         return Err(problem(
-            format!("mode {n} (0o{n:o}) is not a file mode: modes go up to 0o7777"),
+            format!("mode {shown} is not a file mode: modes go from 0 up to 0o7777"),
             "not a file mode",
             HOW,
         ));
@@ -307,9 +308,12 @@ mod tests {
         let e = file_mode(&0o10000i64.into()).unwrap_err();
         assert_eq!(
             e.message,
-            "mode 4096 (0o10000) is not a file mode: modes go up to 0o7777"
+            "mode 4096 (0o10000) is not a file mode: modes go from 0 up to 0o7777"
         );
-        assert!(file_mode(&(-1i64).into()).is_err());
+        assert_eq!(
+            file_mode(&(-1i64).into()).unwrap_err().message,
+            "mode -1 is not a file mode: modes go from 0 up to 0o7777"
+        );
         let e = file_mode(&"rw-r--r--".into()).unwrap_err();
         assert_eq!(e.message, "mode \"rw-r--r--\" is not an octal file mode");
         assert_eq!(e.help, "\"rw-r--r--\" is 0o644: write 0o644 or \"0644\"");
