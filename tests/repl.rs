@@ -437,7 +437,13 @@ fn ctrl_c_cancels_a_build_and_returns_to_the_prompt() {
 
 /// `osbuild repl ARGS` with `input` on a pipe, not a terminal.
 fn piped_repl(s: &Scratch, args: &[&str], input: &[u8]) -> std::process::Output {
+    piped_repl_in(s, &std::env::current_dir().unwrap(), args, input)
+}
+
+/// [`piped_repl`], started in `dir`.
+fn piped_repl_in(s: &Scratch, dir: &std::path::Path, args: &[&str], input: &[u8]) -> std::process::Output {
     s.osbuild()
+        .current_dir(dir)
         .arg("repl")
         .args(args)
         .env("OSBUILD_REPL_HISTORY", s.path("history"))
@@ -522,24 +528,7 @@ fn functions_a_loaded_file_defines_read_relative_to_it_later() {
     s.write("motd.txt", "motd at the top\n");
     s.write("lib/roles.rhai", "fn motd() { read_file(\"motd.txt\") }\n");
     s.write("work/.keep", "");
-    let out = s
-        .osbuild()
-        .current_dir(s.path("work"))
-        .arg("repl")
-        .env("OSBUILD_REPL_HISTORY", s.path("history"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b":load ../lib/roles.rhai\nmotd()\n")?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let out = piped_repl_in(&s, &s.path("work"), &[], b":load ../lib/roles.rhai\nmotd()\n");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("loaded ../lib/roles.rhai"), "{stdout}\n{stderr}");

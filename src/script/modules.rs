@@ -80,11 +80,16 @@ impl Sources {
 
     /// The tree `name` may read in: the script's directory, unless set.
     pub fn root_of(&self, name: &str) -> PathBuf {
+        self.path_of(name, |f| f.root.clone())
+    }
+
+    /// A path `pick` takes from `name`'s entry, else the script's directory.
+    fn path_of(&self, name: &str, pick: impl Fn(&SourceFile) -> Option<PathBuf>) -> PathBuf {
         self.files
             .lock()
             .unwrap()
             .get(name)
-            .and_then(|f| f.root.clone())
+            .and_then(pick)
             .unwrap_or_else(|| self.root.clone())
     }
 
@@ -109,12 +114,7 @@ impl Sources {
     /// The real directory relative paths in `name` start from (the script's
     /// for the stdlib).
     pub fn dir_of(&self, name: &str) -> PathBuf {
-        self.files
-            .lock()
-            .unwrap()
-            .get(name)
-            .and_then(|f| f.dir.clone())
-            .unwrap_or_else(|| self.root.clone())
+        self.path_of(name, |f| f.dir.clone())
     }
 }
 
