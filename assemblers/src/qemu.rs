@@ -935,6 +935,11 @@ fn make_vfat(image: &Path, p: &Placed, fs: &Filesystem, source: &Path, efi: Opti
     // --invariant: the volume label entry gets a fixed time (mkfs.fat 4.2
     // ignores SOURCE_DATE_EPOCH there); -i still sets the volume id.
     mkfs.args(["--invariant", "--offset", &p.start.to_string(), "-i", &volid]);
+    // mkfs.fat guesses the FAT type from the whole image, not the partition:
+    // a 200 MiB partition on a 4 GiB disk gets FAT32 with 4 KiB clusters,
+    // too few clusters to be FAT32, and mkfs.fat gives up.
+    let (bits, cluster) = fat_geometry(p.size);
+    mkfs.args(["-F", &bits.to_string(), "-s", &cluster.to_string()]);
     if let Some(label) = &fs.label {
         mkfs.args(["-n", label]);
     }
@@ -961,6 +966,25 @@ fn make_vfat(image: &Path, p: &Placed, fs: &Filesystem, source: &Path, efi: Opti
         }
     }
     Ok(())
+}
+
+/// The FAT type (12, 16 or 32) and sectors per cluster for a partition of
+/// `sectors`. FAT32 wherever it fits (the UEFI specification's choice for
+/// an ESP): at least 65,525 clusters, the biggest cluster up to 4 KiB that
+/// leaves that many, as firmware tells the FAT type by the count of clusters.
+/// Below that (about 33 MiB) FAT16, and FAT12 for a partition under 2 MiB.
+fn fat_geometry(sectors: u64) -> (u32, u64) {
+    const FAT32_MIN: u64 = 65_525;
+    const FAT16_MIN: u64 = 4_085;
+    // Clusters left after the reserved sectors and two FATs of four-byte entries.
+    let clusters = |per: u64, entry: u64| sectors.saturating_sub(64) * 512 / (per * 512 + 2 * entry);
+    if let Some(per) = [8, 4, 2, 1].into_iter().find(|per| clusters(*per, 4) >= FAT32_MIN + 16) {
+        return (32, per);
+    }
+    if clusters(1, 2) >= FAT16_MIN + 16 {
+        return (16, 1);
+    }
+    (12, 1)
 }
 
 fn copy_fat_dir(mtool: &dyn Fn(&str) -> Command, dir: &Path, at: &str) -> StageResult {
@@ -1384,6 +1408,59 @@ mod tests {
         let cid = text.split("\nCID=").nth(1).unwrap().split('\n').next().unwrap();
         assert_eq!(cid.len(), 8);
         assert!(text.ends_with("\nparentCID=ffffffff\n"), "{text}");
+    }
+
+    /// An ESP of any size on a big disk (mkfs.fat judged by the disk, not
+    /// the partition, and failed at 200 MiB on 4 GiB): a FAT whose type is
+    /// the one its count of clusters says, and that fsck.fat finds clean.
+    #[test]
+    fn esp_of_any_size_on_a_big_disk() {
+        let tmp = TempDir::new("qemu-test").unwrap();
+        let image = tmp.path().join("disk.raw");
+        File::create(&image).unwrap().set_len(8 << 30).unwrap();
+        let source = tmp.path().join("esp");
+        std::fs::create_dir_all(source.join("EFI/debian")).unwrap();
+        std::fs::write(source.join("EFI/debian/grub.cfg"), "configfile /boot/grub/grub.cfg\n").unwrap();
+        let fs: Filesystem = serde_json::from_value(json!({
+            "type": "vfat", "uuid": "7B77-95E7", "label": "ESP", "mountpoint": "/boot/efi"
+        }))
+        .unwrap();
+        for (mib, bits) in [(1, 12), (20, 16), (200, 32), (512, 32), (2048, 32)] {
+            let p = Placed {
+                index: 0,
+                start: 2048,
+                size: mib << 11,
+                ptype: ESP_GPT.into(),
+                fs: Some(fs.clone()),
+            };
+            make_vfat(&image, &p, &fs, &source, None, 1_700_000_000).unwrap();
+            let bpb = read_at(&image, 2048 * 512, 512);
+            let word = |at: usize| u16::from_le_bytes([bpb[at], bpb[at + 1]]) as u64;
+            let long = |at: usize| u32::from_le_bytes(bpb[at..at + 4].try_into().unwrap()) as u64;
+            let total = if word(0x13) != 0 { word(0x13) } else { long(0x20) };
+            let fat = if word(0x16) != 0 { word(0x16) } else { long(0x24) };
+            let root_dir = (word(0x11) * 32).div_ceil(512);
+            let clusters = (total - word(0x0e) - bpb[0x10] as u64 * fat - root_dir) / bpb[0x0d] as u64;
+            let counted = match clusters {
+                ..4085 => 12,
+                4085..65525 => 16,
+                _ => 32,
+            };
+            // mkfs.fat may round the file system down to whole tracks.
+            assert!(
+                total <= mib << 11 && total > (mib << 11) * 19 / 20,
+                "{mib} MiB: {total} sectors"
+            );
+            assert_eq!(counted, bits, "{mib} MiB: {clusters} clusters");
+            let label = if bits == 32 { &bpb[0x52..0x5a] } else { &bpb[0x36..0x3e] };
+            assert_eq!(label, format!("FAT{bits:<5}").as_bytes(), "{mib} MiB");
+            if mib <= 200 {
+                let part = tmp.path().join("part.img");
+                let all = read_at(&image, 2048 * 512, (mib << 20) as usize);
+                std::fs::write(&part, all).unwrap();
+                output(Command::new("fsck.fat").arg("-n").arg(&part));
+            }
+        }
     }
 
     #[test]
