@@ -207,3 +207,52 @@ fn a_chroot_stage_gets_proc_dev_and_tmp_inside_the_tree_and_stores_none_of_them(
         .count();
     assert_eq!(report.lines().nth(3).unwrap(), host_ifaces.to_string(), "{report}");
 }
+
+/// A build root rarely has a usable resolv.conf (debootstrap's trees have
+/// none; systemd-resolved's points into the sandbox's empty /run): a stage
+/// with network resolves with the host's, and one without sees the build
+/// root's own, which stays as it was.
+#[test]
+fn a_stage_with_network_in_a_build_root_resolves_with_the_hosts_resolver() {
+    let s = Scratch::new("sbx-resolver");
+    s.stage(
+        "stage",
+        "test.resolved-root",
+        "#!/bin/sh\nset -e\nt=/run/osbuild/tree\nmkdir -p $t/bin $t/etc\ncp /bin/busybox $t/bin/busybox\n\
+         for c in sh cat; do ln -s busybox $t/bin/$c; done\n\
+         ln -s ../run/systemd/resolve/stub-resolv.conf $t/etc/resolv.conf\n",
+        None,
+    );
+    let probe = |name: &str| {
+        format!("#!/bin/sh\ncat /etc/resolv.conf > /run/osbuild/tree/{name} 2>/dev/null || echo none > /run/osbuild/tree/{name}\n")
+    };
+    s.stage(
+        "stage",
+        "test.online",
+        &probe("online"),
+        Some(&json!({"network": true})),
+    );
+    s.stage("stage", "test.offline", &probe("offline"), None);
+    let m = s.manifest(
+        "m.json",
+        &json!({
+            "name": "resolved",
+            "build": {"stages": [{"name": "test.resolved-root"}]},
+            "stages": [{"name": "test.online"}, {"name": "test.offline"}],
+            "assembler": {"name": "org.osbuild.noop"}
+        }),
+    );
+    let before = mounts();
+    s.build(&m, None).ok();
+    assert_eq!(before, mounts(), "the build left mounts behind");
+    // Busybox has no GNU tar: pack the named tree with the host as build root.
+    let pack = s.manifest(
+        "pack.json",
+        &json!({"base": "resolved", "assembler": {"name": "org.osbuild.tar", "options": {"filename": "t.tar"}}}),
+    );
+    s.build(&pack, Some(&s.path("out"))).ok();
+    untar(&s.path("out/t.tar"), &s.path("x"));
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap();
+    assert_eq!(std::fs::read_to_string(s.path("x/online")).unwrap(), host);
+    assert_eq!(std::fs::read_to_string(s.path("x/offline")).unwrap(), "none\n");
+}

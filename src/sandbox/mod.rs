@@ -53,7 +53,7 @@ use std::ffi::CString;
 use std::io::{Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -67,8 +67,8 @@ use limits::Cgroup;
 pub use caps::{cap, keep_mask, KEEP};
 pub use limits::{show_size, LimitHit, Limits};
 pub use plan::{
-    expand_top_level, flatten, plan, scratch_filesystems, Cond, EntryKind, HostFacts, Op, PlanError, CACHE, HOSTNAME,
-    LIB, OUTPUT, TREE,
+    expand_top_level, flatten, plan, scratch_filesystems, Cond, EntryKind, HostFacts, Op, PlanError, Resolver, CACHE,
+    HOSTNAME, LIB, OUTPUT, TREE,
 };
 pub use sys::{execute, RealSys, SetupError, Sys};
 
@@ -297,10 +297,13 @@ fn memfd_with(bytes: &[u8]) -> std::io::Result<OwnedFd> {
 /// Errors here are the caller's side (a spec that can't be planned, no fork);
 /// failures inside the sandbox come back as [`SETUP_FAILED`] and a log line.
 pub fn spawn(spec: &Spec, payload: Payload) -> std::io::Result<Running> {
-    let host = match spec.build_root {
+    let mut host = match spec.build_root {
         BuildRoot::Host => HostFacts::probe(),
         BuildRoot::Layers(_) => HostFacts::default(),
     };
+    if spec.network {
+        host.resolver = Resolver::probe(Path::new("/etc"));
+    }
     let ops = plan(spec, &host).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let filter = seccomp::program().map_err(std::io::Error::other)?;
     let cgroup = Cgroup::create(&spec.limits).map_err(|e| err("creating the sandbox's cgroup", e))?;

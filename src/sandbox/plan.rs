@@ -91,6 +91,59 @@ pub struct HostFacts {
     /// it) that exist: [`HOST_SECRETS`] and the SSH host keys. Only regular
     /// files ([`EntryKind::File`]) and directories ([`EntryKind::Dir`]).
     pub secrets: Vec<(PathBuf, EntryKind)>,
+    /// The host's DNS resolver configuration, for a stage with network
+    /// (probed only for those).
+    pub resolver: Option<Resolver>,
+}
+
+/// The host's `/etc/resolv.conf`, which a stage with network resolves
+/// names with, whatever its build root has: a tree made by debootstrap has
+/// none, one with systemd-resolved points into a `/run` that the sandbox
+/// makes empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    /// What it says, symlinks followed.
+    pub contents: Vec<u8>,
+    /// Where it points when it is a symlink into `/run` (systemd-resolved's
+    /// stub file): the absolute path, which the sandbox's `/run` must hold.
+    pub run_target: Option<PathBuf>,
+}
+
+/// A resolv.conf is a few lines; more is not one.
+const RESOLV_CONF_MAX: u64 = 64 << 10;
+
+impl Resolver {
+    /// Reads `etc/resolv.conf`; None when there is none (or it is no file).
+    pub fn probe(etc: &Path) -> Option<Resolver> {
+        let path = etc.join("resolv.conf");
+        let file = std::fs::File::open(&path).ok()?;
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, RESOLV_CONF_MAX), &mut contents).ok()?;
+        let run_target = std::fs::read_link(&path).ok().and_then(|link| {
+            let absolute = normalize(&Path::new("/etc").join(link));
+            let absolute = match absolute.strip_prefix("/var/run") {
+                Ok(rest) => Path::new("/run").join(rest),
+                Err(_) => absolute,
+            };
+            (absolute.starts_with("/run") && absolute != Path::new("/run")).then_some(absolute)
+        });
+        Some(Resolver { contents, run_target })
+    }
+}
+
+/// `path` with `.` and `..` taken out, lexically (`/..` is `/`).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(name) => out.push(name),
+            _ => {}
+        }
+    }
+    out
 }
 
 impl HostFacts {
@@ -117,6 +170,7 @@ impl HostFacts {
         HostFacts {
             links,
             secrets: probe_secrets(Path::new("/etc")),
+            resolver: None,
         }
     }
 }
@@ -177,6 +231,13 @@ pub enum Op {
     Symlink { target: PathBuf, link: PathBuf },
     /// Create an empty regular file (a bind-mount target for a file).
     CreateFile { path: PathBuf, mode: u32 },
+    /// A new file at `path` holding `contents` (`O_CREAT|O_EXCL`), mode
+    /// `mode` (less the umask, which the set-up makes 0).
+    WriteFile {
+        path: PathBuf,
+        mode: u32,
+        contents: Vec<u8>,
+    },
     /// `mknod(path, S_IFCHR|mode, makedev(major, minor))`.
     Mknod {
         path: PathBuf,
@@ -266,6 +327,7 @@ impl fmt::Display for Op {
                 write!(f, "creating symlink {} -> {}", link.display(), target.display())
             }
             Op::CreateFile { path, .. } => write!(f, "creating file {}", path.display()),
+            Op::WriteFile { path, .. } => write!(f, "writing file {}", path.display()),
             Op::Mknod { path, major, minor, .. } => {
                 write!(f, "creating device node {} ({major}:{minor})", path.display())
             }
@@ -511,7 +573,21 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
             }
         }
         BuildRoot::Layers(layers) => {
-            let data = format!("lowerdir={}", lowerdir("b", layers.len(), true));
+            let mut lower = lowerdir("b", layers.len(), true);
+            // For a stage with network: the host's resolv.conf, in a layer
+            // of its own above the build root's (which stays read-only).
+            if let Some(resolver) = host.resolver.as_ref().filter(|_| spec.network) {
+                let etc = d.links.join("r/etc");
+                ops.push(mkdir(d.links.join("r")));
+                ops.push(mkdir(etc.clone()));
+                ops.push(Op::WriteFile {
+                    path: etc.join("resolv.conf"),
+                    mode: 0o644,
+                    contents: resolver.contents.clone(),
+                });
+                lower = format!("r:{lower}");
+            }
+            let data = format!("lowerdir={lower}");
             check_data("the build root", &data, layers.len())?;
             ops.push(mkdir(d.broot.clone()));
             ops.push(Op::Mount {
@@ -538,6 +614,25 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
         "mode=0755,size=64m",
     ));
     ops.push(mkdir(run.join("osbuild")));
+    // The host's /etc/resolv.conf, bound as it is, may point into the /run
+    // just replaced (systemd-resolved's stub): a stage with network gets
+    // what it pointed at.
+    if let BuildRoot::Host = spec.build_root {
+        let resolver = host.resolver.as_ref().filter(|_| spec.network);
+        if let Some((resolver, target)) = resolver.and_then(|r| r.run_target.as_ref().map(|t| (r, t))) {
+            let rel = target.strip_prefix("/run").expect("probed: under /run");
+            let mut dir = run.clone();
+            for part in rel.parent().into_iter().flat_map(Path::components) {
+                dir.push(part);
+                ops.push(mkdir(dir.clone()));
+            }
+            ops.push(Op::WriteFile {
+                path: run.join(rel),
+                mode: 0o644,
+                contents: resolver.contents.clone(),
+            });
+        }
+    }
     let tree = inside(root, TREE);
     ops.push(mkdir(tree.clone()));
     match tree_rw {
@@ -913,7 +1008,29 @@ mod tests {
                 ("shadow".into(), EntryKind::File),
                 ("ssl/private".into(), EntryKind::Dir),
             ],
+            resolver: None,
         }
+    }
+
+    /// A host whose /etc/resolv.conf is systemd-resolved's stub.
+    fn resolved_host() -> HostFacts {
+        HostFacts {
+            resolver: Some(Resolver {
+                contents: b"nameserver 127.0.0.53\n".to_vec(),
+                run_target: Some("/run/systemd/resolve/stub-resolv.conf".into()),
+            }),
+            ..host()
+        }
+    }
+
+    fn writes(ops: &[Op]) -> Vec<(&Path, &[u8])> {
+        flatten(ops)
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::WriteFile { path, contents, .. } => Some((path.as_path(), contents.as_slice())),
+                _ => None,
+            })
+            .collect()
     }
 
     fn writable(lower: Vec<PathBuf>) -> Tree {
@@ -1221,6 +1338,84 @@ mod tests {
             Op::Mount { target, .. } => target == Path::new("/s/root/sys"),
             _ => false,
         }));
+    }
+
+    #[test]
+    fn resolver_is_probed_through_its_symlink() {
+        let dir = std::env::temp_dir().join(format!("osbuild-resolver-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        assert_eq!(Resolver::probe(&etc), None, "no resolv.conf");
+        std::fs::write(etc.join("resolv.conf"), "nameserver 192.0.2.1\n").unwrap();
+        let plain = Resolver::probe(&etc).unwrap();
+        assert_eq!(
+            (plain.contents.as_slice(), plain.run_target),
+            (&b"nameserver 192.0.2.1\n"[..], None)
+        );
+        std::fs::remove_file(etc.join("resolv.conf")).unwrap();
+        std::fs::create_dir_all(dir.join("run/systemd/resolve")).unwrap();
+        std::fs::write(
+            dir.join("run/systemd/resolve/stub-resolv.conf"),
+            "nameserver 127.0.0.53\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", etc.join("resolv.conf")).unwrap();
+        let stub = Resolver::probe(&etc).unwrap();
+        assert_eq!(stub.contents, b"nameserver 127.0.0.53\n");
+        assert_eq!(
+            stub.run_target.as_deref(),
+            Some(Path::new("/run/systemd/resolve/stub-resolv.conf"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            normalize(Path::new("/etc/../../var/run/./x")),
+            Path::new("/var/run/x"),
+            "lexical, and never above /"
+        );
+    }
+
+    #[test]
+    fn a_stage_with_network_gets_the_hosts_resolver() {
+        // On the host's root: what its resolv.conf points to in /run, which
+        // the sandbox replaces, is written there (after /run is mounted).
+        let mut s = spec(BuildRoot::Host, writable(vec![]));
+        s.network = true;
+        let ops = plan(&s, &resolved_host()).unwrap();
+        let stub = Path::new("/s/root/run/systemd/resolve/stub-resolv.conf");
+        assert_eq!(writes(&ops), [(stub, &b"nameserver 127.0.0.53\n"[..])]);
+        let run = position(
+            &ops,
+            |op| matches!(op, Op::Mount { target, .. } if target == Path::new("/s/root/run")),
+        );
+        let dir = position(&ops, |op| *op == mkdir("/s/root/run/systemd/resolve".into()));
+        let write = position(&ops, |op| matches!(op, Op::WriteFile { .. }));
+        assert!(run < dir && dir < write);
+        // A plain file in the host's /etc is bound as it is.
+        let mut plain = resolved_host();
+        plain.resolver.as_mut().unwrap().run_target = None;
+        assert_eq!(writes(&plan(&s, &plain).unwrap()), []);
+
+        // On a layered build root: a layer of its own, above the others.
+        let mut s = spec(
+            BuildRoot::Layers(vec!["/store/b0".into(), "/store/b1".into()]),
+            writable(vec![]),
+        );
+        s.network = true;
+        let ops = plan(&s, &resolved_host()).unwrap();
+        assert_eq!(
+            writes(&ops),
+            [(Path::new("/s/l/r/etc/resolv.conf"), &b"nameserver 127.0.0.53\n"[..])]
+        );
+        assert_eq!(data_of(mount_at(&ops, "/s/broot").unwrap()).0, "lowerdir=r:b1:b0");
+
+        // Without network, nothing of the host's resolver.
+        s.network = false;
+        let ops = plan(&s, &resolved_host()).unwrap();
+        assert_eq!(writes(&ops), []);
+        assert_eq!(data_of(mount_at(&ops, "/s/broot").unwrap()).0, "lowerdir=b1:b0");
+        let ops = plan(&spec(BuildRoot::Host, writable(vec![])), &resolved_host()).unwrap();
+        assert_eq!(writes(&ops), []);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub trait Sys {
     fn mkdir(&mut self, path: &Path, mode: u32) -> nix::Result<()>;
     fn symlink(&mut self, target: &Path, link: &Path) -> nix::Result<()>;
     fn create_file(&mut self, path: &Path, mode: u32) -> nix::Result<()>;
+    fn write_file(&mut self, path: &Path, mode: u32, contents: &[u8]) -> nix::Result<()>;
     fn mknod_char(&mut self, path: &Path, mode: u32, major: u64, minor: u64) -> nix::Result<()>;
     fn umask(&mut self, mode: u32);
     /// `lstat`: what is at `path`, `None` if nothing.
@@ -83,6 +84,7 @@ pub fn execute(sys: &mut dyn Sys, ops: &[Op]) -> Result<(), SetupError> {
             Op::Mkdir { path, mode } => sys.mkdir(path, *mode).map_err(fail)?,
             Op::Symlink { target, link } => sys.symlink(target, link).map_err(fail)?,
             Op::CreateFile { path, mode } => sys.create_file(path, *mode).map_err(fail)?,
+            Op::WriteFile { path, mode, contents } => sys.write_file(path, *mode, contents).map_err(fail)?,
             Op::Mknod {
                 path,
                 mode,
@@ -236,6 +238,16 @@ impl Sys for RealSys {
             .map_err(io_errno)
     }
 
+    fn write_file(&mut self, path: &Path, mode: u32, contents: &[u8]) -> nix::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(io_errno)?;
+        std::io::Write::write_all(&mut file, contents).map_err(io_errno)
+    }
+
     fn mknod_char(&mut self, path: &Path, mode: u32, major: u64, minor: u64) -> nix::Result<()> {
         nix::sys::stat::mknod(
             path,
@@ -375,6 +387,11 @@ mod tests {
         }
         fn create_file(&mut self, path: &Path, _: u32) -> nix::Result<()> {
             self.calls.push(format!("create {}", path.display()));
+            Ok(())
+        }
+        fn write_file(&mut self, path: &Path, _: u32, contents: &[u8]) -> nix::Result<()> {
+            self.calls
+                .push(format!("write {} ({} bytes)", path.display(), contents.len()));
             Ok(())
         }
         fn mknod_char(&mut self, path: &Path, _: u32, _: u64, _: u64) -> nix::Result<()> {
