@@ -44,12 +44,25 @@ struct Guest {
     seen: usize,
 }
 
+/// What the guest boots with: SeaBIOS, QEMU's default, or OVMF's UEFI.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Firmware {
+    Bios,
+    Uefi,
+}
+
 impl Guest {
-    /// Boots `image` (a throwaway snapshot of it), with QEMU's user-mode
-    /// network (DHCP server at 10.0.2.2, guest address 10.0.2.15) when `net`.
-    fn boot(image: &Path, accel: &str, net: bool) -> Guest {
+    /// Boots `image` (a throwaway snapshot of it) with `firmware`, and with
+    /// QEMU's user-mode network (DHCP server at 10.0.2.2, guest address
+    /// 10.0.2.15) when `net`.
+    fn boot(image: &Path, accel: &str, firmware: Firmware, net: bool) -> Guest {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", accel, "-machine", "q35", "-m", "1024"]);
+        if firmware == Firmware::Uefi {
+            let ovmf = Path::new("/usr/share/ovmf/OVMF.fd");
+            assert!(ovmf.exists(), "booting by UEFI needs {} (package ovmf)", ovmf.display());
+            cmd.arg("-bios").arg(ovmf);
+        }
         // TCG: one vCPU leaves the other core to the host (and to the
         // test's other threads); KVM gets two.
         cmd.args(if accel == "kvm" {
@@ -154,14 +167,19 @@ impl Drop for Guest {
 
 /// Boots with KVM when a short test boot shows it works, else with TCG;
 /// returns the guest at `marker`, or the console and accelerator on failure.
-fn boot_with_best_accelerator(image: &Path, marker: &str, net: bool) -> Result<(Guest, &'static str), String> {
+fn boot_with_best_accelerator(
+    image: &Path,
+    firmware: Firmware,
+    marker: &str,
+    net: bool,
+) -> Result<(Guest, &'static str), String> {
     if Path::new("/dev/kvm").exists() {
-        let mut guest = Guest::boot(image, "kvm", net);
+        let mut guest = Guest::boot(image, "kvm", firmware, net);
         if guest.wait_for(marker, Duration::from_secs(20)).is_some() {
             return Ok((guest, "kvm"));
         }
     }
-    let mut guest = Guest::boot(image, "tcg,thread=multi", net);
+    let mut guest = Guest::boot(image, "tcg,thread=multi", firmware, net);
     match guest.wait_for(marker, Duration::from_secs(600)) {
         Some(_) => Ok((guest, "tcg")),
         None => Err(format!(
@@ -184,8 +202,8 @@ fn debian_minimal_boots_to_its_login_prompt_and_shares_its_base() {
 
     {
         let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
-        let (_guest, accel) =
-            boot_with_best_accelerator(&image, "debian-minimal login:", false).unwrap_or_else(|e| panic!("{e}"));
+        let (_guest, accel) = boot_with_best_accelerator(&image, Firmware::Bios, "debian-minimal login:", false)
+            .unwrap_or_else(|e| panic!("{e}"));
         println!("booted to the login prompt under {accel}");
     }
 
@@ -211,9 +229,9 @@ fn debian_minimal_boots_to_its_login_prompt_and_shares_its_base() {
 }
 
 /// The image a user writes from the docs (`debian::system` with a locale,
-/// `users::admin` with a password, `debian::finish` with openssh-server)
-/// boots to a machine that works: checked inside the running guest, logged
-/// in as the admin on the serial console.
+/// `users::admin` with a password, `debian::finish` with openssh-server and
+/// a GPT disk for UEFI) boots to a machine that works: checked inside the
+/// running guest, logged in as the admin on the serial console.
 #[test]
 fn a_script_image_boots_to_a_working_machine() {
     let s = Scratch::new("os-script");
@@ -228,7 +246,10 @@ let p = debian::system("box", #{ locale: "en_US.UTF-8" });
 p = users::admin(p, "admin", #{
     password: "$6$osbuildexample$sWuiPsZHk6QrYpjO.kNuN7zaEB9zEb5FK4uxqzNxLnRGIUxDDhqxLTskaYPCSOpTImZe1BdcCrBNpvJzH1cgN/",
 });
-emit(debian::finish(p, #{ hostname: "box.example.test", packages: ["openssh-server"], services: ["ssh"] }));
+emit(debian::finish(p, #{
+    hostname: "box.example.test", packages: ["openssh-server"], services: ["ssh"],
+    disk: #{ boot: "uefi", esp_size: "200M" },
+}));
 "#,
     );
     let run = s
@@ -248,7 +269,8 @@ emit(debian::finish(p, #{ hostname: "box.example.test", packages: ["openssh-serv
     let image = s.path("out/box/box.qcow2");
 
     let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut guest, accel) = boot_with_best_accelerator(&image, "box login:", true).unwrap_or_else(|e| panic!("{e}"));
+    let (mut guest, accel) =
+        boot_with_best_accelerator(&image, Firmware::Uefi, "box login:", true).unwrap_or_else(|e| panic!("{e}"));
     println!("booted to the login prompt under {accel}");
     std::thread::sleep(Duration::from_secs(1));
     guest.type_line("admin");
@@ -292,6 +314,16 @@ emit(debian::finish(p, #{ hostname: "box.example.test", packages: ["openssh-serv
         ssh.lines().collect::<Vec<_>>(),
         ["active", "yes", "/etc/ssh/ssh_host_ed25519_key.pub"],
         "SSH host keys generated at first boot"
+    );
+    // The disk module's GPT for UEFI: booted by OVMF, the 200 MiB FAT32 ESP mounted.
+    let (efi, _) = guest.run(
+        "test -d /sys/firmware/efi && echo uefi; findmnt -no FSTYPE /boot/efi; lsblk -dno PTTYPE /dev/vda; \
+         lsblk -bdnro PARTLABEL,SIZE /dev/vda1; lsblk -dnro PARTLABEL /dev/vda2",
+    );
+    assert_eq!(
+        efi.lines().collect::<Vec<_>>(),
+        ["uefi", "vfat", "gpt", "esp 209715200", "root"],
+        "booted by UEFI from the disk module's GPT"
     );
     let (failed, _) = guest.run("systemctl list-units --failed --plain --no-legend --no-pager");
     assert_eq!(failed, "", "no unit failed");

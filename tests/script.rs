@@ -13,7 +13,7 @@ use std::sync::Arc;
 use miette::{GraphicalReportHandler, GraphicalTheme};
 use osbuild::registry::Registry;
 use osbuild::script::{self, cli::manifests_json, ScriptDiagnostic};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::Scratch;
 
@@ -355,6 +355,165 @@ fn debian_images_are_configured_to_be_usable() {
     ] {
         assert!(f.contains(wanted), "the fedora image lacks {wanted}:\n{f}");
     }
+}
+
+#[test]
+fn disk_layouts_lower_to_partitions_fstab_and_grub() {
+    let s = Scratch::new("script-disk");
+    let l = lower_text(
+        &s.dir,
+        r#"import "disk" as disk;
+           let p = pipeline("u"); emit(disk::image(p, #{ boot: "uefi", esp_size: "200M" }));
+           let p = pipeline("h"); emit(disk::image(p, #{ format: "raw", size: "8G", boot_size: "1G",
+               partitions: [#{ mountpoint: "/srv/data", size: "64M", type: "vfat" }, #{ mountpoint: "/home", size: "2G", label: "home" }] }));
+           let p = pipeline("m"); emit(disk::image(p, #{ table: "mbr", boot: "hybrid" }));
+           let p = pipeline("n"); emit(disk::image(p, #{ boot: "none" }));
+           let p = pipeline("legacy"); emit(disk::image(p, #{}));"#,
+        &[],
+    );
+    let assembler = |i: usize| {
+        l.images[i]
+            .manifest
+            .pipeline
+            .assembler
+            .as_ref()
+            .unwrap()
+            .options
+            .clone()
+    };
+    let stages = |i: usize| -> Vec<(String, Value)> {
+        l.images[i]
+            .manifest
+            .pipeline
+            .stages
+            .iter()
+            .map(|s| (s.name.clone(), Value::Object(s.options.clone())))
+            .collect()
+    };
+    let summary = |i: usize| -> Vec<String> {
+        assembler(i)["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let fs = &p["filesystem"];
+                format!("{} {} {} {}", p["type"], p["size"], fs["type"], fs["mountpoint"]).replace('"', "")
+            })
+            .collect()
+    };
+    let ids = |name: &str| uuid::Uuid::new_v5(&osbuild::script::api::uuid_namespace(), name.as_bytes()).to_string();
+
+    // UEFI only: a GPT with the ESP and the root; GRUB for UEFI.
+    let u = assembler(0);
+    assert_eq!((u["pttype"].as_str(), u["size"].as_u64()), (Some("gpt"), Some(4 << 30)));
+    assert_eq!(u["ptuuid"].as_str(), Some(ids("u/partition-table").as_str()));
+    assert_eq!(
+        summary(0),
+        [
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B 409600 vfat /boot/efi",
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4 null ext4 /"
+        ]
+    );
+    let volid = ids("u/esp")[..8].to_ascii_uppercase();
+    assert_eq!(
+        u["partitions"][0]["filesystem"]["uuid"].as_str(),
+        Some(format!("{}-{}", &volid[..4], &volid[4..]).as_str())
+    );
+    let st = stages(0);
+    assert_eq!(st[0].1["filesystems"][1]["path"], "/boot/efi");
+    assert_eq!(st[1].1["uefi"], json!({"vendor": "debian"}));
+    assert_eq!(st[1].1["root_fs_uuid"].as_str(), Some(ids("u/root").as_str()));
+
+    // Hybrid by default on GPT: BIOS boot partition, ESP, /boot, the extras, the root.
+    assert_eq!(
+        summary(1),
+        [
+            "21686148-6449-6E6F-744E-656564454649 2048 null null",
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B 1048576 vfat /boot/efi",
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4 2097152 ext4 /boot",
+            "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7 131072 vfat /srv/data",
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4 4194304 ext4 /home",
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4 null ext4 /",
+        ]
+    );
+    let h = assembler(1);
+    let names: Vec<&str> = h["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bios", "esp", "boot", "srv-data", "home", "root"]);
+    let h = stages(1);
+    let fstab: Vec<&str> = h[0].1["filesystems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(fstab, ["/", "/boot/efi", "/boot", "/srv/data", "/home"]);
+    assert_eq!(stages(1)[1].1["boot_fs_uuid"].as_str(), Some(ids("h/boot").as_str()));
+
+    // MBR: an ESP of type ef and a bootable root; the table id is 32 bits.
+    let m = assembler(2);
+    assert_eq!(
+        m["ptuuid"].as_str(),
+        Some(format!("0x{}", &ids("m/partition-table")[..8]).as_str())
+    );
+    assert_eq!(summary(2), ["ef 1048576 vfat /boot/efi", "83 null ext4 /"]);
+    assert_eq!(m["partitions"][1]["bootable"], true);
+
+    // No boot loader: neither GRUB's stage nor the assembler's.
+    assert_eq!(assembler(3)["bootloader"], json!({"type": "none"}));
+    assert_eq!(
+        stages(3).iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["org.osbuild.fstab"]
+    );
+    assert_eq!(summary(3), ["0FC63DAF-8483-4772-8E79-3D69D8477DE4 null ext4 /"]);
+
+    // No layout option: osbuild's legacy layout, as before.
+    let legacy = assembler(4);
+    assert_eq!(legacy.get("partitions"), None);
+    assert_eq!(legacy["root_fs_uuid"].as_str(), Some(ids("legacy/root").as_str()));
+}
+
+#[test]
+fn diagnostic_disk_layout_mistakes_at_the_users_value() {
+    let cases = [
+        (r#"boot: "efi""#, "unknown way to boot \"efi\""),
+        (r#"esp_size: 8"#, "a disk of 8 bytes is too small"),
+        (
+            r#"boot: "bios", esp_size: "200M""#,
+            "an EFI system partition is for UEFI",
+        ),
+        (
+            r#"partitions: [#{ mountpoint: "/a", size: "1G" }, #{ mountpoint: "b", size: "1G" }]"#,
+            "not \"b\"",
+        ),
+        (
+            r#"partitions: [#{ mountpoint: "/boot/efi", size: "1G" }]"#,
+            "/boot/efi already has a file system",
+        ),
+        (
+            r#"partitions: [#{ mountpoint: "/a" }]"#,
+            "needs a mountpoint and a size",
+        ),
+        (r#"esp_size: "3G", boot_size: "2G""#, "a disk of 4096 MiB is too small"),
+        (
+            r#"table: "mbr", boot_size: "1G", partitions: [#{ mountpoint: "/a", size: "1G" }, #{ mountpoint: "/b", size: "1G" }, #{ mountpoint: "/c", size: "1G" }]"#,
+            "an MBR holds 4 partitions",
+        ),
+    ];
+    for (options, message) in cases {
+        let out = diagnose(&format!(
+            "import \"debian\" as debian;\nlet p = debian::system(\"a\", #{{}});\nemit(debian::finish(p, #{{ disk: #{{ {options} }} }}));\n"
+        ));
+        assert!(out.contains(message), "{options}: {out}");
+        assert!(out.contains("test.rhai:3:"), "{options}: not at the user's line: {out}");
+    }
+    insta::assert_snapshot!(diagnose(
+        "import \"disk\" as disk;\nlet p = pipeline(\"a\");\np = disk::image(p, #{ partitions: [\n    #{ mountpoint: \"/home\", size: \"2G\" },\n    #{ mountpoint: \"/srv\", size: 512 },\n] });\nemit(p);\n"
+    ));
 }
 
 #[test]

@@ -553,26 +553,37 @@ fn find_in_call(text: &str, from: usize, needle: &Needle) -> Option<std::ops::Ra
         Needle::Value(keys) => {
             let mut after = 0;
             for key in keys {
-                after = find_key(region, after, key)?.1;
+                after = match key.parse::<usize>() {
+                    // An index into the list the path has reached.
+                    Ok(index) if region.as_bytes().get(skip_spaces(region, after)) == Some(&b'[') => {
+                        nth_expression(region, skip_spaces(region, after) + 1, index)?
+                    }
+                    _ => find_key(region, after, key)?.1,
+                };
             }
             Some(expression_at(region, after))
         }
         Needle::Argument(index) => {
             // The call's parentheses: the first `(` after the name.
-            let open = region.find('(')?;
-            let mut start = open + 1;
-            for _ in 0..*index {
-                let e = expression_at(region, start).end;
-                if region.as_bytes().get(skip_spaces(region, e)) != Some(&b',') {
-                    return None;
-                }
-                start = skip_spaces(region, e) + 1;
-            }
+            let start = nth_expression(region, region.find('(')? + 1, *index)?;
             let span = expression_at(region, start);
             (!span.is_empty()).then_some(span)
         }
     }?;
     Some(from + span.start..from + span.end)
+}
+
+/// Where the `index`th of the comma-separated expressions from `start` (just
+/// inside a `(` or `[`) begins.
+fn nth_expression(text: &str, mut start: usize, index: usize) -> Option<usize> {
+    for _ in 0..index {
+        let e = expression_at(text, start).end;
+        if text.as_bytes().get(skip_spaces(text, e)) != Some(&b',') {
+            return None;
+        }
+        start = skip_spaces(text, e) + 1;
+    }
+    Some(start)
 }
 
 fn skip_spaces(text: &str, mut i: usize) -> usize {
@@ -782,7 +793,7 @@ mod tests {
             }
         }
         // Private functions are not offered.
-        assert_eq!(script_signatures(STDLIB[1].1, "image"), None);
+        assert_eq!(script_signatures(STDLIB[1].1, "assemble"), None);
         assert_eq!(
             import_path("import \"users\" as u;\nimport \"./lib/x\"  as  xs;", "xs").as_deref(),
             Some("./lib/x")
@@ -800,6 +811,8 @@ mod tests {
         assert_eq!(find(keys(&["/b", "mode"])), Some("[1, 2]"));
         assert_eq!(find(keys(&["/b", "content"])), Some(r#""x, }""#));
         assert_eq!(find(keys(&["/c", "mode"])), None);
+        assert_eq!(find(keys(&["/b", "mode", "1"])), Some("2"));
+        assert_eq!(find(keys(&["/b", "mode", "2"])), None);
         assert_eq!(find(Needle::Argument(1)), Some("f(1, 2)"));
         assert_eq!(find(Needle::Argument(2)), Some(r#""c""#));
         assert_eq!(find(Needle::Argument(3)), None);
