@@ -354,10 +354,19 @@ impl Executor<'_> {
                 None => None,
             };
             if let Some(cut) = cut.filter(|cut| *cut > 0) {
+                let text = String::from_utf8_lossy(&pending[..cut]);
                 self.monitor.event(&Event::Log {
                     id: &planned.id,
-                    text: &String::from_utf8_lossy(&pending[..cut]),
+                    text: &text,
                 });
+                for line in text.lines() {
+                    if let Some(progress) = line.strip_prefix(osbuild_stages::progress::PREFIX) {
+                        self.monitor.event(&Event::Progress {
+                            id: &planned.id,
+                            text: progress,
+                        });
+                    }
+                }
                 pending.drain(..cut);
             }
         }

@@ -25,6 +25,12 @@ pub enum Event<'a> {
         id: &'a str,
         text: &'a str,
     },
+    /// How far a long step of a running stage is (its log lines that
+    /// start with `progress: `, without that prefix).
+    Progress {
+        id: &'a str,
+        text: &'a str,
+    },
     StageEnd {
         name: &'a str,
         id: &'a str,
@@ -94,6 +100,9 @@ impl Monitor for Terminal {
             Event::StageBegin { name, id, kind } => writeln!(err, "  {} {name} {} ...", arrow(kind), short(id)),
             Event::Log { text, .. } if self.verbose => write!(err, "{text}"),
             Event::Log { .. } => Ok(()),
+            // With the log shown live, the progress line is in it already.
+            Event::Progress { text, .. } if !self.verbose => writeln!(err, "       {text}"),
+            Event::Progress { .. } => Ok(()),
             Event::StageEnd {
                 name,
                 id,

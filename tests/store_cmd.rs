@@ -169,3 +169,44 @@ fn a_failed_stage_shows_its_log_path_in_one_piece() {
     assert!(log.to_str().unwrap().len() > 60);
     assert!(stderr.contains(log.to_str().unwrap()), "the path is cut:\n{stderr}");
 }
+
+/// A long step's `progress: ` lines are shown while it runs, though its log
+/// is not, and are events of their own for machines.
+#[test]
+fn progress_lines_of_a_running_stage_are_shown() {
+    let s = Scratch::new("progress");
+    s.stage(
+        "stage",
+        "test.slow",
+        "#!/bin/sh\necho chatter\necho 'progress: squashing: 1.0 GiB of 2.0 GiB, 50%, 10s'\necho 'not progress: x'\n",
+        None,
+    );
+    let m = s.manifest("m.json", &json!({"stages": [{"name": "test.slow"}]}));
+    let out = s.osbuild().arg("build").arg(&m).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let shown: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("squashing") || l.contains("chatter"))
+        .collect();
+    assert_eq!(shown, ["       squashing: 1.0 GiB of 2.0 GiB, 50%, 10s"], "{stderr}");
+    let build = s.build(&m, None).ok();
+    let events: Vec<&serde_json::Value> = build.events.iter().filter(|e| e["type"] == "progress").collect();
+    assert_eq!(events.len(), 0, "a cached stage does not run: {events:?}");
+    let s2 = Scratch::new("progress-json");
+    s2.stage(
+        "stage",
+        "test.slow",
+        &std::fs::read_to_string(s.libdir().join("stages/test.slow")).unwrap(),
+        None,
+    );
+    let m2 = s2.manifest("m.json", &json!({"stages": [{"name": "test.slow"}]}));
+    let build = s2.build(&m2, None).ok();
+    let texts: Vec<&str> = build
+        .events
+        .iter()
+        .filter(|e| e["type"] == "progress")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["squashing: 1.0 GiB of 2.0 GiB, 50%, 10s"]);
+}

@@ -117,7 +117,9 @@ pub fn convert(raw: &Path, dest: &Path, compression: Compression, version: Versi
     let data = clusters_with_data(&src, size).map_err(at(raw))?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
     let mut buf = vec![0u8; BATCH * CLUSTER as usize];
-    for batch in data.chunks(BATCH) {
+    let mut progress = osbuild_stages::progress::Progress::new("qcow2", data.len() as u64 * CLUSTER);
+    for (done, batch) in data.chunks(BATCH).enumerate() {
+        progress.update((done * BATCH) as u64 * CLUSTER);
         let input = &mut buf[..batch.len() * CLUSTER as usize];
         for (i, &cluster) in batch.iter().enumerate() {
             read_cluster(

@@ -23,6 +23,7 @@ use osbuild_stages::api::{
     Builtin, Context, FileName, ImagePath, Kind, Options, OptionsError, StageError, StageResult,
 };
 use osbuild_stages::at;
+use osbuild_stages::progress::{written, Heartbeat};
 use serde_json::Value;
 
 use crate::ext4::{source_dir, Ext4};
@@ -738,6 +739,7 @@ impl Qemu {
             let offset = p.start * 512;
             let size = p.size * 512;
             let started = std::time::Instant::now();
+            let _alive = Heartbeat::start(&format!("partition {} ({mp})", p.index + 1), String::new);
             match fs.fstype {
                 FsType::Ext4 => {
                     let uuid = fs.uuid.to_ascii_lowercase();
@@ -786,6 +788,10 @@ impl Qemu {
                 let out = File::create(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
                 // Every core, in xz's multi-threaded mode: the same bytes for
                 // any number of threads (see the tar assembler).
+                let _alive = Heartbeat::start("xz", {
+                    let dest = dest.clone();
+                    move || written(&dest)
+                });
                 let status = tool("xz", self.source_epoch)
                     .args(["-T0", "-0", "--stdout"])
                     .arg(raw.path())
@@ -830,7 +836,13 @@ impl Qemu {
             _ => {}
         }
         cmd.arg(raw.path()).arg(&dest);
-        run(&mut cmd, None)?;
+        {
+            let _alive = Heartbeat::start(fmt, {
+                let dest = dest.clone();
+                move || written(&dest)
+            });
+            run(&mut cmd, None)?;
+        }
         drop(raw);
         let seed = format!("{}/{}", self.ptuuid, self.filename);
         match self.format {

@@ -79,6 +79,7 @@ impl Options for RawFs {
         let f = std::fs::File::create(tmp.path()).map_err(|e| format!("{}: {e}", tmp.path().display()))?;
         f.set_len(size).map_err(|e| format!("{}: {e}", tmp.path().display()))?;
         drop(f);
+        let alive = osbuild_stages::progress::Heartbeat::start("ext4", String::new);
         Ext4 {
             image: tmp.path(),
             offset: 0,
@@ -90,6 +91,7 @@ impl Options for RawFs {
             epoch: self.source_epoch,
         }
         .create()?;
+        drop(alive);
         let dest = output.join(self.filename.as_str());
         std::fs::rename(tmp.keep(), &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         println!("wrote {} (ext4, {} bytes, UUID {uuid})", self.filename, size);

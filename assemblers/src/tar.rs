@@ -107,6 +107,9 @@ impl Options for Tar {
             tar.arg(format!("--use-compress-program={program}"));
         }
         tar.arg(".");
+        let file = output.join(self.filename.as_str());
+        let _alive =
+            osbuild_stages::progress::Heartbeat::start("tar", move || osbuild_stages::progress::written(&file));
         let status = tar.status().map_err(|e| format!("cannot run tar: {e}"))?;
         if !status.success() {
             return Err(format!("tar failed: {status}").into());

@@ -24,6 +24,7 @@ mod machine_id;
 mod mkdir;
 mod noop;
 pub mod passwd;
+pub mod progress;
 mod script;
 mod systemd;
 #[cfg(test)]
