@@ -469,13 +469,10 @@ fn later_keywords(schema: &Value, loc: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The `uuid` format: RFC 4122's hyphenated form, any version, any case.
+/// The `uuid` format: the hyphenated form, any version, any case (the rule
+/// every built-in stage and assembler applies, `osbuild_stages::ids`).
 fn is_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
+    osbuild_stages::ids::parse_uuid(s).is_ok()
 }
 
 /// Refuses every `$ref` outside the schema: nothing is fetched, ever.

@@ -38,6 +38,7 @@
 use std::process::Command;
 
 use osbuild_stages::api::{Builtin, Context, FileName, Kind, Options, StageResult};
+use osbuild_stages::progress::{written, Heartbeat};
 
 /// Packs the tree into a tarball.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -107,10 +108,13 @@ impl Options for Tar {
             tar.arg(format!("--use-compress-program={program}"));
         }
         tar.arg(".");
+        let mut child = tar.spawn().map_err(|e| format!("cannot run tar: {e}"))?;
+        // Started after tar: a thread takes an id from the pid namespace too,
+        // and tar's PID is in the archive (see the module doc).
         let file = output.join(self.filename.as_str());
-        let _alive =
-            osbuild_stages::progress::Heartbeat::start("tar", move || osbuild_stages::progress::written(&file));
-        let status = tar.status().map_err(|e| format!("cannot run tar: {e}"))?;
+        let alive = Heartbeat::start("tar", move || written(&file));
+        let status = child.wait().map_err(|e| format!("waiting for tar: {e}"))?;
+        drop(alive);
         if !status.success() {
             return Err(format!("tar failed: {status}").into());
         }

@@ -47,19 +47,7 @@ pub fn tool(program: impl AsRef<OsStr>, epoch: u64) -> Command {
 
 /// The canonical 8-4-4-4-12 form of a UUID, lowercased; an error otherwise.
 pub fn check_uuid(uuid: &str) -> Result<String, String> {
-    let lower = uuid.to_ascii_lowercase();
-    let groups: Vec<&str> = lower.split('-').collect();
-    let lens = [8, 4, 4, 4, 12];
-    let ok = groups.len() == 5
-        && groups
-            .iter()
-            .zip(lens)
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
-    if ok {
-        Ok(lower)
-    } else {
-        Err(format!("{uuid:?} is not a UUID (8-4-4-4-12 hex digits)"))
-    }
+    osbuild_stages::ids::parse_uuid(uuid).map(|u| u.to_string())
 }
 
 /// A UUID in the 8-4-4-4-12 form, either case, kept lowercased.

@@ -181,7 +181,7 @@ impl FsSpec {
     fn problems(&self, at: &str, problems: &mut Vec<OptionsError>) {
         match (&self.uuid, &self.label) {
             (Some(u), None) => {
-                if let Err(e) = check_id(u) {
+                if let Err(e) = crate::ids::check_fs_id(u) {
                     problems.push(OptionsError::invalid(crate::at![at, "uuid"], e));
                 }
             }
@@ -198,17 +198,6 @@ impl FsSpec {
                 "needs exactly one of uuid and label",
             )),
         }
-    }
-}
-
-/// A UUID (8-4-4-4-12) or a FAT volume id (XXXX-XXXX).
-fn check_id(id: &str) -> Result<(), String> {
-    let lens: Vec<usize> = id.split('-').map(str::len).collect();
-    let hex = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if hex && (lens == [8, 4, 4, 4, 12] || lens == [4, 4]) {
-        Ok(())
-    } else {
-        Err(format!("{id:?} is not a file system UUID"))
     }
 }
 
@@ -237,7 +226,7 @@ fn pick_problems(uuid: &Option<String>, spec: &Option<FsSpec>, what: &str, probl
             format!("give {uuid_key} or {spec_key}, not both"),
         ));
     }
-    if let Some(Err(e)) = uuid.as_deref().map(check_id) {
+    if let Some(Err(e)) = uuid.as_deref().map(crate::ids::check_fs_id) {
         problems.push(OptionsError::invalid(crate::at![uuid_key], e));
     }
     if let Some(s) = spec {

@@ -37,11 +37,8 @@ struct FsUuid(String);
 impl<'de> serde::Deserialize<'de> for FsUuid {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if valid_uuid(&s) {
-            Ok(FsUuid(s))
-        } else {
-            Err(serde::de::Error::custom(format!("{s:?} is not a file system UUID")))
-        }
+        crate::ids::check_fs_id(&s).map_err(serde::de::Error::custom)?;
+        Ok(FsUuid(s))
     }
 }
 
@@ -53,16 +50,10 @@ impl schemars::JsonSchema for FsUuid {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^([0-9A-Za-z]{8}(-[0-9A-Za-z]{4}){3}-[0-9A-Za-z]{12}|[0-9A-Za-z]{4}-[0-9A-Za-z]{4})$",
+            "pattern": crate::ids::FS_ID_PATTERN,
             "examples": ["9c6ae55b-cf88-45b8-84e8-64990759f39d", "6699-AFB5"],
         })
     }
-}
-
-fn valid_uuid(uuid: &str) -> bool {
-    let groups: Vec<&str> = uuid.split('-').collect();
-    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
-    (lens == [8, 4, 4, 4, 12] || lens == [4, 4]) && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 impl Options for KernelCmdline {

@@ -17,6 +17,7 @@ mod fstab;
 mod groups;
 mod grub2;
 mod hostname;
+pub mod ids;
 mod kernel_cmdline;
 mod keymap;
 mod locale;
