@@ -282,6 +282,7 @@ fn debian_images_are_configured_to_be_usable() {
         import "users" as users;
         let p = debian::system("a", #{ locale: "de_DE.UTF-8" });
         p = users::admin(p, "ops.admin", "ssh-ed25519 AAAA ops");
+        p = users::admin(p, "second", "ssh-ed25519 AAAA second");
         emit(debian::finish(p, #{ hostname: "a.example.test" }));
         emit(debian::image("b", #{ network: #{ address: "192.0.2.10/24", gateway: "192.0.2.1", dns: ["192.0.2.53"] } }));
         emit(debian::image("c", #{ network: "none" }));
@@ -305,6 +306,11 @@ fn debian_images_are_configured_to_be_usable() {
     ] {
         assert!(a.contains(wanted), "image a lacks {wanted}:\n{a}");
     }
+    assert_eq!(
+        a.matches(r#""packages":["sudo"]"#).count(),
+        1,
+        "two admins, one sudo stage:\n{a}"
+    );
     assert!(
         json[1].contains(r#"Address=192.0.2.10/24\nGateway=192.0.2.1\nDNS=192.0.2.53\n"#),
         "{}",
