@@ -125,7 +125,9 @@ impl Resolver {
                 Ok(rest) => Path::new("/run").join(rest),
                 Err(_) => absolute,
             };
-            (absolute.starts_with("/run") && absolute != Path::new("/run")).then_some(absolute)
+            // Not where the sandbox mounts its own things.
+            let ours = absolute == Path::new("/run") || absolute.starts_with("/run/osbuild");
+            (absolute.starts_with("/run") && !ours).then_some(absolute)
         });
         Some(Resolver { contents, run_target })
     }
