@@ -3,19 +3,16 @@
 //! 130 interrupted.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use miette::Report;
 use serde_json::json;
 
 use crate::check::check;
 use crate::diagnostic::Source;
-use crate::executor::{BuildError, Executor, StageFailure};
 use crate::manifest::{parse_manifest, Located};
-use crate::monitor::{self, Event, JsonLines, Monitor, Terminal};
+use crate::monitor::{self, JsonLines, Monitor, Terminal};
 use crate::plan::{plan, Plan, PlanError};
 use crate::registry::Registry;
-use crate::signals::Interrupts;
 use crate::store::{GcOptions, Store};
 
 pub const EXIT_FAILED: i32 = 1;
@@ -140,7 +137,7 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
     } else {
         Box::new(Terminal { verbose: args.verbose })
     };
-    run_plan(
+    crate::run::run_plan(
         &plan,
         &store,
         &registry,
@@ -148,89 +145,6 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
         args.output.as_deref(),
         args.common.limits,
     )
-}
-
-/// Builds a plan and hands its image to `output`; shared by every front-end.
-pub fn run_plan(
-    plan: &Plan,
-    store: &Store,
-    registry: &Registry,
-    monitor: &mut dyn Monitor,
-    output: Option<&Path>,
-    limits: crate::sandbox::Limits,
-) -> Result<(), Failure> {
-    let started = Instant::now();
-    let interrupts = Interrupts::block().map_err(|e| Failure::failed(msg(format!("cannot block signals: {e}"))))?;
-    let mut executor = Executor {
-        store,
-        registry,
-        monitor: &mut *monitor,
-        interrupts: &interrupts,
-        limits,
-    };
-    let mut outcome = crate::executor::Outcome::default();
-    let result = executor.build(plan, &mut outcome).map(|()| outcome.clone());
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let (built, cached) = (outcome.built, outcome.cached);
-    let end = |monitor: &mut dyn Monitor, status: &str, output: Option<&str>| {
-        monitor.event(&Event::BuildEnd {
-            status,
-            duration_ms,
-            built,
-            cached,
-            output,
-        })
-    };
-    match result {
-        Ok(outcome) => {
-            let delivered = match (output, &outcome.image) {
-                (Some(dir), Some(image)) => {
-                    crate::output::deliver(&store.output_dir(image), dir).map_err(|e| {
-                        Failure::failed(msg(format!("cannot write the image to {}: {e}", dir.display())))
-                    })?;
-                    Some(dir.display().to_string())
-                }
-                (None, Some(image)) => Some(store.output_dir(image).display().to_string()),
-                _ => None,
-            };
-            end(monitor, "success", delivered.as_deref());
-            Ok(())
-        }
-        Err(BuildError::Interrupted(signal)) => {
-            end(monitor, "interrupted", None);
-            Err(Failure {
-                code: EXIT_INTERRUPTED,
-                report: msg(format!(
-                    "interrupted by {signal}: nothing was stored for the unfinished stage"
-                )),
-            })
-        }
-        Err(BuildError::StageFailed(failure)) => {
-            let StageFailure {
-                kind,
-                name,
-                short,
-                code,
-                tail,
-                log,
-                ..
-            } = *failure;
-            end(monitor, "failure", None);
-            let mut text = format!("{kind} {name} ({short}) failed with exit status {code}");
-            if !tail.trim().is_empty() {
-                text.push_str("\n\nthe end of its log:\n");
-                for line in tail.trim_end().lines() {
-                    text.push_str(&format!("  | {line}\n"));
-                }
-            }
-            text.push_str(&format!("\nfull log: {}", log.display()));
-            Err(Failure::failed(msg(text)))
-        }
-        Err(e @ BuildError::Io(_)) => {
-            end(monitor, "failure", None);
-            Err(Failure::failed(msg(e)))
-        }
-    }
 }
 
 pub fn inspect(common: Common, manifest: &Path) -> i32 {

@@ -15,6 +15,7 @@ pub mod output;
 pub mod plan;
 pub mod registry;
 pub mod repl;
+pub mod run;
 pub mod sandbox;
 pub mod schema;
 pub mod script;

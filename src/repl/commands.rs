@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 
 use osbuild_stages::Kind;
 
-use crate::cli::{print_plan, run_plan};
+use crate::cli::print_plan;
 use crate::manifest::Manifest;
 use crate::monitor::Terminal;
 use crate::plan::{plan, PlanError};
+use crate::run::Images;
 use crate::store::Store;
 
 use super::completer::COMMANDS;
@@ -233,32 +234,22 @@ fn build(repl: &mut Repl, args: &str) {
         }
     }
     let mut monitor = Terminal { verbose: false };
-    for (name, manifest) in &manifests {
-        // Planned again: an earlier image may have stored shared stages.
-        let p = match plan(manifest, Some(&store)) {
-            Ok(p) => p,
-            Err(e) => return report(plain("plan", e.to_string())),
-        };
-        let dir = match (&output, name) {
-            (Some(out), Some(name)) => Some(out.join(name)),
-            (out, _) => out.clone(),
-        };
+    let images: Vec<(Option<&str>, &Manifest)> = manifests.iter().map(|(n, m)| (n.as_deref(), m)).collect();
+    // The line editor is not reading now: the terminal is in its normal
+    // mode, so Ctrl-C is a SIGINT, which the executor turns into a clean stop.
+    let run = Images {
+        store: &store,
+        registry: repl.session.registry(),
+        limits: repl.limits,
+        keep_going: false,
+    }
+    .run(&images, output.as_deref(), &mut monitor, |name| {
         if let Some(name) = name {
             println!("image {name}:");
         }
-        // The line editor is not reading now: the terminal is in its normal
-        // mode, so Ctrl-C is a SIGINT, which the executor turns into a clean stop.
-        if let Err(f) = run_plan(
-            &p,
-            &store,
-            repl.session.registry(),
-            &mut monitor,
-            dir.as_deref(),
-            repl.limits,
-        ) {
-            eprintln!("{:?}", f.report);
-            return;
-        }
+    });
+    if let Some((failure, _)) = run.stopped {
+        eprintln!("{:?}", failure.report);
     }
 }
 

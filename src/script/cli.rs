@@ -1,17 +1,16 @@
 //! `osbuild lower`, `osbuild run` and `osbuild inspect SCRIPT`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::cli::{
-    bytes_human, finish, msg, open_store, plan_json, print_plan, run_plan, Common, Failure, EXIT_INVALID,
-};
-use crate::monitor::{Event, JsonLines, Monitor, Terminal};
+use crate::cli::{finish, msg, open_store, plan_json, print_plan, Common, Failure, EXIT_INTERRUPTED, EXIT_INVALID};
+use crate::manifest::Manifest;
+use crate::monitor::{JsonLines, Monitor, Terminal};
 use crate::plan::{plan, PlanError};
 use crate::registry::Registry;
+use crate::run::{summary, Images};
 use crate::store::Store;
 
 use super::lower::{lower_file, Image, Lowering};
@@ -154,33 +153,6 @@ fn inspect_inner(args: &ScriptArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Passes events on and remembers the build's totals.
-struct Counting<'a> {
-    inner: &'a mut dyn Monitor,
-    built: usize,
-    cached: usize,
-}
-
-impl Monitor for Counting<'_> {
-    fn event(&mut self, event: &Event<'_>) {
-        if let Event::BuildEnd { built, cached, .. } = event {
-            self.built = *built;
-            self.cached = *cached;
-        }
-        self.inner.event(event);
-    }
-}
-
-/// One built image, for the summary.
-struct Built {
-    name: String,
-    files: Vec<(PathBuf, u64)>,
-    built: usize,
-    cached: usize,
-    millis: u128,
-    failed: bool,
-}
-
 pub fn run(args: ScriptArgs) -> i32 {
     finish(run_inner(&args))
 }
@@ -200,149 +172,44 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
     for image in &lowering.images {
         plans.push(plan(&image.manifest, Some(&store)).map_err(|e| plan_error(&lowering, image, e))?);
     }
-    let mut inner: Box<dyn Monitor> = if args.common.json {
+    let mut monitor: Box<dyn Monitor> = if args.common.json {
         Box::new(JsonLines)
     } else {
         Box::new(Terminal { verbose: args.verbose })
     };
-    let mut done = Vec::new();
-    let mut failed = Vec::new();
-    for (index, image) in lowering.images.iter().enumerate() {
-        let started = Instant::now();
-        // Planned again now: earlier images may have stored shared stages.
-        let p = plan(&image.manifest, Some(&store)).map_err(|e| Failure::invalid(msg(e)))?;
-        let dir = out.join(&image.name);
-        let mut counting = Counting {
-            inner: inner.as_mut(),
-            built: 0,
-            cached: 0,
-        };
-        let result = run_plan(&p, &store, &registry, &mut counting, Some(&dir), args.common.limits);
-        done.push(Built {
-            name: image.name.clone(),
-            files: files(&dir),
-            built: counting.built,
-            cached: counting.cached,
-            millis: started.elapsed().as_millis(),
-            failed: result.is_err(),
-        });
-        let Err(failure) = result else { continue };
-        let interrupted = failure.code == crate::cli::EXIT_INTERRUPTED;
-        if args.keep_going && !interrupted {
-            eprintln!("{:?}", failure.report);
-            failed.push(image.name.clone());
-            continue;
-        }
-        let rest: Vec<&str> = lowering.images[index + 1..].iter().map(|i| i.name.as_str()).collect();
-        summary(&done, &rest, args.common.json);
-        if !rest.is_empty() && !interrupted {
+    let images: Vec<(Option<&str>, &Manifest)> = lowering
+        .images
+        .iter()
+        .map(|i| (Some(i.name.as_str()), &i.manifest))
+        .collect();
+    let run = Images {
+        store: &store,
+        registry: &registry,
+        limits: args.common.limits,
+        keep_going: args.keep_going,
+    }
+    .run(&images, Some(out), monitor.as_mut(), |_| {});
+    if let Some((failure, rest)) = run.stopped {
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        summary(&run.done, &rest, args.common.json);
+        if !rest.is_empty() && failure.code != EXIT_INTERRUPTED {
+            let stopper = run.done.last().map_or("", |b| b.name.as_str());
             eprintln!(
-                "{} stopped the run: not built: {} (--keep-going builds them anyway)",
-                image.name,
+                "{stopper} stopped the run: not built: {} (--keep-going builds them anyway)",
                 rest.join(", ")
             );
         }
         return Err(failure);
     }
-    summary(&done, &[], args.common.json);
-    if failed.is_empty() {
+    summary(&run.done, &[], args.common.json);
+    if run.failed.is_empty() {
         Ok(())
     } else {
         Err(Failure::failed(msg(format!(
             "{} of {} images failed: {}",
-            failed.len(),
-            done.len(),
-            failed.join(", ")
+            run.failed.len(),
+            run.done.len(),
+            run.failed.join(", ")
         ))))
     }
-}
-
-fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut files: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| Some((e.path(), e.metadata().ok()?.len())))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
-/// The per-image table: what each image gave, or that it failed, and the
-/// images a failure left unbuilt (`skipped`).
-fn summary(done: &[Built], skipped: &[&str], as_json: bool) {
-    if as_json {
-        let mut images: Vec<Value> = done
-            .iter()
-            .map(|b| {
-                json!({
-                    "image": b.name,
-                    "status": if b.failed { "failure" } else { "success" },
-                    "files": b.files.iter().map(|(p, s)| json!({"path": p.display().to_string(), "size": s})).collect::<Vec<_>>(),
-                    "built": b.built,
-                    "cached": b.cached,
-                    "duration_ms": b.millis as u64,
-                })
-            })
-            .collect();
-        images.extend(skipped.iter().map(|name| json!({"image": name, "status": "skipped"})));
-        println!("{}", json!({"type": "summary", "images": images}));
-        return;
-    }
-    let mut rows: Vec<[String; 5]> = done
-        .iter()
-        .map(|b| {
-            let output = match b.files.as_slice() {
-                _ if b.failed => "(failed)".to_string(),
-                [] => "(no image)".to_string(),
-                [(p, _)] => p.display().to_string(),
-                [(p, _), rest @ ..] => format!("{} (+{} more)", p.display(), rest.len()),
-            };
-            let size: u64 = b.files.iter().map(|(_, s)| s).sum();
-            [
-                b.name.clone(),
-                output,
-                if b.files.is_empty() || b.failed {
-                    "-".into()
-                } else {
-                    bytes_human(size)
-                },
-                format!("{} built, {} cached", b.built, b.cached),
-                crate::monitor::human(b.millis as u64),
-            ]
-        })
-        .collect();
-    rows.extend(skipped.iter().map(|name| {
-        [
-            name.to_string(),
-            "(not built)".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-        ]
-    }));
-    let header = ["image", "output", "size", "stages", "time"].map(String::from);
-    let mut widths = [0usize; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:w$}")).collect();
-        println!("{}", line.join("  ").trim_end());
-    }
-    let built: usize = done.iter().map(|b| b.built).sum();
-    let cached: usize = done.iter().map(|b| b.cached).sum();
-    let failed = done.iter().filter(|b| b.failed).count();
-    let mut tally = format!("{} images", done.len() - failed);
-    if failed > 0 {
-        tally.push_str(&format!(", {failed} failed"));
-    }
-    if !skipped.is_empty() {
-        tally.push_str(&format!(", {} not built", skipped.len()));
-    }
-    println!("{tally}: {built} stages built, {cached} from the store");
 }
