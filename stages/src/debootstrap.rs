@@ -17,10 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::api::{Builtin, Context, Kind, Options, OptionsError, StageError, StageResult, WithPath};
-use crate::apt::{
-    clean_apt_dirs, clean_env, keep_downloads, output, parse_print_uris, run, set_key, DebCache, Download, PackageName,
-    ARCHIVES,
-};
+use crate::apt::{clean_apt_dirs, PackageName};
+use crate::command::{clean_env, output, run};
+use crate::debcache::{keep_downloads, parse_print_uris, set_key, DebCache, Download, ARCHIVES};
 use crate::tree::Tree;
 
 /// Creates a base Debian system in the (empty) tree.
@@ -940,8 +939,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
         let timed = |what: &str, f: &mut dyn FnMut()| {
             let t = std::time::Instant::now();
             f();
-            let hits = crate::apt::LAST_SEED.with(|c| c.get()).0;
-            let downloaded = crate::apt::LAST_STORE.with(|c| c.get());
+            let hits = crate::debcache::LAST_SEED.with(|c| c.get()).0;
+            let downloaded = crate::debcache::LAST_STORE.with(|c| c.get());
             eprintln!(
                 "TIMING {what}: {:.1} s, {hits} from the cache, {downloaded} downloaded",
                 t.elapsed().as_secs_f64()

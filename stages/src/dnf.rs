@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::api::{Builtin, Context, Kind, Options, OptionsError, StageResult, WithPath};
-use crate::apt::{clean_env, run};
+use crate::command::{clean_env, run};
 
 /// Installs RPM packages (and `@group`s) with dnf.
 #[derive(serde::Deserialize, schemars::JsonSchema)]

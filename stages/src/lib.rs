@@ -10,6 +10,8 @@
 mod accounts;
 pub mod api;
 mod apt;
+mod command;
+mod debcache;
 mod debootstrap;
 mod dnf;
 mod files;
