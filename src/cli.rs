@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use miette::Report;
 use serde_json::json;
 
+use osbuild_stages::progress::human_bytes;
+
 use crate::check::check;
 use crate::diagnostic::Source;
 use crate::manifest::{parse_manifest, Located};
@@ -343,12 +345,12 @@ fn store_inner(common: Common, command: StoreCommand) -> Result<(), Failure> {
                 let mut largest: Vec<_> = usage.per_object.iter().collect();
                 largest.sort_by_key(|(_, b)| std::cmp::Reverse(**b));
                 for (id, bytes) in largest.iter().take(10) {
-                    println!("{:>10}  {id}", bytes_human(**bytes));
+                    println!("{:>10}  {id}", human_bytes(**bytes));
                 }
-                println!("{:>10}  package caches", bytes_human(usage.cache_bytes));
+                println!("{:>10}  package caches", human_bytes(usage.cache_bytes));
                 println!(
                     "{:>10}  total in {} objects ({})",
-                    bytes_human(usage.total_bytes),
+                    human_bytes(usage.total_bytes),
                     usage.objects,
                     store.root().display()
                 );
@@ -368,10 +370,10 @@ fn store_inner(common: Common, command: StoreCommand) -> Result<(), Failure> {
                 println!(
                     "removed {} objects ({}), kept {}; removed {} cache files ({})",
                     report.removed,
-                    bytes_human(report.freed_bytes),
+                    human_bytes(report.freed_bytes),
                     report.kept,
                     report.cache_files_removed,
-                    bytes_human(report.cache_freed_bytes)
+                    human_bytes(report.cache_freed_bytes)
                 );
             }
         }
@@ -438,20 +440,5 @@ fn verify(common: &Common, repair: bool) -> Result<(), Failure> {
             "{} stored objects are not what was committed: `osbuild store verify --repair` removes them",
             report.problems.len()
         ))))
-    }
-}
-
-pub fn bytes_human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

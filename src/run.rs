@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::cli::{bytes_human, msg, Failure, EXIT_INTERRUPTED};
+use osbuild_stages::progress::human_bytes;
+
+use crate::cli::{msg, Failure, EXIT_INTERRUPTED};
 use crate::executor::{BuildError, Executor, StageFailure};
 use crate::manifest::Manifest;
 use crate::monitor::{Event, Monitor};
@@ -143,8 +145,6 @@ pub struct Images<'a> {
 pub struct Run {
     /// Every image that was built or failed, in order.
     pub done: Vec<Built>,
-    /// The images that failed and did not stop the run (`keep_going`).
-    pub failed: Vec<String>,
     /// The failure that stopped the run, and the images left unbuilt.
     pub stopped: Option<(Failure, Vec<String>)>,
 }
@@ -186,9 +186,8 @@ impl Images<'_> {
                         self.limits,
                     )
                 });
-            let name = name.unwrap_or("").to_string();
             run.done.push(Built {
-                name: name.clone(),
+                name: name.unwrap_or("").to_string(),
                 files: dir.as_deref().map(files).unwrap_or_default(),
                 built: counting.built,
                 cached: counting.cached,
@@ -198,7 +197,6 @@ impl Images<'_> {
             let Err(failure) = result else { continue };
             if self.keep_going && failure.code != EXIT_INTERRUPTED {
                 eprintln!("{:?}", failure.report);
-                run.failed.push(name);
                 continue;
             }
             let rest = images[index + 1..]
@@ -262,7 +260,7 @@ pub fn summary(done: &[Built], skipped: &[&str], as_json: bool) {
                 if b.files.is_empty() || b.failed {
                     "-".into()
                 } else {
-                    bytes_human(size)
+                    human_bytes(size)
                 },
                 format!("{} built, {} cached", b.built, b.cached),
                 crate::monitor::human(b.millis as u64),

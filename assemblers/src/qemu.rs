@@ -1574,34 +1574,3 @@ mod tests {
         assert!(ASSEMBLER.answers_to("io.weldr.qcow2"));
     }
 }
-
-#[cfg(test)]
-mod bench {
-    use super::*;
-    use serde_json::json;
-
-    /// `OSBUILD_BIG_TREE=/path cargo test -p osbuild-assemblers big_tree -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn big_tree() {
-        let Some(tree) = std::env::var_os("OSBUILD_BIG_TREE") else {
-            return;
-        };
-        let tmp = TempDir::new("qemu-bench").unwrap();
-        for format in ["raw", "qcow2"] {
-            let opts = json!({
-                "format": format, "filename": format!("big.{format}"), "size": 2u64 << 30,
-                "qcow2_compression": std::env::var("OSBUILD_QCOW2_COMPRESSION").unwrap_or("zlib".into()),
-                "ptuuid": "0x14fc63d2", "root_fs_uuid": "76a22bf4-f153-4541-b6c7-0332c0dfaeac"
-            });
-            let ctx = Context {
-                tree: PathBuf::from(&tree),
-                output_dir: Some(tmp.path().to_path_buf()),
-                cache: None,
-            };
-            let started = std::time::Instant::now();
-            ASSEMBLER.run(&ctx, &opts).unwrap();
-            println!("{format}: {:.2}s", started.elapsed().as_secs_f64());
-        }
-    }
-}

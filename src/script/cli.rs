@@ -202,14 +202,15 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
         return Err(failure);
     }
     summary(&run.done, &[], args.common.json);
-    if run.failed.is_empty() {
+    let failed: Vec<&str> = run.done.iter().filter(|b| b.failed).map(|b| b.name.as_str()).collect();
+    if failed.is_empty() {
         Ok(())
     } else {
         Err(Failure::failed(msg(format!(
             "{} of {} images failed: {}",
-            run.failed.len(),
+            failed.len(),
             run.done.len(),
-            run.failed.join(", ")
+            failed.join(", ")
         ))))
     }
 }

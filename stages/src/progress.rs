@@ -49,8 +49,8 @@ impl Progress {
         format!(
             "{PREFIX}{}: {} of {}, {percent}%, {}s",
             self.step,
-            bytes(done),
-            bytes(self.total),
+            human_bytes(done),
+            human_bytes(self.total),
             self.started.elapsed().as_secs()
         )
     }
@@ -96,13 +96,13 @@ impl Drop for Heartbeat {
 /// The size of a file so far, for a heartbeat's status: "1.2 GiB written".
 pub fn written(path: &std::path::Path) -> String {
     match std::fs::metadata(path) {
-        Ok(m) => format!("{} written", bytes(m.len())),
+        Ok(m) => format!("{} written", human_bytes(m.len())),
         Err(_) => String::new(),
     }
 }
 
-/// Bytes for a person: "512 B", "3.4 MiB", "1.2 GiB".
-pub fn bytes(n: u64) -> String {
+/// Bytes for a person, as every size osbuild prints: "512 B", "3.4 MiB", "1.2 GiB".
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -128,8 +128,8 @@ mod tests {
             .line(1288490189)
             .starts_with("progress: qcow2: 1.2 GiB of 4.0 GiB, 30%, "));
         assert!(Progress::new("empty", 0).line(0).contains(", 100%, "));
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
     }
 
     #[test]
