@@ -20,44 +20,44 @@ use crate::tree::Tree;
 #[serde(deny_unknown_fields)]
 pub struct Apt {
     /// Packages to install: names, optionally with `=VERSION` or `/RELEASE`.
-    packages: Vec<PackageName>,
+    pub(crate) packages: Vec<PackageName>,
     /// Packages to remove, with their configuration files (purge).
     #[serde(default)]
-    remove: Vec<PackageName>,
+    pub(crate) remove: Vec<PackageName>,
     /// Whether recommended packages are installed too.
     #[serde(default)]
-    recommends: bool,
+    pub(crate) recommends: bool,
     /// Extra package repositories, each written to
     /// `/etc/apt/sources.list.d/NAME.sources` (deb822) before `apt-get update`.
     /// They stay in the tree.
     #[serde(default)]
-    repositories: Vec<Repository>,
+    pub(crate) repositories: Vec<Repository>,
 }
 
 /// One deb822 source entry.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Repository {
+pub(crate) struct Repository {
     /// File name in `/etc/apt/sources.list.d/`, without `.sources`.
-    name: String,
+    pub(crate) name: String,
     /// `deb` and/or `deb-src`.
     #[serde(default = "deb")]
     #[schemars(default = "deb")]
-    types: Vec<String>,
+    pub(crate) types: Vec<String>,
     /// Base URIs of the repository.
-    uris: Vec<String>,
+    pub(crate) uris: Vec<String>,
     /// Suites (codenames), or a path ending in `/` for a flat repository.
-    suites: Vec<String>,
+    pub(crate) suites: Vec<String>,
     /// Components; must be empty for a flat repository.
     #[serde(default)]
-    components: Vec<String>,
+    pub(crate) components: Vec<String>,
     /// The key the repository is signed with: a path of a keyring in the tree,
     /// or an ASCII-armored public key block.
     #[serde(default)]
-    signed_by: Option<String>,
+    pub(crate) signed_by: Option<String>,
     /// Restrict the entry to these architectures.
     #[serde(default)]
-    architectures: Vec<String>,
+    pub(crate) architectures: Vec<String>,
 }
 
 fn deb() -> Vec<String> {
@@ -244,10 +244,11 @@ impl Apt {
         problems
     }
 
-    /// apt-get's arguments naming the transaction: installs, then `name_` (purge).
-    fn transaction(&self) -> Vec<String> {
+    /// apt-get's arguments naming the transaction: installs, then `name-`
+    /// (removals; `--purge` makes them purges).
+    pub(crate) fn transaction(&self) -> Vec<String> {
         let mut args: Vec<String> = self.packages.iter().map(|p| p.0.clone()).collect();
-        args.extend(self.remove.iter().map(|p| format!("{}_", p.0)));
+        args.extend(self.remove.iter().map(|p| format!("{}-", p.0)));
         args
     }
 }
@@ -309,7 +310,7 @@ impl Apt {
             chroot_cmd(tree.path(), "/usr/bin/apt-get")
                 .args(["-q", "-y", "-o", &recommends])
                 .args(DPKG_OPTS.iter().flat_map(|o| ["-o", o]))
-                .args(["install", "--"])
+                .args(["--purge", "install", "--"])
                 .args(&transaction),
             "apt-get install",
         )?;
@@ -331,7 +332,7 @@ impl Apt {
         }
         let out = output(
             chroot_cmd(tree.path(), "/usr/bin/apt-get")
-                .args(["-qq", "-y", "--print-uris", "-o", recommends, "install", "--"])
+                .args(["-qq", "-y", "--print-uris", "-o", recommends, "--purge", "install", "--"])
                 .args(self.transaction()),
             "apt-get --print-uris",
         )?;

@@ -27,26 +27,26 @@ use crate::tree::Tree;
 #[serde(deny_unknown_fields)]
 pub struct Debootstrap {
     /// The release: a codename such as `bookworm`.
-    suite: String,
+    pub(crate) suite: String,
     /// The package set: `essential`, `apt`, `minbase` (= `required`:
     /// Essential and Priority required), `buildd`, `important` or `standard`.
     #[serde(default)]
-    variant: Variant,
+    pub(crate) variant: Variant,
     /// Archive components.
     #[serde(default = "main")]
     #[schemars(default = "main")]
-    components: Vec<String>,
+    pub(crate) components: Vec<String>,
     /// Extra packages to install.
     #[serde(default)]
-    packages: Vec<PackageName>,
+    pub(crate) packages: Vec<PackageName>,
     /// The Debian architecture; by default the build root's
     /// (`dpkg --print-architecture`, or from `uname`).
     #[serde(default)]
-    arch: Option<String>,
+    pub(crate) arch: Option<String>,
     /// The mirror URL; by default the first Debian mirror of the build
     /// root's apt sources (`/etc/apt/sources.list{,.d}`).
     #[serde(default)]
-    mirror: Option<String>,
+    pub(crate) mirror: Option<String>,
 }
 
 fn main() -> Vec<String> {
@@ -55,7 +55,7 @@ fn main() -> Vec<String> {
 
 #[derive(serde::Deserialize, schemars::JsonSchema, Default, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum Variant {
+pub(crate) enum Variant {
     Essential,
     Apt,
     Required,
@@ -80,7 +80,7 @@ impl Variant {
     }
 
     /// The priorities whose packages the variant installs (besides Essential ones).
-    fn priorities(self) -> &'static [&'static str] {
+    pub(crate) fn priorities(self) -> &'static [&'static str] {
         match self {
             Variant::Essential | Variant::Apt => &[],
             Variant::Required | Variant::Minbase | Variant::Buildd => &["required"],
@@ -89,7 +89,7 @@ impl Variant {
         }
     }
 
-    fn extra(self) -> &'static [&'static str] {
+    pub(crate) fn extra(self) -> &'static [&'static str] {
         match self {
             Variant::Apt => &["apt"],
             Variant::Buildd => &["build-essential"],

@@ -23,11 +23,13 @@ pub mod ids;
 mod kernel_cmdline;
 mod keymap;
 mod locale;
+pub mod lock;
 mod machine_id;
 mod mkdir;
 mod noop;
 pub mod passwd;
 pub mod progress;
+pub mod resolve;
 mod script;
 mod systemd;
 #[cfg(test)]
