@@ -9,6 +9,7 @@ pub mod cli;
 pub mod diagnostic;
 pub mod docs;
 pub mod executor;
+pub mod lock;
 pub mod manifest;
 pub mod monitor;
 pub mod output;

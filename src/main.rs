@@ -106,6 +106,22 @@ enum Command {
         /// The script.
         script: PathBuf,
     },
+    /// Pin every package each image installs: resolve the package stages of a
+    /// script or manifest against the mirror and write NAME.lock beside it.
+    Lock {
+        /// `-D key=value`: a script parameter (for a .rhai script).
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = osbuild::script::lower::parse_define)]
+        define: Vec<(String, String)>,
+        /// Write the lock here instead of beside the input.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Resolve every package again, even when the lock is current, and
+        /// print what changed.
+        #[arg(long)]
+        update: bool,
+        /// The script (.rhai) or manifest (JSON).
+        input: PathBuf,
+    },
     /// Explore interactively: build pipelines line by line, see what they lower
     /// to and what is stored, and try a build (Rhai, as in scripts).
     Repl {
@@ -223,6 +239,18 @@ fn main() {
         }) => script_cli::run(ScriptArgs {
             keep_going,
             ..script_args(c, define, script, Some(output), verbose)
+        }),
+        Some(Command::Lock {
+            define,
+            output,
+            update,
+            input,
+        }) => osbuild::lock::cli::lock(osbuild::lock::cli::LockArgs {
+            common: common(c),
+            input,
+            defines: define,
+            output,
+            update,
         }),
         Some(Command::Repl { define, script }) => osbuild::repl::run(osbuild::repl::ReplArgs {
             limits: limits(&c.limits),

@@ -332,7 +332,16 @@ impl Apt {
         }
         let out = output(
             chroot_cmd(tree.path(), "/usr/bin/apt-get")
-                .args(["-qq", "-y", "--print-uris", "-o", recommends, "--purge", "install", "--"])
+                .args([
+                    "-qq",
+                    "-y",
+                    "--print-uris",
+                    "-o",
+                    recommends,
+                    "--purge",
+                    "install",
+                    "--",
+                ])
                 .args(self.transaction()),
             "apt-get --print-uris",
         )?;

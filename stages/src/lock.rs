@@ -95,27 +95,36 @@ impl Locked {
         for (r, repo) in self.repositories.iter().enumerate() {
             let at = |rest: String| format!("repositories[{r}]{rest}");
             if !is_sha256(&repo.release.sha256) {
-                out.push((at(".release.sha256".into()), "not a SHA256 (64 lower-case hex digits)".into()));
+                out.push((
+                    at(".release.sha256".into()),
+                    "not a SHA256 (64 lower-case hex digits)".into(),
+                ));
             }
             if !relative_path(&repo.release.path) {
-                out.push((at(".release.path".into()), "not a relative path inside the repository".into()));
+                out.push((
+                    at(".release.path".into()),
+                    "not a relative path inside the repository".into(),
+                ));
             }
             if !is_sha256(&repo.keyring.sha256) {
-                out.push((at(".keyring.sha256".into()), "not a SHA256 (64 lower-case hex digits)".into()));
+                out.push((
+                    at(".keyring.sha256".into()),
+                    "not a SHA256 (64 lower-case hex digits)".into(),
+                ));
             }
             for (i, p) in repo.packages.iter().enumerate() {
                 let at = |field: &str| at(format!(".packages[{i}].{field}"));
                 if !is_sha256(&p.sha256) {
-                    out.push((at("sha256"), format!("{}: not a SHA256 (64 lower-case hex digits)", p.name)));
+                    out.push((
+                        at("sha256"),
+                        format!("{}: not a SHA256 (64 lower-case hex digits)", p.name),
+                    ));
                 }
                 if !relative_path(&p.path) || !p.path.ends_with(".deb") {
                     out.push((at("path"), format!("{}: not a relative path to a .deb", p.name)));
                 }
-                let word = |s: &str| {
-                    !s.is_empty()
-                        && s.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "+-.:~_".contains(c))
-                };
+                let word =
+                    |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:~_".contains(c));
                 for (field, value) in [("name", &p.name), ("version", &p.version), ("arch", &p.arch)] {
                     if !word(value) {
                         out.push((at(field), format!("{value:?} is not a package {field}")));

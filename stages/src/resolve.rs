@@ -147,7 +147,12 @@ impl Resolver {
     /// The pins of one stage of a pipeline whose stages before it left
     /// `installed`, which it then updates; `None` for a stage that installs
     /// no packages.
-    pub fn stage(&mut self, name: &str, options: &serde_json::Value, installed: &mut Installed) -> Result<Option<Locked>> {
+    pub fn stage(
+        &mut self,
+        name: &str,
+        options: &serde_json::Value,
+        installed: &mut Installed,
+    ) -> Result<Option<Locked>> {
         match name {
             "org.osbuild.debootstrap" => {
                 let d: Debootstrap = parse(options)?;
@@ -157,9 +162,7 @@ impl Resolver {
                 let a: Apt = parse(options)?;
                 self.apt(&a, installed).map(Some)
             }
-            "org.osbuild.dnf" => {
-                Err("a lock cannot pin org.osbuild.dnf yet: only the Debian stages are locked".into())
-            }
+            "org.osbuild.dnf" => Err("a lock cannot pin org.osbuild.dnf yet: only the Debian stages are locked".into()),
             _ => Ok(None),
         }
     }
@@ -262,7 +265,16 @@ impl Resolver {
         let status: String = installed.status.values().map(|s| format!("{s}\n")).collect();
         write(&dir.join("status"), &status)?;
         let recommends = format!("APT::Install-Recommends={recommends}");
-        let mut args = vec!["-qq", "-y", "-o", &recommends, "--print-uris", "--purge", "install", "--"];
+        let mut args = vec![
+            "-qq",
+            "-y",
+            "-o",
+            &recommends,
+            "--print-uris",
+            "--purge",
+            "install",
+            "--",
+        ];
         args.extend(names.iter().map(String::as_str));
         let uris = apt(&dir, &args)?;
         let mut sim = vec!["-qq", "-y", "-o", &recommends, "-s", "--purge", "install", "--"];
@@ -272,7 +284,9 @@ impl Resolver {
         let lists = self.update(installed)?;
         let mut repositories: Vec<Repository> = Vec::new();
         for line in uris.lines().filter(|l| l.starts_with('\'')) {
-            let Some(uri) = line[1..].split('\'').next() else { continue };
+            let Some(uri) = line[1..].split('\'').next() else {
+                continue;
+            };
             // apt quotes the URI (`+` as `%2b`); the lists give plain paths.
             let uri = percent_decode(uri);
             let found = installed.sources.iter().enumerate().find_map(|(i, s)| {
@@ -284,7 +298,10 @@ impl Resolver {
             };
             let source = &installed.sources[i];
             let (release, keyring) = lists.releases[i].clone();
-            let at = match repositories.iter().position(|r| r.release == release && r.suite == source.suite) {
+            let at = match repositories
+                .iter()
+                .position(|r| r.release == release && r.suite == source.suite)
+            {
                 Some(at) => at,
                 None => {
                     repositories.push(Repository {
@@ -315,9 +332,10 @@ impl Resolver {
             if let Some(rest) = line.strip_prefix("Remv ").or_else(|| line.strip_prefix("Purg ")) {
                 let name = rest.split_whitespace().next().unwrap_or_default();
                 let (name, pkg_arch) = name.split_once(':').unwrap_or((name, ""));
-                installed
-                    .status
-                    .retain(|k, _| k.split_once(':').is_none_or(|(n, a)| n != name || (!pkg_arch.is_empty() && a != pkg_arch)));
+                installed.status.retain(|k, _| {
+                    k.split_once(':')
+                        .is_none_or(|(n, a)| n != name || (!pkg_arch.is_empty() && a != pkg_arch))
+                });
             }
         }
         Ok(Locked { arch, repositories })
@@ -344,7 +362,14 @@ fn write(path: &Path, text: &str) -> Result<()> {
 
 /// Sets up apt's scratch configuration in `dir` and runs `apt-get update`.
 fn fetch_lists(dir: &Path, arch: &str, sources: &[Source], text: &str) -> Result<Lists> {
-    for d in ["etc/apt.conf.d", "etc/preferences.d", "etc/sources.list.d", "lists/partial", "cache/archives/partial", "log"] {
+    for d in [
+        "etc/apt.conf.d",
+        "etc/preferences.d",
+        "etc/sources.list.d",
+        "lists/partial",
+        "cache/archives/partial",
+        "log",
+    ] {
         std::fs::create_dir_all(dir.join(d)).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     write(&dir.join("etc/sources.list.d/lock.sources"), text)?;
@@ -362,7 +387,14 @@ fn fetch_lists(dir: &Path, arch: &str, sources: &[Source], text: &str) -> Result
     write(&dir.join("apt.conf"), &conf)?;
     apt(dir, &["-q", "update", "-o", "APT::Update::Error-Mode=any"])?;
 
-    let targets = apt(dir, &["indextargets", "--format", "$(FILENAME)\t$(METAKEY)\t$(REPO_URI)\t$(RELEASE)"])?;
+    let targets = apt(
+        dir,
+        &[
+            "indextargets",
+            "--format",
+            "$(FILENAME)\t$(METAKEY)\t$(REPO_URI)\t$(RELEASE)",
+        ],
+    )?;
     let mut packages = vec![BTreeMap::new(); sources.len()];
     let mut releases = Vec::new();
     for (i, s) in sources.iter().enumerate() {
@@ -387,12 +419,17 @@ fn fetch_lists(dir: &Path, arch: &str, sources: &[Source], text: &str) -> Result
             if release.is_none() {
                 // The list is named after its URI: `..._dists_SUITE_` + the meta key.
                 let quoted = metakey.replace('/', "_");
-                let prefix = file.strip_suffix(&quoted).ok_or_else(|| format!("unexpected list name {file}"))?;
+                let prefix = file
+                    .strip_suffix(&quoted)
+                    .ok_or_else(|| format!("unexpected list name {file}"))?;
                 release = Some(read_release(prefix, s)?);
             }
         }
         let release = release.ok_or_else(|| {
-            format!("{} {}: no package list for {arch} (is the suite or component right?)", s.uri, s.suite)
+            format!(
+                "{} {}: no package list for {arch} (is the suite or component right?)",
+                s.uri, s.suite
+            )
         })?;
         releases.push(release);
     }
@@ -436,7 +473,10 @@ fn read_release(prefix: &str, s: &Source) -> Result<(Release, Keyring)> {
             keyring,
         ));
     }
-    Err(format!("no InRelease or Release for {} {} after apt-get update", s.uri, s.suite))
+    Err(format!(
+        "no InRelease or Release for {} {} after apt-get update",
+        s.uri, s.suite
+    ))
 }
 
 /// `%XX` escapes replaced by their bytes.
@@ -460,7 +500,9 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn st_filename(text: &str) -> Option<String> {
-    text.lines().find_map(|l| l.strip_prefix("Filename:")).map(|v| v.trim().to_string())
+    text.lines()
+        .find_map(|l| l.strip_prefix("Filename:"))
+        .map(|v| v.trim().to_string())
 }
 
 /// Each stanza of a Packages list, with its text.
@@ -472,9 +514,12 @@ fn parse_stanzas(bytes: &[u8], mut f: impl FnMut(Stanza)) {
             continue;
         }
         let mut p = None;
-        let _ = parse_packages(std::io::Cursor::new(format!("{block}\n")), &mut |pkg: &crate::debootstrap::Package| {
-            p = Some(pkg.clone());
-        });
+        let _ = parse_packages(
+            std::io::Cursor::new(format!("{block}\n")),
+            &mut |pkg: &crate::debootstrap::Package| {
+                p = Some(pkg.clone());
+            },
+        );
         if let Some(p) = p.filter(|p| p.sha256.len() == 64) {
             f(Stanza {
                 text: block.to_string(),
@@ -494,9 +539,26 @@ fn parse_stanzas(bytes: &[u8], mut f: impl FnMut(Stanza)) {
 /// with its `Status`.
 fn status_stanza(text: &str) -> String {
     const KEEP: &[&str] = &[
-        "Package", "Essential", "Priority", "Section", "Installed-Size", "Maintainer", "Architecture",
-        "Multi-Arch", "Source", "Version", "Replaces", "Provides", "Depends", "Pre-Depends", "Recommends",
-        "Suggests", "Breaks", "Conflicts", "Enhances", "Protected",
+        "Package",
+        "Essential",
+        "Priority",
+        "Section",
+        "Installed-Size",
+        "Maintainer",
+        "Architecture",
+        "Multi-Arch",
+        "Source",
+        "Version",
+        "Replaces",
+        "Provides",
+        "Depends",
+        "Pre-Depends",
+        "Recommends",
+        "Suggests",
+        "Breaks",
+        "Conflicts",
+        "Enhances",
+        "Protected",
     ];
     let mut out = String::new();
     let mut keep = false;
@@ -539,7 +601,9 @@ fn apt(dir: &Path, args: &[&str]) -> Result<String> {
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     Err(format!(
         "apt-get {} failed ({}):\n{}",
-        args.iter().find(|a| !a.starts_with('-') && !a.contains('=')).unwrap_or(&""),
+        args.iter()
+            .find(|a| !a.starts_with('-') && !a.contains('='))
+            .unwrap_or(&""),
         out.status,
         tail.join("\n")
     ))
@@ -551,9 +615,11 @@ pub fn parse_date(s: &str) -> Option<u64> {
     let s = s.split_once(", ").map_or(s, |(_, rest)| rest);
     let mut w = s.split_whitespace();
     let day: i64 = w.next()?.parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| Some(*m) == w.clone().next())? as i64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| Some(*m) == w.clone().next())? as i64
         + 1;
     w.next();
     let year: i64 = w.next()?.parse().ok()?;
@@ -573,7 +639,11 @@ pub fn parse_date(s: &str) -> Option<u64> {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * mo + 2) / 5 + day - 1;
@@ -646,14 +716,26 @@ mod mirror_tests {
         let mut installed = Installed::default();
         let t = std::time::Instant::now();
         let boot = r
-            .stage("org.osbuild.debootstrap", &json!({"suite": "bookworm", "variant": "minbase"}), &mut installed)
+            .stage(
+                "org.osbuild.debootstrap",
+                &json!({"suite": "bookworm", "variant": "minbase"}),
+                &mut installed,
+            )
             .unwrap()
             .unwrap();
         eprintln!("bootstrap resolved in {:?}", t.elapsed());
         let t = std::time::Instant::now();
-        assert_eq!(r.stage("org.osbuild.hostname", &json!({"hostname": "x"}), &mut installed).unwrap(), None);
+        assert_eq!(
+            r.stage("org.osbuild.hostname", &json!({"hostname": "x"}), &mut installed)
+                .unwrap(),
+            None
+        );
         let apt = r
-            .stage("org.osbuild.apt", &json!({"packages": ["linux-image-amd64", "systemd-sysv"]}), &mut installed)
+            .stage(
+                "org.osbuild.apt",
+                &json!({"packages": ["linux-image-amd64", "systemd-sysv"]}),
+                &mut installed,
+            )
             .unwrap()
             .unwrap();
         eprintln!("apt resolved in {:?}", t.elapsed());
@@ -663,20 +745,33 @@ mod mirror_tests {
         for n in ["libc6", "apt", "dpkg", "base-files"] {
             assert!(boot_names.iter().any(|b| b == n), "{n} in {boot_names:?}");
         }
-        assert!(apt_names.iter().any(|n| n.starts_with("linux-image-6")), "{apt_names:?}");
+        assert!(
+            apt_names.iter().any(|n| n.starts_with("linux-image-6")),
+            "{apt_names:?}"
+        );
         assert!(apt_names.iter().any(|n| n == "systemd"), "{apt_names:?}");
-        assert!(!apt_names.iter().any(|n| n == "libc6"), "already installed by the bootstrap");
+        assert!(
+            !apt_names.iter().any(|n| n == "libc6"),
+            "already installed by the bootstrap"
+        );
         assert!(boot.problems().is_empty() && apt.problems().is_empty());
         assert!(boot.pins().all(|p| p.path.starts_with("pool/")));
         assert_eq!(boot.repositories.len(), 1);
-        assert_eq!(boot.repositories[0].uri, None, "the build machine's mirror is not written down");
+        assert_eq!(
+            boot.repositories[0].uri, None,
+            "the build machine's mirror is not written down"
+        );
         assert_eq!(boot.repositories[0].release.path, "dists/bookworm/InRelease");
         assert!(boot.repositories[0].release.date > 1_600_000_000);
 
         // Purging what an earlier stage installed takes it out of the status.
         let mut after = installed.clone();
         let purge = r
-            .stage("org.osbuild.apt", &json!({"packages": [], "remove": ["linux-image-amd64"]}), &mut after)
+            .stage(
+                "org.osbuild.apt",
+                &json!({"packages": [], "remove": ["linux-image-amd64"]}),
+                &mut after,
+            )
             .unwrap()
             .unwrap();
         assert_eq!(purge.pins().count(), 0);
