@@ -28,6 +28,10 @@ pub struct Common {
     pub json: bool,
     /// What each stage's sandbox may take.
     pub limits: crate::sandbox::Limits,
+    /// `--locked`: build only with a lock that fits (exit status 2 otherwise).
+    pub locked: bool,
+    /// `--sources DIR`: read locked stages' files from DIR, fetching nothing.
+    pub sources: Option<PathBuf>,
 }
 
 pub struct BuildArgs {
@@ -92,10 +96,14 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Located, Failure> {
     Ok(located)
 }
 
-/// Opens the store for building.
+/// Opens the store for building (with `--sources`, reading sources from there).
 pub(crate) fn open_store(common: &Common) -> Result<Store, Failure> {
-    Store::open(&common.store)
-        .map_err(|e| Failure::failed(msg(format!("cannot open the store {}: {e}", common.store.display()))))
+    let mut store = Store::open(&common.store)
+        .map_err(|e| Failure::failed(msg(format!("cannot open the store {}: {e}", common.store.display()))))?;
+    if let Some(dir) = &common.sources {
+        store.read_sources_from(dir);
+    }
+    Ok(store)
 }
 
 fn registry(common: &Common) -> Result<Registry, Failure> {
@@ -128,7 +136,12 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
         )));
     };
     let registry = registry(&args.common)?;
-    let located = load(manifest_path, &registry)?;
+    let mut located = load(manifest_path, &registry)?;
+    let name = crate::lock::cli::image_name(&located.manifest, manifest_path);
+    let images = vec![(name, located.manifest.clone())];
+    if let Some((_, locked)) = crate::lock::cli::locked(&args.common, manifest_path, images)?.pop() {
+        located.manifest = locked;
+    }
     if let Some(out) = &args.output {
         crate::output::check_output_dir(out).map_err(|e| Failure::invalid(msg(e)))?;
     }

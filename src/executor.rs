@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::monitor::{Event, Monitor};
 use crate::plan::{Plan, PlannedPipeline, PlannedStage};
 use crate::registry::{Implementation, Registry};
-use crate::sandbox::{self, BuildRoot, Limits, Payload, Spec, Tree, CACHE, LIB, OUTPUT, TREE};
+use crate::sandbox::{self, BuildRoot, Limits, Payload, Spec, Tree, CACHE, LIB, OUTPUT, SOURCES, TREE};
 use crate::signals::Interrupts;
 use crate::store::{Claim, ObjectKind, ObjectMeta, Staging, Store};
 
@@ -253,6 +253,10 @@ impl Executor<'_> {
                 Some(name) => Some(store.cache_dir(name).map_err(io_err("creating the cache"))?),
                 None => None,
             },
+            sources: match def.is_locked(&options) {
+                true => Some(self.sources_for(&planned.stage)?),
+                false => None,
+            },
             tree_mounts: def.tree_mounts(),
             scratch: staging.scratch(),
             limits: self.limits,
@@ -273,6 +277,7 @@ impl Executor<'_> {
                         tree: TREE.into(),
                         output_dir: (kind == Kind::Assembler).then(|| OUTPUT.into()),
                         cache: builtin.cache.map(|_| CACHE.into()),
+                        sources: builtin.is_locked(&options).then(|| SOURCES.into()),
                     };
                     let code = match builtin.run(&ctx, &options) {
                         Ok(()) => 0,
@@ -453,6 +458,34 @@ impl LogFile {
             self.last = bytes[room - 1];
         }
         Ok(())
+    }
+}
+
+impl Executor<'_> {
+    /// The sources a locked stage installs from, once every file it pins is
+    /// there (the build's sources step fetched them, or `--sources` has them).
+    fn sources_for(&self, stage: &crate::manifest::Stage) -> Result<PathBuf, BuildError> {
+        let dir = self.store.sources_dir();
+        let locked = stage
+            .options
+            .get("locked")
+            .cloned()
+            .map(serde_json::from_value::<osbuild_stages::lock::Locked>)
+            .transpose()
+            .map_err(|e| BuildError::Io(format!("{}: its locked option: {e}", stage.name)))?;
+        for p in locked.iter().flat_map(|l| l.pins()) {
+            let file = osbuild_stages::offline::source_path(&dir, &p.sha256);
+            if !file.is_file() {
+                return Err(BuildError::Io(format!(
+                    "{} {} (sha256 {}) is not in the sources ({}): osbuild fetch gets it",
+                    p.name,
+                    p.version,
+                    p.sha256,
+                    dir.display()
+                )));
+            }
+        }
+        Ok(dir)
     }
 }
 

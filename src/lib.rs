@@ -21,4 +21,5 @@ pub mod sandbox;
 pub mod schema;
 pub mod script;
 pub mod signals;
+pub mod sources;
 pub mod store;

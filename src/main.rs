@@ -37,6 +37,15 @@ struct CommonOpts {
     /// for no limit. Repeat for several.
     #[arg(long = "limit", value_name = "NAME=VALUE", global = true, value_parser = parse_limit)]
     limits: Vec<String>,
+    /// Build only with the lock beside the script or manifest (NAME.lock),
+    /// and only if it fits; exit status 2 otherwise. Without it, a lock that
+    /// fits is used and one that does not is ignored with a warning.
+    #[arg(long, global = true)]
+    locked: bool,
+    /// Read the files locked stages install from DIR (as `osbuild fetch
+    /// --sources DIR` fills it), verified, and fetch nothing.
+    #[arg(long, value_name = "DIRECTORY", global = true)]
+    sources: Option<PathBuf>,
 }
 
 fn parse_limit(spec: &str) -> Result<String, String> {
@@ -170,6 +179,8 @@ enum StoreCmd {
 
 fn common(c: CommonOpts) -> Common {
     Common {
+        locked: c.locked,
+        sources: c.sources,
         limits: limits(&c.limits),
         store: c.store,
         libdir: c.libdir,

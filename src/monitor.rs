@@ -41,6 +41,11 @@ pub enum Event<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
     },
+    /// How the sources step is getting on: the files locked stages
+    /// install, fetched and verified before any stage runs.
+    Sources {
+        text: &'a str,
+    },
     /// Something the user should know that does not stop the build.
     Warning {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,6 +123,7 @@ impl Monitor for Terminal {
                 };
                 writeln!(err, "  {} {name} {} {how}", arrow(kind), short(id))
             }
+            Event::Sources { text } => writeln!(err, "{text}"),
             Event::Warning { text, .. } => writeln!(err, "warning: {text}"),
             Event::BuildEnd {
                 status,

@@ -76,6 +76,11 @@ impl StageDef {
         }
     }
 
+    /// Whether these options pin what the stage installs (a locked package stage).
+    pub fn is_locked(&self, options: &Value) -> bool {
+        matches!(&self.implementation, Implementation::Builtin(b) if b.is_locked(options))
+    }
+
     /// Whether the stage chroots into the tree and needs /proc, /dev and /tmp there.
     pub fn tree_mounts(&self) -> bool {
         matches!(&self.implementation, Implementation::Builtin(b) if b.tree_mounts)

@@ -30,6 +30,7 @@ pub fn run_plan(
     limits: crate::sandbox::Limits,
 ) -> Result<(), Failure> {
     let started = Instant::now();
+    prepare_sources(plan, store, monitor)?;
     let interrupts = Interrupts::block().map_err(|e| Failure::failed(msg(format!("cannot block signals: {e}"))))?;
     let mut executor = Executor {
         store,
@@ -129,6 +130,24 @@ pub struct Built {
     pub cached: usize,
     pub millis: u128,
     pub failed: bool,
+}
+
+/// The sources step: every file the plan's locked stages install, fetched
+/// into the store (or found, verified, in `--sources`), before any stage
+/// runs. A file that cannot be had or does not match its pin fails the
+/// build here, with nothing built.
+fn prepare_sources(plan: &Plan, store: &Store, monitor: &mut dyn Monitor) -> Result<(), Failure> {
+    let files = crate::sources::needed(plan);
+    if files.is_empty() {
+        return Ok(());
+    }
+    let dir = store.sources_dir();
+    let result = if store.owns_sources() {
+        crate::sources::fetch(&files, &dir, &mut |text| monitor.event(&Event::Sources { text })).map(|_| ())
+    } else {
+        crate::sources::verify(&files, &dir)
+    };
+    result.map_err(|e| Failure::failed(msg(format!("sources: {e}"))))
 }
 
 /// What a run of images builds with.

@@ -1151,6 +1151,7 @@ mod tests {
             tree,
             output_dir: Some(out.clone()),
             cache: None,
+            sources: None,
         };
         let started = Instant::now();
         ASSEMBLER.run(&ctx, opts).unwrap();
@@ -1494,6 +1495,7 @@ mod tests {
             tree: tmp.path().to_path_buf(),
             output_dir: Some(tmp.path().to_path_buf()),
             cache: None,
+            sources: None,
         };
         let run = |v: Value| ASSEMBLER.run(&ctx, &v).unwrap_err().0;
         let paths = |v: Value| -> Vec<String> {

@@ -45,6 +45,29 @@ pub fn image_name(manifest: &Manifest, path: &Path) -> String {
     })
 }
 
+/// `images` of `input`, with the pins of the lock beside it when it fits
+/// (required with `--locked`); a lock that does not fit is named in a warning.
+pub fn locked(
+    common: &Common,
+    input: &Path,
+    images: Vec<(String, Manifest)>,
+) -> Result<Vec<(String, Manifest)>, Failure> {
+    let mode = if common.locked {
+        super::LockUse::Required
+    } else {
+        super::LockUse::IfCurrent
+    };
+    let (images, warning) = super::lock_images(input, images, mode).map_err(Failure::invalid)?;
+    if let Some(w) = warning {
+        if common.json {
+            println!("{}", serde_json::json!({"type": "warning", "text": w}));
+        } else {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(images)
+}
+
 pub fn lock(args: LockArgs) -> i32 {
     finish(lock_inner(&args))
 }

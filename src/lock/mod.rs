@@ -348,6 +348,108 @@ impl Lock {
     }
 }
 
+impl Lock {
+    /// `manifest` with each of its package stages (`stages`, from
+    /// [`images_stages`]) given its pins as its `locked` option, and the
+    /// files they name listed in the manifest's `sources`, so the manifest
+    /// alone says what it installs. The lock must fit (see [`Lock::check`]).
+    pub fn apply(&self, manifest: &Manifest, stages: &[PackageStage]) -> Manifest {
+        let mut out = manifest.clone();
+        for s in stages {
+            let Some(locked) = self.stage(&s.key) else { continue };
+            let mut p = &mut out.pipeline;
+            for _ in 0..s.depth {
+                p = p.build.as_deref_mut().expect("a package stage's depth is a pipeline's");
+            }
+            p.stages[s.index].options.insert(
+                "locked".into(),
+                serde_json::to_value(&locked.locked).expect("pins serialize"),
+            );
+        }
+        let mut items = Map::new();
+        for s in stages.iter().filter_map(|s| self.stage(&s.key)) {
+            for p in s.locked.pins() {
+                items.insert(
+                    format!("sha256:{}", p.sha256),
+                    serde_json::json!({"path": p.path, "size": p.size}),
+                );
+            }
+        }
+        if !items.is_empty() {
+            let mut sources = out.sources.take().unwrap_or_default();
+            sources.insert("org.osbuild.deb".into(), serde_json::json!({ "items": items }));
+            out.sources = Some(sources);
+        }
+        out
+    }
+}
+
+/// How a build uses the lock beside its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockUse {
+    /// `--locked`: the lock must exist and fit, else nothing is built.
+    Required,
+    /// The default: a lock that fits is used; one that does not is
+    /// ignored with a warning.
+    IfCurrent,
+}
+
+/// The images of `input`, locked by the lock beside it as `mode` says; the
+/// warning to show when a lock was there but not used.
+pub fn lock_images(
+    input: &Path,
+    images: Vec<(String, Manifest)>,
+    mode: LockUse,
+) -> Result<(Vec<(String, Manifest)>, Option<String>), LockError> {
+    let path = path_for(input);
+    let name = path.display().to_string();
+    if !path.exists() {
+        return match mode {
+            LockUse::Required => Err(LockError::Stale {
+                name: name.clone(),
+                changes: vec![format!("there is no {name}")],
+            }),
+            LockUse::IfCurrent => Ok((images, None)),
+        };
+    }
+    let lock = Lock::read(&path)?;
+    let stages = images_stages(&images)?;
+    let changes = lock.changes(&name, &stages);
+    if !changes.is_empty() {
+        return match mode {
+            LockUse::Required => Err(LockError::Stale { name, changes }),
+            LockUse::IfCurrent => Ok((
+                images,
+                Some(format!(
+                    "{name} is not used, it does not fit: {} (run osbuild lock)",
+                    changes.join("; ")
+                )),
+            )),
+        };
+    }
+    // Pins change ids: an image built on an earlier one names its new tree.
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    let mut locked = Vec::new();
+    for ((n, m), (_, s)) in images.iter().zip(&stages) {
+        let mut pinned = lock.apply(m, s);
+        let mut p = Some(&mut pinned.pipeline);
+        while let Some(pipeline) = p {
+            if let Some(new) = pipeline.base.as_ref().and_then(|b| renamed.get(b)) {
+                pipeline.base = Some(new.clone());
+            }
+            p = pipeline.build.as_deref_mut();
+        }
+        if let (Some(old), Some(new)) = (
+            crate::plan::tree_id(&m.pipeline),
+            crate::plan::tree_id(&pinned.pipeline),
+        ) {
+            renamed.insert(old, new);
+        }
+        locked.push((n.clone(), pinned));
+    }
+    Ok((locked, None))
+}
+
 /// Why an image's package stage `now` has no pins in the lock `name`, whose
 /// stage in the same place is `before`.
 fn describe_change(image: &str, name: &str, now: &PackageStage, before: Option<&LockedStage>) -> Vec<String> {

@@ -68,7 +68,7 @@ pub use caps::{cap, keep_mask, KEEP};
 pub use limits::{show_size, LimitHit, Limits};
 pub use plan::{
     expand_top_level, flatten, plan, scratch_filesystems, Cond, EntryKind, HostFacts, Op, PlanError, Resolver, CACHE,
-    HOSTNAME, LIB, OUTPUT, TREE,
+    HOSTNAME, LIB, OUTPUT, SOURCES, TREE,
 };
 pub use sys::{execute, RealSys, SetupError, Sys};
 
@@ -122,6 +122,9 @@ pub struct Spec {
     /// Bound read-write at /run/osbuild/cache: a directory that outlives the
     /// build (downloaded packages), for the stages that ask for one.
     pub cache: Option<PathBuf>,
+    /// Bound read-only at /run/osbuild/sources: the verified files a locked
+    /// package stage installs from.
+    pub sources: Option<PathBuf>,
     /// Mount /proc, /dev and /tmp inside the (writable) tree too, for stages
     /// that chroot into it to run the tree's own programs (dpkg maintainer
     /// scripts expect them). The stage cannot mount them itself: it has no

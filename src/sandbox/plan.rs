@@ -34,6 +34,8 @@ pub const OUTPUT: &str = "/run/osbuild/output";
 pub const CACHE: &str = "/run/osbuild/cache";
 /// Where the libdir is bound inside the sandbox.
 pub const LIB: &str = "/run/osbuild/lib";
+/// Where a locked stage's verified sources are bound, read-only.
+pub const SOURCES: &str = osbuild_stages::offline::SOURCES;
 /// The sandbox's hostname.
 pub const HOSTNAME: &str = "osbuild";
 
@@ -678,6 +680,15 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
         ops.push(bind(cache, target.clone()));
         ops.push(remount(target, MsFlags::MS_NODEV | MsFlags::MS_NOSUID));
     }
+    if let Some(sources) = &spec.sources {
+        let target = inside(root, SOURCES);
+        ops.push(mkdir(target.clone()));
+        ops.push(bind(sources, target.clone()));
+        ops.push(remount(
+            target,
+            RO | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        ));
+    }
     if let Some(libdir) = &spec.libdir {
         let target = inside(root, LIB);
         ops.push(mkdir(target.clone()));
@@ -992,6 +1003,7 @@ mod tests {
             output: None,
             libdir: None,
             cache: None,
+            sources: None,
             tree_mounts: false,
             network: false,
             scratch: "/s".into(),

@@ -422,6 +422,7 @@ mod tests {
             output: None,
             libdir: None,
             cache: None,
+            sources: None,
             tree_mounts: false,
             network: false,
             scratch: "/s".into(),

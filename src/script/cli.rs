@@ -27,9 +27,20 @@ pub struct ScriptArgs {
     pub keep_going: bool,
 }
 
+/// The script lowered, its images pinned by the lock beside it when it fits
+/// (required with `--locked`).
 fn load(args: &ScriptArgs) -> Result<(Arc<Registry>, Lowering), Failure> {
     let registry = Arc::new(Registry::load(args.common.libdir.as_deref()).map_err(Failure::invalid)?);
-    let lowering = lower_file(&args.script, &args.defines, registry.clone()).map_err(|d| Failure::invalid(*d))?;
+    let mut lowering = lower_file(&args.script, &args.defines, registry.clone()).map_err(|d| Failure::invalid(*d))?;
+    let images = lowering
+        .images
+        .iter()
+        .map(|i| (i.name.clone(), i.manifest.clone()))
+        .collect();
+    let locked = crate::lock::cli::locked(&args.common, &args.script, images)?;
+    for (image, (_, manifest)) in lowering.images.iter_mut().zip(locked) {
+        image.manifest = manifest;
+    }
     Ok((registry, lowering))
 }
 

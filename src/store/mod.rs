@@ -92,6 +92,9 @@ pub enum Lookup {
 pub struct Store {
     root: PathBuf,
     _lock: File,
+    /// Where locked stages' files are read from: `sources/` of the store,
+    /// or a directory given with `--sources` (read-only).
+    sources: Option<PathBuf>,
 }
 
 /// Whether an object is there already or is ours to build.
@@ -128,7 +131,11 @@ impl Store {
             .write(true)
             .open(root.join("lock"))?;
         flock(&lock, how)?;
-        let store = Store { root, _lock: lock };
+        let store = Store {
+            root,
+            _lock: lock,
+            sources: None,
+        };
         store.remove_abandoned()?;
         Ok(store)
     }
@@ -227,6 +234,23 @@ impl Store {
         let dir = self.root.join("cache").join(name);
         fs::create_dir_all(&dir)?;
         Ok(dir)
+    }
+
+    /// The directory of verified source files (`sha256/<hex>`) that locked
+    /// stages install from: the store's own `sources/`, unless
+    /// [`Store::read_sources_from`] named another.
+    pub fn sources_dir(&self) -> PathBuf {
+        self.sources.clone().unwrap_or_else(|| self.root.join("sources"))
+    }
+
+    /// Whether the sources are the store's own (which a fetch may fill).
+    pub fn owns_sources(&self) -> bool {
+        self.sources.is_none()
+    }
+
+    /// Reads locked stages' files from `dir` (`--sources DIR`), never writing to it.
+    pub fn read_sources_from(&mut self, dir: &Path) {
+        self.sources = Some(dir.to_path_buf());
     }
 
     /// Marks an object as used now, so `gc` keeps it.

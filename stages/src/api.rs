@@ -33,6 +33,9 @@ pub struct Context {
     /// A writable directory that outlives the build, shared by every build on
     /// the store (downloaded packages), for built-ins that ask for one.
     pub cache: Option<PathBuf>,
+    /// The verified files a locked stage installs (`sha256/<hex>`),
+    /// read-only; only for a built-in that takes a lock, when it is locked.
+    pub sources: Option<PathBuf>,
 }
 
 impl Context {
@@ -259,6 +262,10 @@ pub struct Builtin {
     /// Whether the tree gets `/proc`, `/dev` and `/tmp` mounted inside it, so
     /// the stage can `chroot` into it and run the tree's own programs.
     pub tree_mounts: bool,
+    /// Whether it takes a `locked` option (the package stages): locked, it
+    /// runs without network and gets the build's sources at
+    /// `/run/osbuild/sources` instead.
+    pub lockable: bool,
     schema: fn() -> Value,
     check: fn(&Value) -> Vec<OptionsError>,
     run: fn(&Context, &Value) -> StageResult,
@@ -281,6 +288,7 @@ impl Builtin {
             network_option: None,
             cache: None,
             tree_mounts: false,
+            lockable: false,
             schema: schema_of::<T>,
             check: check_as::<T>,
             run: run_as::<T>,
@@ -308,12 +316,24 @@ impl Builtin {
         self
     }
 
-    /// Whether a stage with these options runs with the host's network.
+    pub const fn with_lock(mut self) -> Self {
+        self.lockable = true;
+        self
+    }
+
+    /// Whether these options pin what the stage installs.
+    pub fn is_locked(&self, options: &Value) -> bool {
+        self.lockable && options.get("locked").is_some_and(|l| !l.is_null())
+    }
+
+    /// Whether a stage with these options runs with the host's network: a
+    /// locked stage never does.
     pub fn needs_network(&self, options: &Value) -> bool {
-        self.network
+        let asked = self.network
             || self
                 .network_option
-                .is_some_and(|k| options.get(k) == Some(&Value::Bool(true)))
+                .is_some_and(|k| options.get(k) == Some(&Value::Bool(true)));
+        asked && !self.is_locked(options)
     }
 
     pub const fn with_aliases(mut self, aliases: &'static [&'static str]) -> Self {
@@ -719,6 +739,7 @@ mod tests {
             tree: PathBuf::from("/nonexistent"),
             output_dir: None,
             cache: None,
+            sources: None,
         };
         assert_eq!(
             OUTER.run(&ctx, &bad).unwrap_err().0,

@@ -32,6 +32,11 @@ pub struct Apt {
     /// They stay in the tree.
     #[serde(default)]
     pub(crate) repositories: Vec<Repository>,
+    /// The exact packages to install, as `osbuild lock` pinned them: the
+    /// stage then runs without network, from the files fetched for the
+    /// build. Written by a locked build, not by hand.
+    #[serde(default)]
+    pub(crate) locked: Option<crate::lock::Locked>,
 }
 
 /// One deb822 source entry.
@@ -270,7 +275,10 @@ impl Options for Apt {
         }
 
         let mut env = BuildEnv::set_up(tree)?;
-        let result = self.install(tree, ctx, &mut env);
+        let result = match &self.locked {
+            Some(locked) => self.install_locked(tree, ctx, &mut env, locked),
+            None => self.install(tree, ctx, &mut env),
+        };
         let undone = env.undo();
         result?;
         undone?;
@@ -280,7 +288,84 @@ impl Options for Apt {
     }
 }
 
+/// Where a locked apt stage's local repository and lists live, in the
+/// tree's `/tmp` (the sandbox's tmpfs, so nothing of it is stored).
+const LOCKED_DIR: &str = "tmp/osbuild-locked";
+
 impl Apt {
+    /// The locked install: apt sees only a local repository of the pinned
+    /// files (see `offline.rs`), not the tree's sources, and finds every file
+    /// already in the archives; the tree's own apt sources and lists stay as
+    /// they are.
+    fn install_locked(
+        &self,
+        tree: &Tree,
+        ctx: &Context,
+        env: &mut BuildEnv,
+        locked: &crate::lock::Locked,
+    ) -> StageResult {
+        let sources = ctx
+            .sources
+            .as_deref()
+            .ok_or("the stage is locked, but the build gave it no sources")?;
+        let epoch = locked.repositories.iter().map(|r| r.release.date).max().unwrap_or(0);
+        let inside = Path::new("/").join(LOCKED_DIR);
+        let dir = tree.path().join(LOCKED_DIR);
+        let line = crate::offline::local_repository(locked, sources, &dir.join("repo"), &inside.join("repo"), epoch)?;
+        for d in ["parts", "lists/partial"] {
+            std::fs::create_dir_all(dir.join(d)).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::write(dir.join("sources.list"), line).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let i = inside.display();
+        let opts = [
+            format!("Dir::Etc::SourceList={i}/sources.list"),
+            format!("Dir::Etc::SourceParts={i}/parts"),
+            format!("Dir::State::Lists={i}/lists"),
+        ];
+        let apt = || {
+            let mut cmd = chroot_cmd(tree.path(), "/usr/bin/apt-get");
+            cmd.args(opts.iter().flat_map(|o| ["-o", o.as_str()]));
+            cmd
+        };
+        run(apt().args(["-q", "update"]), "apt-get update (locked)")?;
+        let bytes = crate::offline::seed_archives(locked, sources, tree)?;
+        println!(
+            "locked: {} packages ({}) from the build's sources",
+            locked.pins().count(),
+            crate::progress::human_bytes(bytes)
+        );
+        let recommends = format!("APT::Install-Recommends={}", self.recommends);
+        let wanted = output(
+            apt()
+                .args([
+                    "-qq",
+                    "-y",
+                    "--print-uris",
+                    "-o",
+                    &recommends,
+                    "--purge",
+                    "install",
+                    "--",
+                ])
+                .args(self.transaction()),
+            "apt-get --print-uris (locked)",
+        )?;
+        crate::offline::nothing_else(&wanted)?;
+        let before = kernels(tree);
+        run(
+            apt()
+                .args(["-q", "-y", "-o", &recommends])
+                .args(DPKG_OPTS.iter().flat_map(|o| ["-o", o]))
+                .args(["--purge", "install", "--"])
+                .args(self.transaction()),
+            "apt-get install",
+        )?;
+        env.new_kernels = kernels(tree).difference(&before).cloned().collect();
+        crate::offline::all_installed(locked, tree)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
     fn install(&self, tree: &Tree, ctx: &Context, env: &mut BuildEnv) -> StageResult {
         let cache = ctx.cache.as_deref().map(DebCache::open).transpose()?;
         if let Some(cache) = &cache {
@@ -608,7 +693,8 @@ pub static STAGE: Builtin = Builtin::new::<Apt>(
 )
 .with_network()
 .with_cache("deb")
-.with_tree_mounts();
+.with_tree_mounts()
+.with_lock();
 
 #[cfg(test)]
 mod tests {

@@ -299,7 +299,7 @@ fn check_seeded(seeded: &[Download], index: &std::collections::BTreeMap<String, 
 
 /// The archive file names (`NAME_VERSION_ARCH.deb`) of the packages dpkg
 /// has installed in the tree.
-fn installed_files(tree: &Tree) -> Result<BTreeSet<String>, StageError> {
+pub(crate) fn installed_files(tree: &Tree) -> Result<BTreeSet<String>, StageError> {
     let text = tree.read_to_string("var/lib/dpkg/status")?;
     Ok(text
         .split("\n\n")

@@ -47,6 +47,11 @@ pub struct Debootstrap {
     /// root's apt sources (`/etc/apt/sources.list{,.d}`).
     #[serde(default)]
     pub(crate) mirror: Option<String>,
+    /// The exact packages to install, as `osbuild lock` pinned them: the
+    /// stage then runs without network, from the files fetched for the
+    /// build. Written by a locked build, not by hand.
+    #[serde(default)]
+    pub(crate) locked: Option<crate::lock::Locked>,
 }
 
 fn main() -> Vec<String> {
@@ -172,6 +177,10 @@ impl Options for Debootstrap {
             self.variant.name()
         );
 
+        if let Some(locked) = &self.locked {
+            return self.run_locked(ctx, tree, locked, &arch, &mirror);
+        }
+
         let cache = ctx.cache.as_deref().map(DebCache::open).transpose()?;
         let names: Vec<&str> = self.packages.iter().map(|p| p.0.as_str()).collect();
         let key = set_key(
@@ -194,6 +203,24 @@ impl Options for Debootstrap {
             }
         }
 
+        let mut cmd = self.mmdebstrap(&arch);
+        // mmdebstrap runs outside the tree, but most of its work chrooted into it.
+        cmd.arg(&self.suite).arg(tree.path()).arg(&mirror);
+        run(&mut cmd, "mmdebstrap")?;
+
+        if let Some(cache) = &cache {
+            keep_downloads(cache, tree, &key, &seeded)?;
+            cache.lists_out(tree)?;
+        }
+        clean_apt_dirs(tree)?;
+        tidy(tree)?;
+        Ok(())
+    }
+}
+
+impl Debootstrap {
+    /// mmdebstrap with every argument but the suite, target and mirror.
+    fn mmdebstrap(&self, arch: &str) -> Command {
         let mut cmd = Command::new("/usr/bin/mmdebstrap");
         clean_env(&mut cmd).args([
             "--mode=root",
@@ -217,21 +244,48 @@ impl Options for Debootstrap {
         if needs_merged_usr_hook(&self.suite) {
             cmd.arg("--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr");
         }
-        // mmdebstrap runs outside the tree, but most of its work chrooted into it.
-        cmd.arg(&self.suite).arg(tree.path()).arg(&mirror);
-        run(&mut cmd, "mmdebstrap")?;
+        cmd
+    }
 
-        if let Some(cache) = &cache {
-            keep_downloads(cache, tree, &key, &seeded)?;
-            cache.lists_out(tree)?;
+    /// The locked bootstrap: the pinned files, from a local repository made
+    /// of them (see `offline.rs`), with no network; then the tree's apt
+    /// sources name the real mirror, as an unlocked bootstrap leaves them.
+    fn run_locked(
+        &self,
+        ctx: &Context,
+        tree: &Tree,
+        locked: &crate::lock::Locked,
+        arch: &str,
+        mirror: &str,
+    ) -> StageResult {
+        let sources = ctx
+            .sources
+            .as_deref()
+            .ok_or("the stage is locked, but the build gave it no sources")?;
+        if locked.arch != arch {
+            return Err(format!("the lock pins packages for {}, the stage is for {arch}", locked.arch).into());
         }
+        let epoch = locked.repositories.iter().map(|r| r.release.date).max().unwrap_or(0);
+        let repo = std::env::temp_dir().join("osbuild-locked");
+        let line = crate::offline::local_repository(locked, sources, &repo, &repo, epoch)?;
+        let bytes = crate::offline::seed_archives(locked, sources, tree)?;
+        println!(
+            "locked: {} packages ({}) from the build's sources",
+            locked.pins().count(),
+            crate::progress::human_bytes(bytes)
+        );
+        let mut cmd = self.mmdebstrap(arch);
+        cmd.arg(&self.suite).arg(tree.path()).arg(line.trim_end());
+        run(&mut cmd, "mmdebstrap")?;
+        crate::offline::all_installed(locked, tree)?;
+        tree.write(
+            "etc/apt/sources.list",
+            format!("deb {mirror} {} {}\n", self.suite, self.components.join(" ")),
+        )?;
         clean_apt_dirs(tree)?;
         tidy(tree)?;
         Ok(())
     }
-}
-
-impl Debootstrap {
     /// Copies the packages mmdebstrap will install from the cache into the
     /// tree, with the cached package lists (so mmdebstrap's own `apt-get
     /// update` only checks they are current). Which packages: those an
@@ -330,7 +384,7 @@ impl Debootstrap {
 }
 
 /// bookworm's minbase is not merged-/usr by itself; later releases are.
-fn needs_merged_usr_hook(suite: &str) -> bool {
+pub(crate) fn needs_merged_usr_hook(suite: &str) -> bool {
     matches!(suite, "bookworm" | "bullseye")
 }
 
@@ -690,7 +744,8 @@ pub static STAGE: Builtin = Builtin::new::<Debootstrap>(
     "Creates a base Debian tree with mmdebstrap, sharing downloads across builds",
 )
 .with_network()
-.with_cache("deb");
+.with_cache("deb")
+.with_lock();
 
 #[cfg(test)]
 mod tests {
@@ -935,6 +990,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
             tree: base.join(name),
             output_dir: None,
             cache: Some(cache.clone()),
+            sources: None,
         };
         let timed = |what: &str, f: &mut dyn FnMut()| {
             let t = std::time::Instant::now();

@@ -327,6 +327,7 @@ mod tests {
                 tree: tree.clone(),
                 output_dir: None,
                 cache: Some(cache.clone()),
+                sources: None,
             };
             let options = json!({
                 "releasever": "1",

@@ -79,6 +79,11 @@ pub struct Pin {
     pub sha256: String,
     /// Relative to the repository's root: `pool/main/h/hello/hello_2.10-3_amd64.deb`.
     pub path: String,
+    /// The archive's priority for it, where the stage picks packages by
+    /// priority (a bootstrap's variant): the archive's overrides, which the
+    /// file's own control fields may not agree with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
 }
 
 impl Locked {
@@ -125,7 +130,13 @@ impl Locked {
                 }
                 let word =
                     |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:~_".contains(c));
-                for (field, value) in [("name", &p.name), ("version", &p.version), ("arch", &p.arch)] {
+                let priority = p.priority.as_deref().unwrap_or("optional");
+                for (field, value) in [
+                    ("name", &p.name),
+                    ("version", &p.version),
+                    ("arch", &p.arch),
+                    ("priority", &priority.to_string()),
+                ] {
                     if !word(value) {
                         out.push((at(field), format!("{value:?} is not a package {field}")));
                     }
@@ -176,6 +187,7 @@ mod tests {
                     size: 53096,
                     sha256: "c".repeat(64),
                     path: "pool/main/h/hello/hello_2.10-3_amd64.deb".into(),
+                    priority: None,
                 }],
             }],
         }

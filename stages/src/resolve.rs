@@ -28,6 +28,11 @@ use crate::lock::{Keyring, Locked, Pin, Release, Repository};
 /// The Debian archive keyring, in the build root.
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
+/// The mirror this machine's apt configuration gives for `suite`.
+pub fn mirror_for(suite: &str) -> Option<String> {
+    host_mirror(Path::new("/"), suite)
+}
+
 /// One apt source in effect for a pipeline's tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Source {
@@ -200,9 +205,30 @@ impl Resolver {
             }
         }
         names.extend(d.packages.iter().map(|p| p.0.clone()));
+        // The merged-/usr hook installs the real usr-is-merged after the
+        // essential packages.
+        if crate::debootstrap::needs_merged_usr_hook(&d.suite) {
+            names.push("usr-is-merged".into());
+        }
         names.sort();
         names.dedup();
-        self.transaction(installed, &names, false)
+        // mmdebstrap picks the variant's packages by priority.
+        let priorities: BTreeMap<(String, String), String> = lists
+            .packages
+            .iter()
+            .flat_map(|p| p.values())
+            .map(|s| ((s.name.clone(), s.version.clone()), s.priority.clone()))
+            .collect();
+        let mut locked = self.transaction(installed, &names, false)?;
+        for r in &mut locked.repositories {
+            for p in &mut r.packages {
+                p.priority = priorities
+                    .get(&(p.name.clone(), p.version.clone()))
+                    .cloned()
+                    .filter(|p| !p.is_empty());
+            }
+        }
+        Ok(locked)
     }
 
     fn apt(&mut self, a: &Apt, installed: &mut Installed) -> Result<Locked> {
@@ -322,6 +348,7 @@ impl Resolver {
                 size: stanza.size,
                 sha256: stanza.sha256.clone(),
                 path,
+                priority: None,
             });
             installed
                 .status

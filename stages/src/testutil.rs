@@ -26,6 +26,7 @@ impl TempTree {
             tree: self.path.clone(),
             output_dir: None,
             cache: None,
+            sources: None,
         }
     }
 
