@@ -131,6 +131,16 @@ enum Command {
         /// The script (.rhai) or manifest (JSON).
         input: PathBuf,
     },
+    /// Fetch every file the locked images install (the lock beside the
+    /// input must fit), verified by SHA256: into the store, or with
+    /// `--sources DIR` into DIR, for builds without network.
+    Fetch {
+        /// `-D key=value`: a script parameter (for a .rhai script).
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = osbuild::script::lower::parse_define)]
+        define: Vec<(String, String)>,
+        /// The script (.rhai) or manifest (JSON).
+        input: PathBuf,
+    },
     /// Explore interactively: build pipelines line by line, see what they lower
     /// to and what is stored, and try a build (Rhai, as in scripts).
     Repl {
@@ -262,6 +272,11 @@ fn main() {
             defines: define,
             output,
             update,
+        }),
+        Some(Command::Fetch { define, input }) => osbuild::lock::cli::fetch(osbuild::lock::cli::FetchArgs {
+            common: common(c),
+            input,
+            defines: define,
         }),
         Some(Command::Repl { define, script }) => osbuild::repl::run(osbuild::repl::ReplArgs {
             limits: limits(&c.limits),

@@ -8,6 +8,7 @@ mod caching;
 mod fuzz_regressions;
 mod hardening;
 mod interrupt;
+mod locked;
 mod manifest_errors;
 mod os_image;
 mod planted_symlinks;

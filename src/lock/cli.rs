@@ -127,6 +127,54 @@ fn lock_inner(args: &LockArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+pub struct FetchArgs {
+    pub common: Common,
+    pub input: PathBuf,
+    pub defines: Vec<(String, String)>,
+}
+
+/// `osbuild fetch`: every file the locked images install, into the store's
+/// sources or `--sources DIR` (the same layout), verified.
+pub fn fetch(args: FetchArgs) -> i32 {
+    finish(fetch_inner(&args))
+}
+
+fn fetch_inner(args: &FetchArgs) -> Result<(), Failure> {
+    let images = images_of(&args.common, &args.input, &args.defines)?;
+    let (images, _) = super::lock_images(&args.input, images, super::LockUse::Required).map_err(Failure::invalid)?;
+    let mut stages = Vec::new();
+    for (_, m) in &images {
+        let mut p = Some(&m.pipeline);
+        while let Some(pipeline) = p {
+            stages.extend(pipeline.stages.iter());
+            p = pipeline.build.as_deref();
+        }
+    }
+    let files = crate::sources::files_of(stages.into_iter());
+    let dir = match &args.common.sources {
+        Some(dir) => dir.clone(),
+        None => crate::cli::open_store(&args.common)?.sources_dir(),
+    };
+    let json = args.common.json;
+    let fetched = crate::sources::fetch(&files, &dir, &mut |text| {
+        if json {
+            println!("{}", serde_json::json!({"type": "sources", "text": text}));
+        } else {
+            eprintln!("{text}");
+        }
+    })
+    .map_err(|e| Failure::failed(msg(format!("sources: {e}"))))?;
+    if !json {
+        eprintln!(
+            "{}: {} files, {} were there already",
+            dir.display(),
+            fetched.files,
+            fetched.present
+        );
+    }
+    Ok(())
+}
+
 /// Writes `text` to `path` by a rename, so a reader never sees half a lock.
 fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
     let dir = path

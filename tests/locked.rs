@@ -1,0 +1,125 @@
+//! Locks against the host's real mirror: `osbuild lock`, `osbuild fetch`,
+//! a locked build without any network (`unshare -n`), a tampered pin, a
+//! stale lock. A small image (mmdebstrap's `apt` variant and one apt
+//! stage) keeps it to about half a minute.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::support::{unwrapped, Build, Scratch};
+
+fn image(packages: &[&str]) -> Value {
+    json!({
+        "name": "locked-small",
+        "stages": [
+            {"name": "org.osbuild.debootstrap", "options": {"suite": "bookworm", "variant": "apt"}},
+            {"name": "org.osbuild.hostname", "options": {"hostname": "locked"}},
+            {"name": "org.osbuild.apt", "options": {"packages": packages}}
+        ],
+        "assembler": {"name": "org.osbuild.tar", "options": {"filename": "root.tar"}}
+    })
+}
+
+fn run(cmd: &mut Command) -> Build {
+    cmd.env("NO_COLOR", "1");
+    Build::from(cmd.output().unwrap())
+}
+
+#[test]
+fn a_locked_image_builds_offline_from_its_fetched_sources() {
+    let s = Scratch::new("locked");
+    let manifest = s.manifest("small.json", &image(&["less"]));
+    let lock_path = s.path("small.lock");
+
+    // The lock, beside the manifest.
+    let out = run(s.osbuild().arg("lock").arg(&manifest));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lock: Value = serde_json::from_str(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    let pins = |stage: usize| -> Vec<String> {
+        lock["stages"][stage]["locked"]["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["packages"].as_array().unwrap())
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(pins(0).iter().any(|n| n == "libc6"), "{:?}", pins(0));
+    assert!(pins(1).iter().any(|n| n == "less"), "{:?}", pins(1));
+    assert!(lock["source_date_epoch"].as_u64().unwrap() > 1_600_000_000);
+
+    // Locking again changes nothing, with or without --update.
+    let again = run(s.osbuild().arg("lock").arg(&manifest));
+    assert!(again.stderr.contains("is up to date"), "{}", again.stderr);
+    let update = run(s.osbuild().arg("lock").arg("--update").arg(&manifest));
+    assert!(update.stderr.contains("nothing changed"), "{}", update.stderr);
+
+    // Every pinned file, into a directory of its own.
+    let sources = s.path("sources");
+    let fetch = run(s.osbuild().arg("--sources").arg(&sources).arg("fetch").arg(&manifest));
+    assert_eq!(fetch.code, 0, "{}", fetch.stderr);
+    let count = std::fs::read_dir(sources.join("sha256")).unwrap().count();
+    assert_eq!(count, pins(0).len() + pins(1).len());
+
+    // Built with no network at all: a network namespace of its own.
+    let out_dir = s.path("out");
+    let mut offline = Command::new("unshare");
+    offline
+        .arg("--net")
+        .arg(env!("CARGO_BIN_EXE_osbuild"))
+        .arg("--store")
+        .arg(s.path("store-offline"))
+        .arg("--sources")
+        .arg(&sources)
+        .args(["build", "--locked", "--json", "-o"])
+        .arg(&out_dir)
+        .arg(&manifest);
+    let built = run(&mut offline).ok();
+    assert_eq!(built.ran(), 4);
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(out_dir.join("root.tar"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("./usr/bin/less"), "less is installed");
+    assert!(
+        !listing.contains("var/cache/apt/archives/less"),
+        "no package file is left"
+    );
+}
+
+#[test]
+fn a_lock_that_does_not_fit_builds_nothing() {
+    let s = Scratch::new("locked-stale");
+    let manifest = s.manifest("small.json", &image(&["less"]));
+    assert_eq!(run(s.osbuild().arg("lock").arg(&manifest)).code, 0);
+
+    // Another package asked for: --locked refuses, naming it.
+    s.manifest("small.json", &image(&["less", "htop"]));
+    let stale = run(s.osbuild().args(["build", "--locked"]).arg(&manifest));
+    assert_eq!(stale.code, 2, "{}", stale.stderr);
+    assert!(unwrapped(&stale.stderr).contains("htop is not in"), "{}", stale.stderr);
+    assert!(s.objects().is_empty(), "nothing was built");
+
+    // A tampered checksum: the sources step fails, naming the package,
+    // before any stage runs.
+    s.manifest("small.json", &image(&["less"]));
+    let path = s.path("small.lock");
+    let mut lock: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let pin = &mut lock["stages"][1]["locked"]["repositories"][0]["packages"][0];
+    let name = pin["name"].as_str().unwrap().to_string();
+    let real = pin["sha256"].as_str().unwrap().to_string();
+    let fake = format!("{}{}", if real.starts_with('0') { "1" } else { "0" }, &real[1..]);
+    pin["sha256"] = json!(fake);
+    std::fs::write(&path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+    let tampered = s.build(&manifest, None);
+    assert_ne!(tampered.code, 0);
+    let text = unwrapped(&tampered.stderr);
+    assert!(
+        text.contains(&name) && text.contains(&real) && text.contains(&fake),
+        "{text}"
+    );
+    assert_eq!(tampered.ran(), 0, "no stage ran");
+}
