@@ -39,6 +39,7 @@ fn main() {
             tree: tree.clone(),
             output_dir: Some(out.clone()),
             cache: None,
+            sources: None,
         };
         let started = Instant::now();
         let result = qemu.run(&ctx, &options);

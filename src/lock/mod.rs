@@ -394,13 +394,12 @@ pub enum LockUse {
     IfCurrent,
 }
 
+/// Images by name.
+pub type Images = Vec<(String, Manifest)>;
+
 /// The images of `input`, locked by the lock beside it as `mode` says; the
 /// warning to show when a lock was there but not used.
-pub fn lock_images(
-    input: &Path,
-    images: Vec<(String, Manifest)>,
-    mode: LockUse,
-) -> Result<(Vec<(String, Manifest)>, Option<String>), LockError> {
+pub fn lock_images(input: &Path, images: Images, mode: LockUse) -> Result<(Images, Option<String>), LockError> {
     let path = path_for(input);
     let name = path.display().to_string();
     if !path.exists() {

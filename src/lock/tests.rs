@@ -44,6 +44,7 @@ fn locked(packages: &[(&str, &str)]) -> Locked {
                     size: 1000,
                     sha256: format!("{:0>64}", name.len()),
                     path: format!("pool/main/{name}_{version}_amd64.deb"),
+                    priority: None,
                 })
                 .collect(),
         }],
