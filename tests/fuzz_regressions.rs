@@ -91,3 +91,8 @@ fn too_deep_for_a_manifest_is_a_diagnostic() {
     let node = osbuild::manifest::json::parse(&json).unwrap();
     assert_eq!(osbuild::manifest::json::depth(&node.to_value()), 128);
 }
+
+#[test]
+fn lock_regressions() {
+    replay("lock", checks::lock);
+}

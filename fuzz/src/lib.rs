@@ -265,3 +265,28 @@ pub fn lower(text: &str) {
         }
     }
 }
+
+/// Target `lock`: text → the lock parser. A lock that parses writes out as
+/// a lock that parses to the same lock; one that does not gives diagnostics
+/// inside the text, which render.
+pub fn lock(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    match osbuild::lock::Lock::parse(&Source::new("fuzz.lock", text)) {
+        Ok(lock) => {
+            let written = lock.to_json();
+            let again = osbuild::lock::Lock::parse(&Source::new("again.lock", written.clone()))
+                .unwrap_or_else(|e| panic!("a written lock does not parse: {e:?}\n{written}"));
+            assert_eq!(again, lock, "{written}");
+        }
+        Err(e) => {
+            if let osbuild::lock::LockError::Invalid { errors, .. } = &e {
+                assert!(!errors.is_empty(), "an invalid lock has at least one error");
+                for err in errors {
+                    let span = err.span.offset()..err.span.offset() + err.span.len();
+                    assert_span(text, &span, &err.message);
+                }
+            }
+            render(&e);
+        }
+    }
+}

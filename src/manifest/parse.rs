@@ -82,6 +82,8 @@ struct Walker<'a> {
 }
 
 const SEED_KEYS: &[&str] = &["name", "build", "runner", "base", "stages", "assembler"];
+/// The top level of the seed's format may list a locked manifest's files.
+const SEED_TOP_KEYS: &[&str] = &["name", "build", "runner", "base", "stages", "assembler", "sources"];
 const V1_KEYS: &[&str] = &["pipeline", "sources"];
 const V1_PIPELINE_KEYS: &[&str] = &["build", "stages", "assembler"];
 const V1_BUILD_KEYS: &[&str] = &["pipeline", "runner"];
@@ -106,21 +108,21 @@ impl Walker<'_> {
             let (pipeline, spans) = self.v1_pipeline(&pipeline.value, child(&path, "pipeline"))?;
             Some((Manifest { pipeline, sources }, spans))
         } else {
+            // A locked manifest lists its pinned files as `sources`, as v1 does.
+            let sources = match root.member("sources") {
+                Some(m) => self.object(&m.value, "`sources`").map(|_| to_map(&m.value)),
+                None => None,
+            };
             let (pipeline, spans) = self.pipeline(root, path)?;
-            Some((
-                Manifest {
-                    pipeline,
-                    sources: None,
-                },
-                spans,
-            ))
+            Some((Manifest { pipeline, sources }, spans))
         }
     }
 
     /// The seed's format: `name`, `build`, `base`, `stages`, `assembler`.
     fn pipeline(&mut self, node: &Node, path: Vec<PathSegment>) -> Option<(Pipeline, PipelineSpans)> {
         let members = self.object(node, "a pipeline")?;
-        self.keys(members, SEED_KEYS, "a pipeline");
+        let keys = if path.is_empty() { SEED_TOP_KEYS } else { SEED_KEYS };
+        self.keys(members, keys, "a pipeline");
         let mut pipeline = Pipeline::default();
         let mut spans = PipelineSpans::default();
         pipeline.name = self.optional_string(node, "name");

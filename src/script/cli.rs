@@ -58,6 +58,9 @@ struct Sorted<'a> {
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     runner: Option<&'a str>,
+    /// A locked image's pinned files (top level only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sources: Option<&'a serde_json::Map<String, Value>>,
     // A stage's own keys, `name` and `options`, are in order already, and
     // options are sorted maps.
     stages: &'a [crate::manifest::Stage],
@@ -71,6 +74,7 @@ impl<'a> Sorted<'a> {
             build: p.build.as_deref().map(|b| Box::new(Sorted::new(b))),
             name: p.name.as_deref(),
             runner: p.runner.as_deref(),
+            sources: None,
             stages: &p.stages,
         }
     }
@@ -82,7 +86,10 @@ pub fn write_manifests(lowering: &Lowering, out: impl std::io::Write) -> serde_j
     let sorted: Vec<Sorted> = lowering
         .images
         .iter()
-        .map(|i| Sorted::new(&i.manifest.pipeline))
+        .map(|i| Sorted {
+            sources: i.manifest.sources.as_ref(),
+            ..Sorted::new(&i.manifest.pipeline)
+        })
         .collect();
     match sorted.as_slice() {
         [one] => serde_json::to_writer_pretty(out, one),
