@@ -253,10 +253,8 @@ impl Executor<'_> {
                 Some(name) => Some(store.cache_dir(name).map_err(io_err("creating the cache"))?),
                 None => None,
             },
-            sources: match def.is_locked(&options) {
-                true => Some(self.sources_for(&planned.stage)?),
-                false => None,
-            },
+            // The sources step has fetched (or verified) every file it pins.
+            sources: def.is_locked(&options).then(|| store.sources_dir()),
             tree_mounts: def.tree_mounts(),
             scratch: staging.scratch(),
             limits: self.limits,
@@ -458,34 +456,6 @@ impl LogFile {
             self.last = bytes[room - 1];
         }
         Ok(())
-    }
-}
-
-impl Executor<'_> {
-    /// The sources a locked stage installs from, once every file it pins is
-    /// there (the build's sources step fetched them, or `--sources` has them).
-    fn sources_for(&self, stage: &crate::manifest::Stage) -> Result<PathBuf, BuildError> {
-        let dir = self.store.sources_dir();
-        let locked = stage
-            .options
-            .get("locked")
-            .cloned()
-            .map(serde_json::from_value::<osbuild_stages::lock::Locked>)
-            .transpose()
-            .map_err(|e| BuildError::Io(format!("{}: its locked option: {e}", stage.name)))?;
-        for p in locked.iter().flat_map(|l| l.pins()) {
-            let file = osbuild_stages::offline::source_path(&dir, &p.sha256);
-            if !file.is_file() {
-                return Err(BuildError::Io(format!(
-                    "{} {} (sha256 {}) is not in the sources ({}): osbuild fetch gets it",
-                    p.name,
-                    p.version,
-                    p.sha256,
-                    dir.display()
-                )));
-            }
-        }
-        Ok(dir)
     }
 }
 

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::Stage;
 use crate::plan::Plan;
-use osbuild_stages::lock::Locked;
+use osbuild_stages::lock::{hex, Locked};
 use osbuild_stages::offline::source_path;
 
 /// One file a locked stage installs.
@@ -103,9 +103,8 @@ pub fn files_of<'a>(stages: impl Iterator<Item = &'a Stage>) -> Vec<SourceFile> 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Fetched {
     pub files: usize,
+    /// Already there before the fetch.
     pub present: usize,
-    pub downloaded: usize,
-    pub bytes: u64,
 }
 
 /// Parallel downloads, and tries per file.
@@ -121,10 +120,9 @@ pub fn fetch(files: &[SourceFile], dir: &Path, progress: &mut dyn FnMut(&str)) -
         .iter()
         .filter(|f| !std::fs::metadata(source_path(dir, &f.sha256)).is_ok_and(|m| m.len() == f.size))
         .collect();
-    let mut fetched = Fetched {
+    let fetched = Fetched {
         files: files.len(),
         present: files.len() - missing.len(),
-        ..Default::default()
     };
     if missing.is_empty() {
         return Ok(fetched);
@@ -209,8 +207,6 @@ pub fn fetch(files: &[SourceFile], dir: &Path, progress: &mut dyn FnMut(&str)) -
     if let Some(e) = first_error.into_inner().expect("not poisoned") {
         return Err(e);
     }
-    fetched.downloaded = missing.len();
-    fetched.bytes = total;
     progress(&format!(
         "fetched {} source files ({}) in {:.1}s",
         missing.len(),
@@ -287,7 +283,7 @@ fn try_download(agent: &ureq::Agent, url: &str, f: &SourceFile, tmp: &Path) -> R
     if size != f.size {
         return Err((format!("{size} bytes, the lock pins {}", f.size), true));
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Checks that every file of `files` is in `dir` with its pinned SHA256
@@ -304,7 +300,7 @@ pub fn verify(files: &[SourceFile], dir: &Path) -> Result<(), SourceError> {
         let mut file = std::fs::File::open(&path).map_err(|_| missing())?;
         let mut hasher = Sha256::new();
         std::io::copy(&mut file, &mut hasher).map_err(|e| SourceError::Io(format!("{}: {e}", path.display())))?;
-        let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let got = hex(&hasher.finalize());
         if got != f.sha256 {
             return Err(SourceError::Mismatch {
                 what: f.what.clone(),

@@ -93,8 +93,7 @@ pub(crate) fn local_repository(
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
     };
     write("Packages", &index)?;
-    let sha = Sha256::digest(index.as_bytes());
-    let sha: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    let sha = crate::lock::hex(&Sha256::digest(index.as_bytes()));
     write(
         "Release",
         &format!(

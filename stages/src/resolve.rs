@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::apt::Apt;
 use crate::debootstrap::{host_arch, host_mirror, parse_packages, Debootstrap};
-use crate::lock::{Keyring, Locked, Pin, Release, Repository};
+use crate::lock::{hex, Keyring, Locked, Pin, Release, Repository};
 
 /// The Debian archive keyring, in the build root.
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -377,10 +377,6 @@ impl Drop for Resolver {
 
 fn parse<T: serde::de::DeserializeOwned>(options: &serde_json::Value) -> Result<T> {
     serde_json::from_value(options.clone()).map_err(|e| format!("invalid options: {e}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
