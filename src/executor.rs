@@ -175,6 +175,13 @@ impl Executor<'_> {
             exit_code: code,
         });
         result?;
+        let object_kind = match kind {
+            Kind::Stage => ObjectKind::Tree,
+            Kind::Assembler => ObjectKind::Image,
+        };
+        staging
+            .seal(object_kind, pipeline.source_epoch)
+            .map_err(io_err("sealing the new object"))?;
         let layers = match kind {
             Kind::Stage => {
                 let mut layers = self
@@ -190,11 +197,7 @@ impl Executor<'_> {
         };
         let meta = ObjectMeta {
             id: planned.id.clone(),
-            kind: if kind == Kind::Stage {
-                ObjectKind::Tree
-            } else {
-                ObjectKind::Image
-            },
+            kind: object_kind,
             stage: name.to_string(),
             parent: planned.parent.clone(),
             build: pipeline.build_root.clone(),
@@ -228,6 +231,9 @@ impl Executor<'_> {
         let lower = store
             .layer_dirs(planned.parent.as_deref())
             .map_err(io_err("reading the tree's layers"))?;
+        if let (Kind::Stage, Some(top)) = (kind, lower.last()) {
+            staging.inherit_root(top).map_err(io_err("preparing the new layer"))?;
+        }
         let options = Value::Object(planned.stage.options.clone());
         let (tree, output) = match kind {
             Kind::Stage => (
@@ -262,13 +268,14 @@ impl Executor<'_> {
         let payload = match &def.implementation {
             Implementation::Builtin(builtin) => {
                 let builtin = *builtin;
+                let epoch = pipeline.source_epoch;
                 Payload::Call(Box::new(move || {
                     // This runs in the sandbox's own process: give the tools the
                     // stage starts the same fixed environment an executable gets.
                     for (key, _) in std::env::vars_os() {
                         std::env::remove_var(key);
                     }
-                    for (key, value) in stage_env() {
+                    for (key, value) in stage_env(epoch) {
                         std::env::set_var(key, value);
                     }
                     let ctx = Context {
@@ -296,7 +303,7 @@ impl Executor<'_> {
                 Payload::Exec {
                     argv: vec![format!("{LIB}/{}s/{}", kind.noun(), def.name)],
                     stdin: serde_json::to_vec(&input).expect("JSON serializes"),
-                    env: stage_env(),
+                    env: stage_env(pipeline.source_epoch),
                 }
             }
         };
@@ -468,17 +475,20 @@ fn utf8_boundary(bytes: &[u8], at: usize) -> usize {
         .unwrap_or(at)
 }
 
-/// The environment of every stage: fixed, so a build does not depend on who runs it.
-pub fn stage_env() -> Vec<(String, String)> {
+/// The environment of every stage: fixed, so a build does not depend on who
+/// runs it or when. `SOURCE_DATE_EPOCH` is the pipeline's `source_epoch`, 0
+/// without one.
+pub fn stage_env(source_epoch: Option<u64>) -> Vec<(String, String)> {
     [
         ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         ("LANG", "C.UTF-8"),
         ("LC_ALL", "C.UTF-8"),
         ("HOME", "/tmp"),
         ("TMPDIR", "/tmp"),
-        ("SOURCE_DATE_EPOCH", "0"),
+        ("TZ", "UTC"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([("SOURCE_DATE_EPOCH".to_string(), source_epoch.unwrap_or(0).to_string())])
     .collect()
 }

@@ -21,6 +21,8 @@ pub struct PlannedPipeline {
     pub build_root: Option<Id>,
     /// The stored tree the pipeline starts from.
     pub base: Option<Id>,
+    /// The pipeline's `source_epoch`.
+    pub source_epoch: Option<u64>,
     pub stages: Vec<PlannedStage>,
     pub assembler: Option<PlannedStage>,
 }
@@ -91,7 +93,7 @@ fn add(
     let mut parent = base.clone();
     let mut stages = Vec::new();
     for stage in &p.stages {
-        let id = stage_id(build_root.as_deref(), stage, parent.as_deref());
+        let id = stage_id(build_root.as_deref(), stage, parent.as_deref(), p.source_epoch);
         stages.push(PlannedStage {
             stage: stage.clone(),
             stored: stored(&id),
@@ -100,7 +102,7 @@ fn add(
         });
     }
     let assembler = p.assembler.as_ref().map(|a| {
-        let id = stage_id(build_root.as_deref(), a, parent.as_deref());
+        let id = stage_id(build_root.as_deref(), a, parent.as_deref(), p.source_epoch);
         PlannedStage {
             stage: a.clone(),
             stored: stored(&id),
@@ -113,6 +115,7 @@ fn add(
         name: p.name.clone(),
         build_root,
         base,
+        source_epoch: p.source_epoch,
         stages,
         assembler,
     });

@@ -92,8 +92,10 @@ pub struct Qemu {
     /// Modification times later than this (seconds since the epoch) are
     /// clamped to it; the other file times follow the modification time, and
     /// the file systems' own times are this.
+    /// Default: the pipeline's `source_epoch`, else 0.
     #[serde(default)]
-    source_epoch: u64,
+    #[schemars(with = "u64")]
+    source_epoch: Option<u64>,
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -547,12 +549,17 @@ impl Qemu {
             script.push('\n');
         }
         run(
-            tool("sfdisk", self.source_epoch)
+            tool("sfdisk", crate::util::source_epoch(self.source_epoch))
                 .args(["-q", "--no-reread", "--no-tell-kernel", "--wipe", "never"])
                 .arg(image),
             Some(&script),
         )?;
-        let json = run(tool("sfdisk", self.source_epoch).arg("--json").arg(image), None)?;
+        let json = run(
+            tool("sfdisk", crate::util::source_epoch(self.source_epoch))
+                .arg("--json")
+                .arg(image),
+            None,
+        )?;
         let table: Value = serde_json::from_str(&json).map_err(|e| format!("sfdisk --json: {e}"))?;
         let on_disk = table["partitiontable"]["partitions"]
             .as_array()
@@ -665,7 +672,7 @@ impl Qemu {
         // A GRUB image for `format` from the modules in `dir`, with the
         // early configuration and the modules every platform needs.
         let mkimage = |format: &str, dir: &Path, out: &Path, platform_modules: &[&str]| {
-            let mut cmd = tool("grub-mkimage", self.source_epoch);
+            let mut cmd = tool("grub-mkimage", crate::util::source_epoch(self.source_epoch));
             cmd.args(["-O", format, "-d"])
                 .arg(dir)
                 .args(["-p", &grub_dir, "-c"])
@@ -751,14 +758,14 @@ impl Qemu {
                         label: fs.label.as_deref(),
                         source: &source,
                         exclude: &exclude,
-                        epoch: self.source_epoch,
+                        epoch: crate::util::source_epoch(self.source_epoch),
                     }
                     .create()?;
                 }
                 FsType::Vfat => {
                     let esp = p.is(ESP_GPT, "ef");
                     let efi = grub.and_then(|g| g.efi.as_deref()).filter(|_| esp);
-                    make_vfat(image, p, fs, &source, efi, self.source_epoch)?;
+                    make_vfat(image, p, fs, &source, efi, crate::util::source_epoch(self.source_epoch))?;
                 }
                 FsType::Xfs | FsType::Btrfs => unreachable!("validated: only ext4 and vfat"),
             }
@@ -792,7 +799,7 @@ impl Qemu {
                     let dest = dest.clone();
                     move || written(&dest)
                 });
-                let status = tool("xz", self.source_epoch)
+                let status = tool("xz", crate::util::source_epoch(self.source_epoch))
                     .args(["-T0", "-0", "--stdout"])
                     .arg(raw.path())
                     .stdout(out)
@@ -821,7 +828,7 @@ impl Qemu {
             Format::Vmdk => "vmdk",
             Format::Vpc => "vpc",
         };
-        let mut cmd = tool("qemu-img", self.source_epoch);
+        let mut cmd = tool("qemu-img", crate::util::source_epoch(self.source_epoch));
         cmd.args(["convert", "-O", fmt]);
         match self.format {
             Format::Vmdk => {
@@ -848,7 +855,7 @@ impl Qemu {
         match self.format {
             Format::Vdi => fix_vdi(&dest, &seed),
             Format::Vmdk => fix_vmdk(&dest, &seed),
-            Format::Vpc => fix_vpc(&dest, &seed, self.source_epoch),
+            Format::Vpc => fix_vpc(&dest, &seed, crate::util::source_epoch(self.source_epoch)),
             _ => Ok(()),
         }
     }

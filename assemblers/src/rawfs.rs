@@ -31,8 +31,10 @@ pub struct RawFs {
     /// Modification times later than this (seconds since the epoch) are
     /// clamped to it; access, change and creation times are set to the
     /// modification time, and the file system's own times to this.
+    /// Default: the pipeline's `source_epoch`, else 0.
     #[serde(default)]
-    source_epoch: u64,
+    #[schemars(with = "u64")]
+    source_epoch: Option<u64>,
 }
 
 #[derive(Default, serde::Deserialize, schemars::JsonSchema, Clone, Copy, PartialEq, Eq, Debug)]
@@ -88,7 +90,7 @@ impl Options for RawFs {
             label: self.label.as_deref(),
             source: &ctx.tree,
             exclude: &[],
-            epoch: self.source_epoch,
+            epoch: crate::util::source_epoch(self.source_epoch),
         }
         .create()?;
         drop(alive);

@@ -51,8 +51,10 @@ pub struct Tar {
     compression: Compression,
     /// Modification times later than this (seconds since the epoch) are clamped
     /// to it, so the same tree always gives the same bytes.
+    /// Default: the pipeline's `source_epoch`, else 0.
     #[serde(default)]
-    source_epoch: u64,
+    #[schemars(with = "u64")]
+    source_epoch: Option<u64>,
 }
 
 #[derive(Default, serde::Deserialize, schemars::JsonSchema, Clone, Copy)]
@@ -98,7 +100,7 @@ impl Options for Tar {
             .arg("--directory")
             .arg(&ctx.tree)
             .args(["--sort=name", "--format=posix", "--numeric-owner"])
-            .arg(format!("--mtime=@{}", self.source_epoch))
+            .arg(format!("--mtime=@{}", crate::util::source_epoch(self.source_epoch)))
             .arg("--clamp-mtime")
             .arg("--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime")
             .args(["--xattrs", "--xattrs-include=*"])

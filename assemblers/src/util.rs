@@ -31,6 +31,17 @@ pub fn run(cmd: &mut Command, input: Option<&str>) -> Result<String, StageError>
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// An assembler's `source_epoch`: the option when given, else the
+/// pipeline's (the engine's `SOURCE_DATE_EPOCH`), else 0.
+pub fn source_epoch(option: Option<u64>) -> u64 {
+    option.unwrap_or_else(|| {
+        std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
 /// A command with a fixed, clean environment, so tools neither pick up the
 /// caller's locale nor the clock: `SOURCE_DATE_EPOCH` and
 /// `E2FSPROGS_FAKE_TIME` pin the times mkfs, mtools and friends record.

@@ -352,9 +352,16 @@ impl Lock {
     /// `manifest` with each of its package stages (`stages`, from
     /// [`images_stages`]) given its pins as its `locked` option, and the
     /// files they name listed in the manifest's `sources`, so the manifest
-    /// alone says what it installs. The lock must fit (see [`Lock::check`]).
+    /// alone says what it installs; every pipeline gets the lock's
+    /// `source_date_epoch` as its `source_epoch`. The lock must fit (see [`Lock::check`]).
     pub fn apply(&self, manifest: &Manifest, stages: &[PackageStage]) -> Manifest {
         let mut out = manifest.clone();
+        // Every pipeline builds for the lock's time (one the input sets stays).
+        let mut p = Some(&mut out.pipeline);
+        while let Some(pipeline) = p {
+            pipeline.source_epoch.get_or_insert(self.source_date_epoch);
+            p = pipeline.build.as_deref_mut();
+        }
         for s in stages {
             let Some(locked) = self.stage(&s.key) else { continue };
             let mut p = &mut out.pipeline;

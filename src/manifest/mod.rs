@@ -39,6 +39,11 @@ pub struct Pipeline {
     /// A stored tree (an id or a name) to start from instead of an empty one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// The time every stage and the assembler build for (seconds since 1970):
+    /// their `SOURCE_DATE_EPOCH`, and no file of a layer is newer. A lock sets
+    /// it; part of every id of the pipeline when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_epoch: Option<u64>,
     #[serde(default)]
     pub stages: Vec<Stage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,15 +106,20 @@ pub type Id = String;
 
 /// The id of a stage: sha256 over the canonical JSON of
 /// `{"build": <build pipeline id or null>, "name": <stage name>, "options": <options>,
-///   "parent": <previous stage's id, the base's id, or null>}`.
+///   "parent": <previous stage's id, the base's id, or null>}`, with
+/// `"source_epoch": <seconds>` added when the pipeline has one (so ids of
+/// pipelines without one are what they always were).
 ///
 /// Assemblers use the same recipe, with the pipeline's id as `parent`.
-pub fn stage_id(build: Option<&str>, stage: &Stage, parent: Option<&str>) -> Id {
+pub fn stage_id(build: Option<&str>, stage: &Stage, parent: Option<&str>, source_epoch: Option<u64>) -> Id {
     let mut doc = Map::new();
     doc.insert("build".into(), build.map_or(Value::Null, |b| Value::String(b.into())));
     doc.insert("name".into(), Value::String(stage.name.clone()));
     doc.insert("options".into(), Value::Object(stage.options.clone()));
     doc.insert("parent".into(), parent.map_or(Value::Null, |p| Value::String(p.into())));
+    if let Some(epoch) = source_epoch {
+        doc.insert("source_epoch".into(), Value::from(epoch));
+    }
     let canonical = serde_json::to_string(&Value::Object(doc)).expect("a JSON value always serializes");
     hex(&Sha256::digest(canonical.as_bytes()))
 }
@@ -139,7 +149,7 @@ mod tests {
     /// test has to change, every store in the world is invalidated.
     #[test]
     fn stage_id_test_vector() {
-        let first = stage_id(None, &stage("org.osbuild.noop", json!({})), None);
+        let first = stage_id(None, &stage("org.osbuild.noop", json!({})), None, None);
         assert_eq!(
             first,
             hex(&Sha256::digest(
@@ -154,6 +164,7 @@ mod tests {
             Some("ab"),
             &stage("org.osbuild.hostname", json!({"hostname": "h"})),
             Some(&first),
+            None,
         );
         assert_eq!(
             second,
@@ -182,13 +193,13 @@ mod tests {
             r#""min_i64":-9223372036854775808,"neg_zero":-0.0,"one":1,"one_float":1.0,"#,
             r#""past_u64":1.8446744073709552e+19,"tiny":5e-324},"parent":null}"#
         );
-        let id = stage_id(None, &s, None);
+        let id = stage_id(None, &s, None, None);
         assert_eq!(id, hex(&Sha256::digest(expected.as_bytes())), "canonical form changed");
         assert_eq!(id, "995221b3ee49951921530ceb3d917586bbaf9c22f85668afdd7349338577712d");
         // 1 and 1.0 are different options, so different stages.
         assert_ne!(
-            stage_id(None, &stage("n", json!({"a": 1})), None),
-            stage_id(None, &stage("n", json!({"a": 1.0})), None)
+            stage_id(None, &stage("n", json!({"a": 1})), None, None),
+            stage_id(None, &stage("n", json!({"a": 1.0})), None, None)
         );
         // Out of f64's range: rejected, not kept as text or turned into infinity.
         assert!(json::parse(r#"{"a": 1e400}"#).is_err());
@@ -198,14 +209,27 @@ mod tests {
     #[test]
     fn ids_depend_on_everything_before() {
         let s = stage("org.osbuild.noop", json!({"a": 1}));
-        let a = stage_id(None, &s, None);
-        assert_ne!(a, stage_id(Some("b"), &s, None));
-        assert_ne!(a, stage_id(None, &s, Some("p")));
-        assert_ne!(a, stage_id(None, &stage("org.osbuild.noop", json!({"a": 2})), None));
+        let a = stage_id(None, &s, None, None);
+        assert_ne!(a, stage_id(Some("b"), &s, None, None));
+        assert_ne!(a, stage_id(None, &s, Some("p"), None));
+        assert_ne!(
+            a,
+            stage_id(None, &stage("org.osbuild.noop", json!({"a": 2})), None, None)
+        );
+        // The time a pipeline builds for is part of what it makes.
+        let at = stage_id(None, &s, None, Some(1_700_000_000));
+        assert_ne!(a, at);
+        assert_ne!(at, stage_id(None, &s, None, Some(1_700_000_001)));
+        assert_eq!(
+            at,
+            hex(&Sha256::digest(
+                br#"{"build":null,"name":"org.osbuild.noop","options":{"a":1},"parent":null,"source_epoch":1700000000}"#
+            ))
+        );
         // Key order in the input does not matter.
         let x = stage("n", json!({"a": 1, "b": 2}));
         let y = stage("n", serde_json::from_str(r#"{"b": 2, "a": 1}"#).unwrap());
-        assert_eq!(stage_id(None, &x, None), stage_id(None, &y, None));
+        assert_eq!(stage_id(None, &x, None, None), stage_id(None, &y, None, None));
         assert!(is_id(&a));
     }
 

@@ -81,9 +81,18 @@ struct Walker<'a> {
     errors: Vec<SpannedError>,
 }
 
-const SEED_KEYS: &[&str] = &["name", "build", "runner", "base", "stages", "assembler"];
+const SEED_KEYS: &[&str] = &["name", "build", "runner", "base", "source_epoch", "stages", "assembler"];
 /// The top level of the seed's format may list a locked manifest's files.
-const SEED_TOP_KEYS: &[&str] = &["name", "build", "runner", "base", "stages", "assembler", "sources"];
+const SEED_TOP_KEYS: &[&str] = &[
+    "name",
+    "build",
+    "runner",
+    "base",
+    "source_epoch",
+    "stages",
+    "assembler",
+    "sources",
+];
 const V1_KEYS: &[&str] = &["pipeline", "sources"];
 const V1_PIPELINE_KEYS: &[&str] = &["build", "stages", "assembler"];
 const V1_BUILD_KEYS: &[&str] = &["pipeline", "runner"];
@@ -130,6 +139,7 @@ impl Walker<'_> {
         pipeline.runner = self.optional_string(node, "runner");
         pipeline.base = self.optional_string(node, "base");
         spans.base = node.member("base").map(|m| m.value.span.clone());
+        pipeline.source_epoch = self.optional_seconds(node, "source_epoch");
         if let Some(build) = node.member("build") {
             let (b, s) = self.pipeline(&build.value, child(&path, "build"))?;
             pipeline.build = Some(Box::new(b));
@@ -245,6 +255,23 @@ impl Walker<'_> {
             NodeValue::Object(members) => Some(members),
             _ => {
                 self.wrong_type(node, what, "an object");
+                None
+            }
+        }
+    }
+
+    /// A whole number of seconds since 1970 (at most 2^53, which any JSON
+    /// reader keeps exactly).
+    fn optional_seconds(&mut self, node: &Node, key: &str) -> Option<u64> {
+        let member = node.member(key)?;
+        match &member.value.value {
+            NodeValue::Number(n) if n.as_u64().is_some_and(|s| s <= 1 << 53) => n.as_u64(),
+            _ => {
+                self.wrong_type(
+                    &member.value,
+                    &format!("`{key}`"),
+                    "a whole number of seconds since 1970 (0 to 2^53)",
+                );
                 None
             }
         }

@@ -29,6 +29,7 @@ pub struct ScriptPipeline {
     pub name: Option<String>,
     pub build: Option<Arc<manifest::Pipeline>>,
     pub base: Option<String>,
+    pub source_epoch: Option<u64>,
     pub stages: Vec<Arc<Stage>>,
     pub assembler: Option<Arc<Stage>>,
     pub meta: Map,
@@ -42,6 +43,7 @@ impl ScriptPipeline {
             build: self.build.as_ref().map(|b| Box::new((**b).clone())),
             runner: None,
             base: self.base.clone(),
+            source_epoch: self.source_epoch,
             stages: self.stages.iter().map(|s| (**s).clone()).collect(),
             assembler: self.assembler.as_ref().map(|a| (**a).clone()),
         }
@@ -432,6 +434,24 @@ pub fn register(engine: &mut Engine, state: Arc<State>) {
             copy.name = Some(name.to_string());
             copy
         })
+        // The time the pipeline builds for; `()` when it has none. A lock sets it
+        // for every image it pins.
+        .register_get("source_epoch", |p: &mut ScriptPipeline| {
+            p.source_epoch.map_or(Dynamic::UNIT, |s| Dynamic::from_int(s as i64))
+        })
+        .register_set(
+            "source_epoch",
+            |ctx: NativeCallContext, p: &mut ScriptPipeline, seconds: rhai::INT| -> RhaiResult<()> {
+                if !(0..=1 << 53).contains(&seconds) {
+                    return Err(Box::new(EvalAltResult::ErrorRuntime(
+                        format!("source_epoch must be seconds since 1970, 0 to 2^53, not {seconds}").into(),
+                        ctx.call_position(),
+                    )));
+                }
+                p.source_epoch = Some(seconds as u64);
+                Ok(())
+            },
+        )
         .register_get_set(
             "meta",
             |p: &mut ScriptPipeline| p.meta.clone(),

@@ -27,6 +27,7 @@
 
 mod content;
 mod gc;
+mod layer;
 mod verify;
 
 use std::fs::{self, File};
@@ -478,6 +479,10 @@ impl Staging {
         for sub in ["object", "object/tree", "work", "scratch"] {
             fs::create_dir(dir.join(sub))?;
         }
+        // The new layer's root is the tree's root: its mode must not be the
+        // caller's umask (a 0700 root would lock every user out of the image).
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir.join("object/tree"), fs::Permissions::from_mode(0o755))?;
         Ok(Staging {
             dir,
             objects: store.root.join("objects"),
@@ -509,8 +514,10 @@ impl Staging {
 
     /// Where an assembler writes: becomes the object's `output/`.
     pub fn output(&self) -> io::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
         let out = self.dir.join("object/output");
         fs::create_dir_all(&out)?;
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o755))?;
         Ok(out)
     }
 
@@ -525,6 +532,27 @@ impl Staging {
         let target = logs.join(format!("{}.failed", self.id));
         fs::rename(self.log_path(), &target)?;
         Ok(target)
+    }
+
+    /// Gives the new layer's root the mode and owner of the root below it
+    /// (`lower`, the top layer of the parent): overlayfs shows the upper
+    /// root's, so a mode an earlier stage gave `/` stays.
+    pub fn inherit_root(&self, lower: &Path) -> io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = fs::metadata(lower)?;
+        let upper = self.upper();
+        std::os::unix::fs::lchown(&upper, Some(meta.uid()), Some(meta.gid()))?;
+        fs::set_permissions(&upper, fs::Permissions::from_mode(meta.mode() & 0o7777))
+    }
+
+    /// Clamps the new layer's (or output's) times to `epoch` and drops
+    /// overlayfs' per-mount xattrs (see `layer`), so it holds what the stage
+    /// did and nothing of when or where.
+    pub fn seal(&self, kind: ObjectKind, epoch: Option<u64>) -> io::Result<()> {
+        match kind {
+            ObjectKind::Tree => layer::seal(&self.upper(), epoch),
+            ObjectKind::Image => layer::seal(&self.output()?, epoch),
+        }
     }
 
     /// Whether the stage changed nothing in its tree.

@@ -274,6 +274,7 @@ impl Options for Apt {
             println!("wrote /etc/apt/sources.list.d/{}.sources", r.name);
         }
 
+        let before = crate::leftovers::Before::look(tree);
         let mut env = BuildEnv::set_up(tree)?;
         let result = match &self.locked {
             Some(locked) => self.install_locked(tree, ctx, &mut env, locked),
@@ -284,7 +285,7 @@ impl Options for Apt {
         undone?;
         env.run_initramfs()?;
         clean_apt_dirs(tree)?;
-        Ok(())
+        crate::leftovers::remove(tree, &before)
     }
 }
 

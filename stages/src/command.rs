@@ -31,14 +31,20 @@ pub(crate) fn chroot_cmd(tree: &Path, program: &str) -> Command {
 
 pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The environment every package tool runs with.
+/// The environment every package tool runs with; `SOURCE_DATE_EPOCH` (the
+/// pipeline's, which the engine sets) passes through, for the tools that
+/// honour it (mkinitramfs clamps the initramfs's times to it).
 pub(crate) fn clean_env(cmd: &mut Command) -> &mut Command {
     cmd.env_clear()
         .env("PATH", PATH)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
         .env("LC_ALL", "C")
-        .env("HOME", "/root")
+        .env("HOME", "/root");
+    if let Some(epoch) = std::env::var_os("SOURCE_DATE_EPOCH") {
+        cmd.env("SOURCE_DATE_EPOCH", epoch);
+    }
+    cmd
 }
 
 fn describe(cmd: &Command) -> String {

@@ -171,6 +171,7 @@ impl Options for Debootstrap {
         if !tree.read_dir("/")?.is_empty() {
             println!("note: the tree is not empty; bootstrapping over it");
         }
+        let before = crate::leftovers::Before::look(tree);
         println!(
             "bootstrapping {} {} ({arch}) from {mirror}",
             self.suite,
@@ -178,7 +179,7 @@ impl Options for Debootstrap {
         );
 
         if let Some(locked) = &self.locked {
-            return self.run_locked(ctx, tree, locked, &arch, &mirror);
+            return self.run_locked(ctx, tree, locked, &arch, &mirror, &before);
         }
 
         let cache = ctx.cache.as_deref().map(DebCache::open).transpose()?;
@@ -213,8 +214,7 @@ impl Options for Debootstrap {
             cache.lists_out(tree)?;
         }
         clean_apt_dirs(tree)?;
-        tidy(tree)?;
-        Ok(())
+        tidy(tree, &before)
     }
 }
 
@@ -257,6 +257,7 @@ impl Debootstrap {
         locked: &crate::lock::Locked,
         arch: &str,
         mirror: &str,
+        before: &crate::leftovers::Before,
     ) -> StageResult {
         let sources = ctx
             .sources
@@ -283,9 +284,9 @@ impl Debootstrap {
             format!("deb {mirror} {} {}\n", self.suite, self.components.join(" ")),
         )?;
         clean_apt_dirs(tree)?;
-        tidy(tree)?;
-        Ok(())
+        tidy(tree, before)
     }
+
     /// Copies the packages mmdebstrap will install from the cache into the
     /// tree, with the cached package lists (so mmdebstrap's own `apt-get
     /// update` only checks they are current). Which packages: those an
@@ -393,7 +394,7 @@ pub(crate) fn needs_merged_usr_hook(suite: &str) -> bool {
 /// and `resolv.conf` it copied in, and the regular files that maintainer
 /// scripts created in the unmounted `/dev` by writing to `/dev/null` (the
 /// booted system mounts a devtmpfs there; later stages mount a real one).
-fn tidy(tree: &Tree) -> StageResult {
+fn tidy(tree: &Tree, before: &crate::leftovers::Before) -> StageResult {
     if tree.is_dir("dev") {
         for entry in tree.read_dir("dev")? {
             if entry.kind == crate::tree::Kind::File {
@@ -421,7 +422,7 @@ fn tidy(tree: &Tree) -> StageResult {
             }
         }
     }
-    Ok(())
+    crate::leftovers::remove(tree, before)
 }
 
 /// One stanza of a Packages index, the fields the stages need.
@@ -855,7 +856,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
         std::fs::create_dir_all(dir.join("dev/pts")).unwrap();
         dir.write("dev/null", "");
         dir.write("dev/zero", "x");
-        tidy(&Tree::open(&dir.path).unwrap()).unwrap();
+        let tree = Tree::open(&dir.path).unwrap();
+        tidy(&tree, &crate::leftovers::Before::look(&tree)).unwrap();
         let left: Vec<_> = std::fs::read_dir(dir.join("dev"))
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -166,9 +166,12 @@ impl Options for Dnf {
         }
         let tmp = std::env::temp_dir().join(format!("osbuild-dnf-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
+        let tree = ctx.open_tree()?;
+        let before = crate::leftovers::Before::look(&tree);
         let result = self.install(ctx, &tmp);
         let _ = std::fs::remove_dir_all(&tmp);
-        result
+        result?;
+        crate::leftovers::remove(&tree, &before)
     }
 }
 

@@ -23,6 +23,7 @@ mod hostname;
 pub mod ids;
 mod kernel_cmdline;
 mod keymap;
+mod leftovers;
 mod locale;
 pub mod lock;
 mod machine_id;
