@@ -23,3 +23,4 @@ pub mod script;
 pub mod signals;
 pub mod sources;
 pub mod store;
+pub mod verify;

@@ -141,6 +141,20 @@ enum Command {
         /// The script (.rhai) or manifest (JSON).
         input: PathBuf,
     },
+    /// Build every image twice, in two fresh stores under different
+    /// conditions (directory, time zone, locale, umask, time), and say
+    /// whether the images are the same bytes; if not, which stage first made
+    /// a different tree, and how (exit status 1).
+    Verify {
+        /// `-D key=value`: a script parameter (for a .rhai script).
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = osbuild::script::lower::parse_define)]
+        define: Vec<(String, String)>,
+        /// Keep both builds' stores and images (printed at the end).
+        #[arg(long)]
+        keep: bool,
+        /// The script (.rhai) or manifest (JSON).
+        input: PathBuf,
+    },
     /// Explore interactively: build pipelines line by line, see what they lower
     /// to and what is stored, and try a build (Rhai, as in scripts).
     Repl {
@@ -277,6 +291,12 @@ fn main() {
             common: common(c),
             input,
             defines: define,
+        }),
+        Some(Command::Verify { define, keep, input }) => osbuild::verify::verify(osbuild::verify::VerifyArgs {
+            common: common(c),
+            input,
+            defines: define,
+            keep,
         }),
         Some(Command::Repl { define, script }) => osbuild::repl::run(osbuild::repl::ReplArgs {
             limits: limits(&c.limits),

@@ -286,6 +286,14 @@ fn try_download(agent: &ureq::Agent, url: &str, f: &SourceFile, tmp: &Path) -> R
     Ok(hex(&hasher.finalize()))
 }
 
+/// The hex SHA256 of a file's bytes.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
 /// Checks that every file of `files` is in `dir` with its pinned SHA256
 /// (hashing each: `dir` may be anyone's).
 pub fn verify(files: &[SourceFile], dir: &Path) -> Result<(), SourceError> {
@@ -297,10 +305,10 @@ pub fn verify(files: &[SourceFile], dir: &Path) -> Result<(), SourceError> {
             dir: dir.to_path_buf(),
             offline: true,
         };
-        let mut file = std::fs::File::open(&path).map_err(|_| missing())?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher).map_err(|e| SourceError::Io(format!("{}: {e}", path.display())))?;
-        let got = hex(&hasher.finalize());
+        if !path.is_file() {
+            return Err(missing());
+        }
+        let got = sha256_file(&path).map_err(|e| SourceError::Io(format!("{}: {e}", path.display())))?;
         if got != f.sha256 {
             return Err(SourceError::Mismatch {
                 what: f.what.clone(),

@@ -17,3 +17,4 @@ mod sandbox;
 mod script;
 mod store_cmd;
 mod store_hardening;
+mod verify;

@@ -88,6 +88,24 @@ fn a_locked_image_builds_offline_from_its_fetched_sources() {
         !listing.contains("var/cache/apt/archives/less"),
         "no package file is left"
     );
+
+    // Two more builds in fresh stores, from other directories, time zones,
+    // locales and umasks, a little later: the same bytes as the offline one.
+    let verify = run(s.osbuild().arg("--sources").arg(&sources).arg("verify").arg(&manifest));
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    let tar = std::fs::read(out_dir.join("root.tar")).unwrap();
+    let digest = sha2_hex(&tar);
+    assert_eq!(
+        verify.stdout.trim(),
+        format!("reproducible: locked-small/root.tar sha256:{digest}"),
+        "{}",
+        verify.stderr
+    );
+}
+
+fn sha2_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

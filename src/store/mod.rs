@@ -26,6 +26,7 @@
 //! of its layer or image, which `verify` checks.
 
 mod content;
+mod diff;
 mod gc;
 mod layer;
 mod verify;
@@ -40,6 +41,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use content::hash_dir;
+pub use diff::{diff_trees, first_difference, Difference};
 pub use gc::{GcOptions, GcReport, Usage};
 pub use verify::{Problem, VerifyReport};
 
@@ -217,6 +219,11 @@ impl Store {
             Some(id) => Ok(self.meta(id)?.layers),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Where a tree object's own layer is (the stage's changes only).
+    pub fn layer_dir(&self, id: &str) -> PathBuf {
+        self.object_dir(id).join("tree")
     }
 
     /// Where an image object's files are.
