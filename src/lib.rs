@@ -18,6 +18,7 @@ pub mod registry;
 pub mod repl;
 pub mod run;
 pub mod sandbox;
+pub mod sbom;
 pub mod schema;
 pub mod script;
 pub mod signals;

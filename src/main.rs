@@ -141,6 +141,21 @@ enum Command {
         /// The script (.rhai) or manifest (JSON).
         input: PathBuf,
     },
+    /// Write an SPDX 2.3 JSON document of what an image installs, from the
+    /// lock beside the script or manifest (which must fit).
+    Sbom {
+        /// `-D key=value`: a script parameter (for a .rhai script).
+        #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = osbuild::script::lower::parse_define)]
+        define: Vec<(String, String)>,
+        /// Only this image (needed without -o when there are several).
+        #[arg(long, value_name = "NAME")]
+        image: Option<String>,
+        /// A file for one image's document, or a directory for NAME.spdx.json of each.
+        #[arg(short = 'o', long = "output", value_name = "FILE|DIRECTORY")]
+        output: Option<PathBuf>,
+        /// The script (.rhai) or manifest (JSON).
+        input: PathBuf,
+    },
     /// Build every image twice, in two fresh stores under different
     /// conditions (directory, time zone, locale, umask, time), and say
     /// whether the images are the same bytes; if not, which stage first made
@@ -291,6 +306,18 @@ fn main() {
             common: common(c),
             input,
             defines: define,
+        }),
+        Some(Command::Sbom {
+            define,
+            image,
+            output,
+            input,
+        }) => osbuild::sbom::sbom(osbuild::sbom::SbomArgs {
+            common: common(c),
+            input,
+            defines: define,
+            image,
+            output,
         }),
         Some(Command::Verify { define, keep, input }) => osbuild::verify::verify(osbuild::verify::VerifyArgs {
             common: common(c),

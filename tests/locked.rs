@@ -55,6 +55,28 @@ fn a_locked_image_builds_offline_from_its_fetched_sources() {
     let update = run(s.osbuild().arg("lock").arg("--update").arg(&manifest));
     assert!(update.stderr.contains("nothing changed"), "{}", update.stderr);
 
+    // What the image holds, as SPDX: every pin, with its checksum and purl.
+    let sbom = run(s.osbuild().arg("sbom").arg(&manifest));
+    assert_eq!(sbom.code, 0, "{}", sbom.stderr);
+    let doc: Value = serde_json::from_str(&sbom.stdout).unwrap();
+    assert_eq!(doc["spdxVersion"], json!("SPDX-2.3"));
+    let packages = doc["packages"].as_array().unwrap();
+    assert_eq!(
+        packages.len(),
+        1 + pins(0).len() + pins(1).len(),
+        "the image and every pin"
+    );
+    let less = packages
+        .iter()
+        .find(|p| p["name"] == json!("less"))
+        .expect("less is listed");
+    let purl = less["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+    assert!(
+        purl.starts_with("pkg:deb/debian/less@") && purl.ends_with("&distro=bookworm"),
+        "{purl}"
+    );
+    assert_eq!(less["checksums"][0]["algorithm"], json!("SHA256"));
+
     // Every pinned file, into a directory of its own.
     let sources = s.path("sources");
     let fetch = run(s.osbuild().arg("--sources").arg(&sources).arg("fetch").arg(&manifest));
