@@ -137,17 +137,13 @@ pub struct Built {
 /// runs. A file that cannot be had or does not match its pin fails the
 /// build here, with nothing built.
 fn prepare_sources(plan: &Plan, store: &Store, monitor: &mut dyn Monitor) -> Result<(), Failure> {
-    let files = crate::sources::needed(plan);
-    if files.is_empty() {
-        return Ok(());
-    }
+    let stages = crate::sources::needed(plan);
     let dir = store.sources_dir();
-    let result = if store.owns_sources() {
-        crate::sources::fetch(&files, &dir, &mut |text| monitor.event(&Event::Sources { text })).map(|_| ())
-    } else {
-        crate::sources::verify(&files, &dir)
-    };
-    result.map_err(|e| Failure::failed(msg(format!("sources: {e}"))))
+    crate::sources::prepare(&stages, &dir, store.owns_sources(), &mut |text| {
+        monitor.event(&Event::Sources { text })
+    })
+    .map(|_| ())
+    .map_err(|e| Failure::failed(msg(format!("sources: {e}"))))
 }
 
 /// What a run of images builds with.

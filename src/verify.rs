@@ -162,36 +162,22 @@ fn verify_in(args: &VerifyArgs, scratch: &Path) -> Result<bool, Failure> {
 /// The sources directory the builds read: `--sources DIR` (verified), or
 /// the store's, fetched into now; none when nothing is locked.
 fn sources_for(common: &Common, images: &[(String, Manifest)]) -> Result<Option<PathBuf>, Failure> {
-    let mut stages = Vec::new();
-    for (_, m) in images {
-        let mut p = Some(&m.pipeline);
-        while let Some(pipeline) = p {
-            stages.extend(pipeline.stages.iter());
-            p = pipeline.build.as_deref();
-        }
-    }
-    let files = crate::sources::files_of(stages.into_iter());
-    if files.is_empty() {
+    let stages = crate::sources::stages_of(images);
+    if crate::sources::files_of(stages.iter().copied()).is_empty() {
         return Ok(None);
     }
-    let fail = |e: crate::sources::SourceError| Failure::failed(msg(format!("sources: {e}")));
-    match &common.sources {
-        Some(dir) => {
-            crate::sources::verify(&files, dir).map_err(fail)?;
-            Ok(Some(dir.clone()))
+    let (dir, fetching) = match &common.sources {
+        Some(dir) => (dir.clone(), false),
+        None => (crate::cli::open_store(common)?.sources_dir(), true),
+    };
+    let json = common.json;
+    crate::sources::prepare(&stages, &dir, fetching, &mut |text| {
+        if !json {
+            eprintln!("{text}");
         }
-        None => {
-            let dir = crate::cli::open_store(common)?.sources_dir();
-            let json = common.json;
-            crate::sources::fetch(&files, &dir, &mut |text| {
-                if !json {
-                    eprintln!("{text}");
-                }
-            })
-            .map_err(fail)?;
-            Ok(Some(dir))
-        }
-    }
+    })
+    .map_err(|e| Failure::failed(msg(format!("sources: {e}"))))?;
+    Ok(Some(dir))
 }
 
 /// Why a child build stopped short.

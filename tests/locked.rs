@@ -82,7 +82,19 @@ fn a_locked_image_builds_offline_from_its_fetched_sources() {
     let fetch = run(s.osbuild().arg("--sources").arg(&sources).arg("fetch").arg(&manifest));
     assert_eq!(fetch.code, 0, "{}", fetch.stderr);
     let count = std::fs::read_dir(sources.join("sha256")).unwrap().count();
-    assert_eq!(count, pins(0).len() + pins(1).len());
+    // The packages, and the signed InRelease and package index they are checked by.
+    assert_eq!(count, pins(0).len() + pins(1).len() + 2);
+    let release = lock["stages"][0]["locked"]["repositories"][0]["release"]["sha256"]
+        .as_str()
+        .unwrap();
+    assert!(sources.join("sha256").join(release).is_file(), "the InRelease is kept");
+    assert!(
+        fetch
+            .stderr
+            .contains("pins are the archive's, by its signed InRelease and package indices"),
+        "{}",
+        fetch.stderr
+    );
 
     // Built with no network at all: a network namespace of its own.
     let out_dir = s.path("out");
@@ -123,6 +135,36 @@ fn a_locked_image_builds_offline_from_its_fetched_sources() {
         "{}",
         verify.stderr
     );
+
+    // A lock edited to pin another file, with that file in the sources: each
+    // file matches its pin, but the archive never signed it.
+    let mut edited = lock.clone();
+    let pin = &mut edited["stages"][1]["locked"]["repositories"][0]["packages"][0];
+    let real = pin["sha256"].as_str().unwrap().to_string();
+    let mut bytes = std::fs::read(sources.join("sha256").join(&real)).unwrap();
+    bytes.extend_from_slice(b"\n");
+    let fake = sha2_hex(&bytes);
+    std::fs::write(sources.join("sha256").join(&fake), &bytes).unwrap();
+    pin["sha256"] = json!(fake);
+    pin["size"] = json!(bytes.len());
+    let name = pin["name"].as_str().unwrap().to_string();
+    std::fs::write(&lock_path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    // (This test's own store has built nothing: the builds above had theirs.)
+    let forged = run(s
+        .osbuild()
+        .arg("--sources")
+        .arg(&sources)
+        .args(["build", "--locked", "--json"])
+        .arg(&manifest));
+    assert_ne!(forged.code, 0);
+    let text = unwrapped(&forged.stderr);
+    assert!(
+        text.contains("the signature chain of bookworm: 1 pins are not what the archive signed")
+            && text.contains(&format!("{name} "))
+            && text.contains(&fake),
+        "{text}"
+    );
+    assert_eq!(forged.ran(), 0, "no stage ran");
 }
 
 fn sha2_hex(bytes: &[u8]) -> String {

@@ -142,21 +142,14 @@ pub fn fetch(args: FetchArgs) -> i32 {
 fn fetch_inner(args: &FetchArgs) -> Result<(), Failure> {
     let images = images_of(&args.common, &args.input, &args.defines)?;
     let (images, _) = super::lock_images(&args.input, images, super::LockUse::Required).map_err(Failure::invalid)?;
-    let mut stages = Vec::new();
-    for (_, m) in &images {
-        let mut p = Some(&m.pipeline);
-        while let Some(pipeline) = p {
-            stages.extend(pipeline.stages.iter());
-            p = pipeline.build.as_deref();
-        }
-    }
-    let files = crate::sources::files_of(stages.into_iter());
+    let stages = crate::sources::stages_of(&images);
     let dir = match &args.common.sources {
         Some(dir) => dir.clone(),
         None => crate::cli::open_store(&args.common)?.sources_dir(),
     };
     let json = args.common.json;
-    let fetched = crate::sources::fetch(&files, &dir, &mut |text| {
+    // `osbuild fetch` fills DIR (or the store): it always downloads what is missing.
+    let fetched = crate::sources::prepare(&stages, &dir, true, &mut |text| {
         if json {
             println!("{}", serde_json::json!({"type": "sources", "text": text}));
         } else {

@@ -29,6 +29,7 @@ fn locked(packages: &[(&str, &str)]) -> Locked {
             release: Release {
                 path: "dists/bookworm/InRelease".into(),
                 sha256: "1".repeat(64),
+                size: Some(151_000),
                 date: 1_783_764_997,
             },
             keyring: Keyring {

@@ -45,7 +45,7 @@ pub(crate) fn control(path: &Path) -> Result<String, String> {
     }
 }
 
-fn decompress(ext: &str, data: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn decompress(ext: &str, data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     match ext {
         "" => out.extend_from_slice(data),

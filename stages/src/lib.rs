@@ -10,6 +10,7 @@
 mod accounts;
 pub mod api;
 mod apt;
+pub mod chain;
 mod command;
 mod deb;
 mod debcache;

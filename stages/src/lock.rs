@@ -49,6 +49,9 @@ pub struct Release {
     pub path: String,
     /// The SHA256 of the whole file, lower-case hex.
     pub sha256: String,
+    /// Its size in bytes, so it can be fetched like any pinned file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
     /// Its `Date`, in seconds since 1970 (UTC).
     pub date: u64,
 }
@@ -179,6 +182,7 @@ mod tests {
                 release: Release {
                     path: "dists/bookworm/InRelease".into(),
                     sha256: "a".repeat(64),
+                    size: Some(150_000),
                     date: 1_783_765_000,
                 },
                 keyring: Keyring {

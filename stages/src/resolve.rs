@@ -491,6 +491,7 @@ fn read_release(prefix: &str, s: &Source) -> Result<(Release, Keyring)> {
             Release {
                 path: s.release_path(name),
                 sha256: hex(&Sha256::digest(&bytes)),
+                size: Some(bytes.len() as u64),
                 date,
             },
             keyring,

@@ -13,6 +13,11 @@
 //! one the stage's options name or else the mirror this machine's apt
 //! configuration gives for the suite, so any mirror of the same archive
 //! serves a lock.
+//!
+//! Then the signature chain from the archive's key to every pin is checked
+//! (`chain`), so a lock's checksums are known to be the archive's own.
+
+mod chain;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -59,6 +64,8 @@ pub enum SourceError {
         dir: PathBuf,
         offline: bool,
     },
+    #[error("the signature chain of {suite}: {message}")]
+    Chain { suite: String, message: String },
     #[error("no mirror for {suite} in this machine's apt sources (/etc/apt/sources.list{{,.d}}) to fetch {what} from")]
     NoMirror { suite: String, what: String },
     #[error("{0}")]
@@ -70,10 +77,23 @@ pub fn locked_of(stage: &Stage) -> Option<Locked> {
     serde_json::from_value(stage.options.get("locked")?.clone()).ok()
 }
 
-/// Every file the stages of `plan` that are not stored yet install, once each.
-pub fn needed(plan: &Plan) -> Vec<SourceFile> {
+/// Every stage of the images, their build pipelines' too.
+pub fn stages_of(images: &[(String, crate::manifest::Manifest)]) -> Vec<&Stage> {
+    let mut stages = Vec::new();
+    for (_, m) in images {
+        let mut p = Some(&m.pipeline);
+        while let Some(pipeline) = p {
+            stages.extend(pipeline.stages.iter());
+            p = pipeline.build.as_deref();
+        }
+    }
+    stages
+}
+
+/// The stages of `plan` that are not stored yet: those whose files a build needs.
+pub fn needed(plan: &Plan) -> Vec<&Stage> {
     let stages = plan.pipelines.iter().flat_map(|p| &p.stages).filter(|s| !s.stored);
-    files_of(stages.map(|s| &s.stage))
+    stages.map(|s| &s.stage).collect()
 }
 
 /// Every file the given stages install, once each, in order.
@@ -97,6 +117,35 @@ pub fn files_of<'a>(stages: impl Iterator<Item = &'a Stage>) -> Vec<SourceFile> 
         }
     }
     out
+}
+
+/// Gets every file `stages` install into `dir` (`fetching`: downloading
+/// what is missing; else `dir` is someone's, every file is hashed again),
+/// then checks the signature chain of their repositories. `progress` hears
+/// how it goes, and what of the chain could not be checked.
+pub fn prepare(
+    stages: &[&Stage],
+    dir: &Path,
+    fetching: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Fetched, SourceError> {
+    let files = files_of(stages.iter().copied());
+    if files.is_empty() {
+        return Ok(Fetched::default());
+    }
+    let fetched = if fetching {
+        fetch(&files, dir, progress)?
+    } else {
+        verify(&files, dir)?;
+        Fetched {
+            files: files.len(),
+            present: files.len(),
+        }
+    };
+    for note in chain::check(stages.iter().copied(), dir, fetching, progress)? {
+        progress(&format!("note: {note}"));
+    }
+    Ok(fetched)
 }
 
 /// What a fetch did.
