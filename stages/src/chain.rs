@@ -46,7 +46,7 @@ pub fn verify_signature(keyring: &Path, inrelease: &Path) -> Result<String, Stri
         .map_err(|e| format!("cannot run gpgv: {e}"))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
-        let why = why.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").trim();
+        let why = why.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
         return Err(format!("not signed by a key of {}: {why}", keyring.display()));
     }
     String::from_utf8(out.stdout).map_err(|_| "the signed text is not UTF-8".to_string())
