@@ -1,6 +1,7 @@
 //! Checks a parsed manifest against the stage registry before anything runs:
 //! every stage name exists, every options object fits its stage, every
-//! pipeline name can name a tree in the store. Each mistake becomes a
+//! pipeline name can name a tree in the store, and a locked manifest's
+//! `sources` list exactly the files its stages pin. Each mistake becomes a
 //! diagnostic at the offending bytes of the manifest.
 
 use osbuild_stages::{Kind, PathSegment, ProblemKind};
@@ -19,6 +20,7 @@ pub fn check(located: &Located, registry: &Registry) -> Result<(), InvalidInput>
         &located.spans,
         &mut errors,
     );
+    sources(located, &mut errors);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -102,6 +104,83 @@ fn stage(
                 )
                 .label(label_for(problem.kind))
                 .help(format!("`osbuild stages {}` lists its options", def.name)),
+        );
+    }
+}
+
+/// A locked manifest says twice what it installs: each package stage's
+/// `locked` pins, and the `sources` files (`org.osbuild.deb` items). The
+/// pins are what is built; `sources` must not say otherwise.
+fn sources(located: &Located, errors: &mut Vec<SpannedError>) {
+    let Some(items) = located
+        .manifest
+        .sources
+        .as_ref()
+        .and_then(|s| s.get("org.osbuild.deb"))
+        .and_then(|d| d.get("items"))
+        .and_then(|i| i.as_object())
+    else {
+        return;
+    };
+    let source = &located.source.source;
+    let root = &located.source.root;
+    let at = |key: Option<&str>| -> std::ops::Range<usize> {
+        let mut path: Vec<PathSegment> = vec!["sources".into(), "org.osbuild.deb".into(), "items".into()];
+        match key {
+            Some(k) => {
+                path.push(k.into());
+                root.key_span(&path).unwrap_or_else(|| root.best_span(&path))
+            }
+            None => root.best_span(&path),
+        }
+    };
+    let mut pinned = std::collections::BTreeMap::new();
+    let mut p = Some(&located.manifest.pipeline);
+    while let Some(pipeline) = p {
+        for stage in &pipeline.stages {
+            if let Some(locked) = crate::sources::locked_of(stage) {
+                for pin in locked.pins() {
+                    pinned.insert(format!("sha256:{}", pin.sha256), (pin.clone(), stage.name.clone()));
+                }
+            }
+        }
+        p = pipeline.build.as_deref();
+    }
+    for (key, (pin, stage)) in &pinned {
+        let listed = items.get(key);
+        let fits = listed.is_some_and(|v| {
+            v.get("path").and_then(|x| x.as_str()) == Some(pin.path.as_str())
+                && v.get("size").and_then(|x| x.as_u64()) == Some(pin.size)
+        });
+        if !fits {
+            let what = if listed.is_some() {
+                "lists another path or size for"
+            } else {
+                "lack"
+            };
+            errors.push(
+                source
+                    .error(
+                        at(listed.map(|_| key.as_str())),
+                        format!(
+                            "the manifest's sources {what} {} {} ({key}), which {stage} pins",
+                            pin.name, pin.version
+                        ),
+                    )
+                    .label("not what the stages pin")
+                    .help("the stages' `locked` pins are what is built: `osbuild lower` writes sources that fit them"),
+            );
+        }
+    }
+    for key in items.keys().filter(|k| !pinned.contains_key(*k)) {
+        errors.push(
+            source
+                .error(
+                    at(Some(key)),
+                    format!("{key} is in the manifest's sources, but no stage pins it"),
+                )
+                .label("pinned by no stage")
+                .help("the stages' `locked` pins are what is built: `osbuild lower` writes sources that fit them"),
         );
     }
 }

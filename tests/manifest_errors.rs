@@ -562,3 +562,38 @@ fn osbuilds_own_option_sets_are_accepted() {
     );
     s.inspect(&numbers);
 }
+
+#[test]
+fn sources_that_disagree_with_the_pins_are_refused_at_the_item() {
+    let s = Scratch::new("err-sources");
+    let pin = |name: &str, sha: char| {
+        json!({"name": name, "version": "1.0-1", "arch": "amd64", "size": 100,
+               "sha256": sha.to_string().repeat(64), "path": format!("pool/main/{name}_1.0-1_amd64.deb")})
+    };
+    let locked = json!({"arch": "amd64", "repositories": [{
+        "suite": "bookworm", "components": ["main"],
+        "release": {"path": "dists/bookworm/InRelease", "sha256": "c".repeat(64), "size": 1000, "date": 1_783_764_997},
+        "keyring": {"path": "/usr/share/keyrings/debian-archive-keyring.gpg", "sha256": "d".repeat(64)},
+        "packages": [pin("less", 'a'), pin("htop", 'b')]
+    }]});
+    let manifest = json!({
+        "source_epoch": 1_783_764_997,
+        "stages": [{"name": "org.osbuild.debootstrap", "options": {"suite": "bookworm", "locked": locked}}],
+        "sources": {"org.osbuild.deb": {"items": {
+            format!("sha256:{}", "a".repeat(64)): {"path": "pool/main/less_1.0-1_amd64.deb", "size": 100},
+            format!("sha256:{}", "e".repeat(64)): {"path": "pool/main/other.deb", "size": 5}
+        }}}
+    });
+    assert_invalid(
+        &s,
+        &serde_json::to_string_pretty(&manifest).unwrap(),
+        &[
+            "the manifest's sources lack htop 1.0-1",
+            "which org.osbuild.debootstrap pins",
+            &format!(
+                "sha256:{} is in the manifest's sources, but no stage pins it",
+                "e".repeat(64)
+            ),
+        ],
+    );
+}

@@ -302,7 +302,7 @@ fn debian_images_are_configured_to_be_usable() {
         r#"[Match]\nType=ether\n\n[Network]\nDHCP=yes\n"#,
         r#""enabled_services":["systemd-networkd.service","systemd-resolved.service"]"#,
         r#"rm -f /etc/ssh/ssh_host_*_key"#,
-        r#""enabled_services":["ssh-host-keys.service"]"#,
+        r#""enabled_services":["ssh-host-keys.service","ssl-cert-snakeoil.service"]"#,
     ] {
         assert!(a.contains(wanted), "image a lacks {wanted}:\n{a}");
     }

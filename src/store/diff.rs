@@ -48,7 +48,8 @@ enum Content {
 pub fn diff_trees(a: &Path, b: &Path) -> io::Result<Vec<Difference>> {
     let (left, right) = (listing(a)?, listing(b)?);
     let mut out = Vec::new();
-    for path in left.keys().chain(right.keys().filter(|p| !left.contains_key(*p))) {
+    let paths: std::collections::BTreeSet<&PathBuf> = left.keys().chain(right.keys()).collect();
+    for path in paths {
         let shown = format!("/{}", path.display()).replace("//", "/");
         let (x, y) = match (left.get(path), right.get(path)) {
             (Some(x), Some(y)) => (x, y),
