@@ -33,8 +33,9 @@ pub struct Package {
     pub version: String,
     pub arch: String,
     pub sha256: String,
-    /// The suite it came from (`bookworm`), for the package URL.
+    /// The suite it came from (`bookworm`), or an RPM repository's id, for the package URL.
     pub suite: String,
+    pub format: osbuild_stages::lock::Format,
 }
 
 pub fn sbom(args: SbomArgs) -> i32 {
@@ -113,6 +114,7 @@ pub fn image_packages(images: &[(String, Manifest)]) -> Vec<(String, Vec<Package
                         arch: pin.arch.clone(),
                         sha256: pin.sha256.clone(),
                         suite: r.suite.clone(),
+                        format: r.format,
                     };
                     match pkgs.iter_mut().find(|q| q.name == pin.name && q.arch == pin.arch) {
                         Some(q) => *q = package,
@@ -200,15 +202,25 @@ pub fn document(name: &str, packages: &[Package], source_date_epoch: u64) -> Val
     doc
 }
 
-/// The package URL of a Debian package: `pkg:deb/debian/NAME@VERSION?arch=ARCH&distro=SUITE`.
+/// The package URL: `pkg:deb/debian/NAME@VERSION?arch=ARCH&distro=SUITE` for
+/// a Debian package, `pkg:rpm/REPOSITORY/NAME@VERSION?arch=ARCH` for an RPM.
 pub fn purl(p: &Package) -> String {
-    format!(
-        "pkg:deb/debian/{}@{}?arch={}&distro={}",
-        percent(&p.name),
-        percent(&p.version),
-        percent(&p.arch),
-        percent(p.suite.trim_end_matches('/'))
-    )
+    match p.format {
+        osbuild_stages::lock::Format::Deb => format!(
+            "pkg:deb/debian/{}@{}?arch={}&distro={}",
+            percent(&p.name),
+            percent(&p.version),
+            percent(&p.arch),
+            percent(p.suite.trim_end_matches('/'))
+        ),
+        osbuild_stages::lock::Format::Rpm => format!(
+            "pkg:rpm/{}/{}@{}?arch={}",
+            percent(&p.suite),
+            percent(&p.name),
+            percent(&p.version),
+            percent(&p.arch)
+        ),
+    }
 }
 
 /// Percent-encodes what a package URL component may not hold as is
@@ -268,6 +280,7 @@ mod tests {
             arch: "amd64".into(),
             sha256: "ab".repeat(32),
             suite: "bookworm".into(),
+            format: osbuild_stages::lock::Format::Deb,
         }
     }
 

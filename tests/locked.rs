@@ -205,3 +205,117 @@ fn a_lock_that_does_not_fit_builds_nothing() {
     );
     assert_eq!(tampered.ran(), 0, "no stage ran");
 }
+
+/// Two noarch RPMs (`osbuild-app` requires `osbuild-base`) in a local
+/// repository made with rpmbuild and createrepo_c.
+fn rpm_repository(s: &Scratch) -> std::path::PathBuf {
+    let (top, repo) = (s.path("rpmbuild"), s.path("repo"));
+    for (name, requires) in [("osbuild-base", ""), ("osbuild-app", "Requires: osbuild-base\n")] {
+        let spec = s.write(
+            &format!("{name}.spec"),
+            &format!(
+                "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: {name}\nLicense: MIT\nBuildArch: noarch\n{requires}\
+                 %description\n{name}\n%install\nmkdir -p %{{buildroot}}/usr/share/{name}\n\
+                 echo {name} > %{{buildroot}}/usr/share/{name}/hello\n%files\n/usr/share/{name}/hello\n"
+            ),
+        );
+        let built = Command::new("rpmbuild")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .arg("--define")
+            .arg(format!("_rpmdir {}", repo.display()))
+            .args(["--quiet", "-bb"])
+            .arg(&spec)
+            .status()
+            .expect("rpmbuild (package rpm) runs");
+        assert!(built.success(), "rpmbuild {name}");
+    }
+    let made = Command::new("createrepo_c").arg("-q").arg(&repo).status();
+    assert!(made.expect("createrepo_c (package createrepo-c) runs").success());
+    repo
+}
+
+#[test]
+fn a_locked_dnf_stage_installs_its_pins_offline() {
+    let s = Scratch::new("locked-dnf");
+    let repo = rpm_repository(&s);
+    let manifest = s.manifest(
+        "rpms.json",
+        &json!({
+            "name": "rpms",
+            "stages": [{"name": "org.osbuild.dnf", "options": {
+                "releasever": "1", "basearch": "x86_64", "packages": ["osbuild-app"],
+                "repos": {"local": {"baseurl": format!("file://{}", repo.display()), "gpgcheck": false}}
+            }}],
+            "assembler": {"name": "org.osbuild.tar", "options": {"filename": "root.tar"}}
+        }),
+    );
+    let out = run(s.osbuild().arg("lock").arg(&manifest));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lock: Value = serde_json::from_str(&std::fs::read_to_string(s.path("rpms.lock")).unwrap()).unwrap();
+    let r = &lock["stages"][0]["locked"]["repositories"][0];
+    assert_eq!(r["format"], json!("rpm"));
+    let names: Vec<&str> = r["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["osbuild-app", "osbuild-base"]);
+
+    // Fetched (from the file: URL), then the repository is gone: the
+    // build has only the sources, and no network.
+    let sources = s.path("sources");
+    let fetch = run(s.osbuild().arg("--sources").arg(&sources).arg("fetch").arg(&manifest));
+    assert_eq!(fetch.code, 0, "{}", fetch.stderr);
+    assert!(
+        fetch.stderr.contains("an RPM repository"),
+        "the unchecked chain is said: {}",
+        fetch.stderr
+    );
+    std::fs::remove_dir_all(&repo).unwrap();
+    let out_dir = s.path("out");
+    let mut offline = Command::new("unshare");
+    offline
+        .arg("--net")
+        .arg(env!("CARGO_BIN_EXE_osbuild"))
+        .arg("--store")
+        .arg(s.store())
+        .arg("--sources")
+        .arg(&sources)
+        .args(["build", "--locked", "--json", "-o"])
+        .arg(&out_dir)
+        .arg(&manifest);
+    let built = run(&mut offline).ok();
+    assert_eq!(built.ran(), 2);
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(out_dir.join("root.tar"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for name in ["osbuild-app", "osbuild-base"] {
+        assert!(
+            listing.contains(&format!("./usr/share/{name}/hello")),
+            "{name} is installed:\n{listing}"
+        );
+    }
+
+    // Reproducible: two more builds, varied, give the same bytes.
+    let verify = run(s.osbuild().arg("--sources").arg(&sources).arg("verify").arg(&manifest));
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    let tar = std::fs::read(out_dir.join("root.tar")).unwrap();
+    assert_eq!(
+        verify.stdout.trim(),
+        format!("reproducible: rpms/root.tar sha256:{}", sha2_hex(&tar))
+    );
+
+    // Its SBOM names RPMs as RPMs.
+    let sbom = run(s.osbuild().arg("sbom").arg(&manifest));
+    assert_eq!(sbom.code, 0, "{}", sbom.stderr);
+    assert!(
+        sbom.stdout.contains("pkg:rpm/local/osbuild-app@1.0-1?arch=noarch"),
+        "{}",
+        sbom.stdout
+    );
+}

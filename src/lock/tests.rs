@@ -23,6 +23,7 @@ fn locked(packages: &[(&str, &str)]) -> Locked {
     Locked {
         arch: "amd64".into(),
         repositories: vec![Repository {
+            format: Default::default(),
             uri: None,
             suite: "bookworm".into(),
             components: vec!["main".into()],

@@ -9,8 +9,9 @@
 //!
 //! What cannot be checked is said, not hidden: a mirror that has moved on
 //! since the lock was made (its `InRelease` is another), a repository with
-//! only a detached `Release.gpg`, a key given inline. Each file's SHA256 is
-//! checked all the same.
+//! only a detached `Release.gpg`, a key given inline, an RPM repository
+//! (dnf's: its `repomd.xml` is rarely signed; rpm signs each package).
+//! Each file's SHA256 is checked all the same.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -77,6 +78,11 @@ fn check_one(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<String>, SourceError> {
     let suite = &repo.suite;
+    if repo.format == osbuild_stages::lock::Format::Rpm {
+        return Ok(Some(format!(
+            "{suite}: an RPM repository, whose metadata is not signed as Debian's is; each file's SHA256 is checked"
+        )));
+    }
     if repo.keyring.path == "inline" {
         return Ok(Some(format!(
             "{suite}: signed by a key given inline; its chain is not checked again"

@@ -307,12 +307,18 @@ fn download(agent: &ureq::Agent, url: &str, f: &SourceFile, dir: &Path) -> Resul
 
 /// The SHA256 of what `url` gave, written to `tmp`; or why not, and
 /// whether another try may do better.
+/// A `file://` URL (a local repository) is read from the file.
 fn try_download(agent: &ureq::Agent, url: &str, f: &SourceFile, tmp: &Path) -> Result<String, (String, bool)> {
-    let response = agent.get(url).call().map_err(|e| {
-        let retry = !matches!(e, ureq::Error::StatusCode(code) if (400..500).contains(&code));
-        (e.to_string(), retry)
-    })?;
-    let mut body = response.into_body().into_reader();
+    let mut body: Box<dyn Read> = match url.strip_prefix("file://") {
+        Some(path) => Box::new(std::fs::File::open(path).map_err(|e| (format!("{path}: {e}"), false))?),
+        None => {
+            let response = agent.get(url).call().map_err(|e| {
+                let retry = !matches!(e, ureq::Error::StatusCode(code) if (400..500).contains(&code));
+                (e.to_string(), retry)
+            })?;
+            Box::new(response.into_body().into_reader())
+        }
+    };
     let mut out = std::fs::File::create(tmp).map_err(|e| (format!("{}: {e}", tmp.display()), false))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

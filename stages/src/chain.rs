@@ -189,6 +189,7 @@ mod tests {
 
     fn repo(components: &[&str], release_path: &str) -> Repository {
         Repository {
+            format: Default::default(),
             uri: None,
             suite: "bookworm".into(),
             components: components.iter().map(|c| c.to_string()).collect(),

@@ -28,6 +28,16 @@ const REMOVED: &[&str] = &[
     "var/log/dnf.librepo.log",
     "var/log/dnf.rpm.log",
     "var/log/hawkey.log",
+    // dnf's history: every transaction with its time (dnf starts a new one;
+    // osbuild's own RPM stages leave none at all).
+    "var/lib/dnf/history.sqlite",
+    "var/lib/dnf/history.sqlite-wal",
+    "var/lib/dnf/history.sqlite-shm",
+    "var/lib/dnf/history.sqlite-journal",
+    // SQLite's shared-memory index of the rpm database: rebuilt when the
+    // database is next opened (its -wal, which holds data, stays).
+    "usr/lib/sysimage/rpm/rpmdb.sqlite-shm",
+    "var/lib/rpm/rpmdb.sqlite-shm",
     // ldconfig's cache of file times and inode numbers.
     "var/cache/ldconfig/aux-cache",
     // dpkg's and debconf's copies of their databases before the last write.

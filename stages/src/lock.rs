@@ -20,10 +20,37 @@ pub struct Locked {
     pub repositories: Vec<Repository>,
 }
 
+/// What kind of repository: Debian's (the default, left out of the JSON) or
+/// an RPM one (dnf's: `uri` is its base URL, `suite` its id, `release` its
+/// `repodata/repomd.xml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Deb,
+    Rpm,
+}
+
+impl Format {
+    pub fn is_deb(&self) -> bool {
+        *self == Format::Deb
+    }
+
+    /// What a package file's name ends with.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Format::Deb => ".deb",
+            Format::Rpm => ".rpm",
+        }
+    }
+}
+
 /// A repository a lock resolved packages from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Repository {
+    #[serde(default, skip_serializing_if = "Format::is_deb")]
+    pub format: Format,
     /// The repository's URI, when the stage's options give one (`mirror`, or
     /// a repository of `repositories`); absent for the build machine's mirror.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,8 +155,9 @@ impl Locked {
                         format!("{}: not a SHA256 (64 lower-case hex digits)", p.name),
                     ));
                 }
-                if !relative_path(&p.path) || !p.path.ends_with(".deb") {
-                    out.push((at("path"), format!("{}: not a relative path to a .deb", p.name)));
+                let ext = repo.format.extension();
+                if !relative_path(&p.path) || !p.path.ends_with(ext) {
+                    out.push((at("path"), format!("{}: not a relative path to a {ext}", p.name)));
                 }
                 let word =
                     |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:~_".contains(c));
@@ -176,6 +204,7 @@ mod tests {
         Locked {
             arch: "amd64".into(),
             repositories: vec![Repository {
+                format: Default::default(),
                 uri: None,
                 suite: "bookworm".into(),
                 components: vec!["main".into()],

@@ -135,6 +135,8 @@ pub struct Resolver {
     scratch: PathBuf,
     /// Lists already fetched, by the sources they are for.
     lists: BTreeMap<String, Lists>,
+    /// dnf stages resolved so far (each gets a scratch directory of its own).
+    dnf_runs: usize,
 }
 
 type Result<T> = std::result::Result<T, String>;
@@ -146,6 +148,7 @@ impl Resolver {
         Ok(Resolver {
             scratch: scratch.to_path_buf(),
             lists: BTreeMap::new(),
+            dnf_runs: 0,
         })
     }
 
@@ -167,7 +170,14 @@ impl Resolver {
                 let a: Apt = parse(options)?;
                 self.apt(&a, installed).map(Some)
             }
-            "org.osbuild.dnf" => Err("a lock cannot pin org.osbuild.dnf yet: only the Debian stages are locked".into()),
+            "org.osbuild.dnf" => {
+                let d: crate::dnf::Dnf = parse(options)?;
+                let scratch = self.scratch.join(format!("dnf-{}", self.dnf_runs));
+                self.dnf_runs += 1;
+                let result = d.resolve(&scratch);
+                let _ = std::fs::remove_dir_all(&scratch);
+                result.map(Some)
+            }
             _ => Ok(None),
         }
     }
@@ -331,6 +341,7 @@ impl Resolver {
                 Some(at) => at,
                 None => {
                     repositories.push(Repository {
+                        format: crate::lock::Format::Deb,
                         uri: source.explicit.then(|| source.uri.clone()),
                         suite: source.suite.clone(),
                         components: source.components.clone(),
