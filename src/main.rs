@@ -128,8 +128,12 @@ enum Command {
         /// print what changed.
         #[arg(long)]
         update: bool,
+        /// Print the JSON Schema of lock files, and nothing else.
+        #[arg(long, exclusive = true)]
+        schema: bool,
         /// The script (.rhai) or manifest (JSON).
-        input: PathBuf,
+        #[arg(required_unless_present = "schema")]
+        input: Option<PathBuf>,
     },
     /// Fetch every file the locked images install (the lock beside the
     /// input must fit), verified by SHA256: into the store, or with
@@ -290,11 +294,16 @@ fn main() {
             keep_going,
             ..script_args(c, define, script, Some(output), verbose)
         }),
+        Some(Command::Lock { schema: true, .. }) => {
+            print!("{}", osbuild::lock::schema());
+            0
+        }
         Some(Command::Lock {
             define,
             output,
             update,
-            input,
+            input: Some(input),
+            ..
         }) => osbuild::lock::cli::lock(osbuild::lock::cli::LockArgs {
             common: common(c),
             input,
@@ -302,6 +311,11 @@ fn main() {
             output,
             update,
         }),
+        Some(Command::Lock { input: None, .. }) => {
+            // clap requires an input without --schema; said again, should it not.
+            eprintln!("error: osbuild lock needs a script or manifest");
+            2
+        }
         Some(Command::Fetch { define, input }) => osbuild::lock::cli::fetch(osbuild::lock::cli::FetchArgs {
             common: common(c),
             input,

@@ -51,12 +51,18 @@ pub const LOCK_VERSION: u64 = 1;
 /// The stages a lock pins.
 pub const PACKAGE_STAGES: &[&str] = &["org.osbuild.debootstrap", "org.osbuild.apt", "org.osbuild.dnf"];
 
-/// A whole lock file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Its JSON Schema (from these types and their comments) is what
+// `osbuild lock --schema` prints; docs/lock.schema.json is a copy a test keeps current.
+/// An osbuild lock: every package each image's package stages install, pinned
+/// (`osbuild lock` writes it as NAME.lock beside NAME.rhai or NAME.json).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "osbuild lock file")]
 pub struct Lock {
+    /// The version of the format: 1.
     pub lock_version: u64,
-    /// The SHA256 of the images' keys (see the module comment).
+    /// The SHA256 of the JSON of `images`: the lock fits a set of images
+    /// exactly when theirs is the same.
     pub inputs: String,
     /// The time every locked build is made at: the newest `Date` of the
     /// repositories the pins were resolved from (no package is newer).
@@ -69,9 +75,12 @@ pub struct Lock {
 }
 
 /// One package stage and what it installs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockedStage {
+    /// The SHA256 of the JSON of the package stages of its pipeline up to
+    /// and including it (`[{"name", "options"}]`, without pins): what decides
+    /// what it installs.
     pub key: String,
     /// The stage's name.
     pub stage: String,
@@ -99,6 +108,12 @@ pub enum LockError {
     #[error("cannot lock {image}: {message}")]
     #[diagnostic(code(osbuild::lock_failed))]
     Resolve { image: String, message: String },
+}
+
+/// The JSON Schema of a lock file, as `osbuild lock --schema` prints it.
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(Lock);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
 }
 
 /// Where a lock for `input` goes by default: `NAME.lock` beside `NAME.rhai` or `NAME.json`.

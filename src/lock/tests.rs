@@ -104,6 +104,29 @@ fn a_lock_round_trips() {
     assert_eq!(lock.images["web"][0], lock.images["db"][0]);
 }
 
+/// The schema in the docs is the one the types give, and locks fit it.
+#[test]
+fn the_documented_schema_is_the_lock_format() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/lock.schema.json");
+    let committed = std::fs::read_to_string(path).unwrap();
+    assert!(
+        committed == schema(),
+        "docs/lock.schema.json is not what the lock types say: `osbuild lock --schema > docs/lock.schema.json`"
+    );
+    let schema: Value = serde_json::from_str(&committed).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let images = vec![image("web", &["nginx"], "web")];
+    let lock: Value = serde_json::from_str(&lock_for(&images).to_json()).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&lock).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut broken = lock.clone();
+    broken["stages"][0]["locked"]["repositories"][0]["packages"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("sha256");
+    assert!(!validator.is_valid(&broken), "a pin without its SHA256 does not fit");
+}
+
 #[test]
 fn keys_follow_package_stages_only() {
     let a = images_stages(&[image("web", &["nginx"], "one")]).unwrap();
