@@ -1073,17 +1073,23 @@ fn fix_vmdk(path: &Path, seed: &str) -> StageResult {
             .iter()
             .position(|b| *b == b'\n')
             .ok_or("VMDK descriptor without newline")?;
-    let text_end = head[at..].iter().position(|b| *b == 0).map(|p| at + p);
-    let mut tail = cid.into_bytes();
-    tail.extend_from_slice(&head[line_end..text_end.unwrap_or(head.len())]);
-    match text_end {
-        // An embedded descriptor, padded with zeros: rewrite it in place.
-        Some(end) => {
-            let old_len = end - at;
-            if tail.len() > old_len && head[end..].iter().take(tail.len() - old_len).any(|b| *b != 0) {
+    match sparse_descriptor(&head) {
+        // An embedded descriptor (the sparse sub-formats): the header says
+        // where its sectors are; the new text fills them, zero-padded.
+        Some(region) => {
+            if !region.contains(&at) {
+                return Err("the VMDK's CID is not in the descriptor its header names".into());
+            }
+            let text_end = head[at..region.end]
+                .iter()
+                .position(|b| *b == 0)
+                .map_or(region.end, |p| at + p);
+            let mut tail = cid.into_bytes();
+            tail.extend_from_slice(&head[line_end..text_end]);
+            if at + tail.len() > region.end {
                 return Err("no room to rewrite the VMDK descriptor".into());
             }
-            tail.resize(tail.len().max(old_len), 0);
+            tail.resize(region.end - at, 0);
             f.write_all_at(&tail, at as u64).map_err(io)?;
         }
         // A descriptor file of its own (the flat sub-formats).
@@ -1091,11 +1097,27 @@ fn fix_vmdk(path: &Path, seed: &str) -> StageResult {
             if n == head.len() {
                 return Err("VMDK descriptor file larger than expected".into());
             }
+            let mut tail = cid.into_bytes();
+            tail.extend_from_slice(&head[line_end..]);
             f.set_len(at as u64).map_err(io)?;
             f.write_all_at(&tail, at as u64).map_err(io)?;
         }
     }
     Ok(())
+}
+
+/// The bytes of a sparse VMDK's embedded descriptor, from its header
+/// (`KDMV`, then version, flags, capacity, grain size, and the descriptor's
+/// offset and size in sectors, little-endian), when `head` holds all of it.
+fn sparse_descriptor(head: &[u8]) -> Option<std::ops::Range<usize>> {
+    if head.len() < 44 || &head[..4] != b"KDMV" {
+        return None;
+    }
+    let sectors = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().expect("8 bytes"));
+    let (offset, size) = (sectors(28), sectors(36));
+    let start = usize::try_from(offset.checked_mul(512)?).ok()?;
+    let end = start.checked_add(usize::try_from(size.checked_mul(512)?).ok()?)?;
+    (offset > 0 && end <= head.len()).then_some(start..end)
 }
 
 /// VHD (fixed): the footer's time stamp and unique id, then its checksum.
@@ -1403,6 +1425,41 @@ mod tests {
         }
     }
 
+    /// qemu-img draws the CID at random and prints it with %x, so it can be
+    /// shorter than 8 digits: the rewrite gives the same bytes whatever it was.
+    #[test]
+    fn a_vmdk_cid_of_any_length_is_rewritten_alike() {
+        let tmp = TempDir::new("qemu-vmdk").unwrap();
+        let mut made = Vec::new();
+        for (i, old) in ["1a", "75998837", "0"].iter().enumerate() {
+            // The same name in each: the descriptor names its extent file.
+            let dir = tmp.path().join(format!("{i}"));
+            std::fs::create_dir(&dir).unwrap();
+            let path = dir.join("d.vmdk");
+            output(
+                Command::new("qemu-img")
+                    .args(["create", "-q", "-f", "vmdk"])
+                    .arg(&path)
+                    .arg("16M"),
+            );
+            let mut bytes = std::fs::read(&path).unwrap();
+            let region = sparse_descriptor(&bytes).expect("a sparse VMDK names its descriptor");
+            let text = String::from_utf8_lossy(&bytes[region.clone()])
+                .trim_end_matches('\0')
+                .to_string();
+            let cid_line = text.lines().find(|l| l.starts_with("CID=")).unwrap().to_string();
+            let text = text.replacen(&cid_line, &format!("CID={old}"), 1);
+            let mut new = text.into_bytes();
+            new.resize(region.len(), 0);
+            bytes[region].copy_from_slice(&new);
+            std::fs::write(&path, &bytes).unwrap();
+            fix_vmdk(&path, "seed").unwrap();
+            output(Command::new("qemu-img").args(["check", "-f", "vmdk"]).arg(&path));
+            made.push(std::fs::read(&path).unwrap());
+        }
+        assert!(made.windows(2).all(|w| w[0] == w[1]), "the same bytes from any CID");
+    }
+
     #[test]
     fn uefi_boot() {
         let tmp = TempDir::new("qemu-test").unwrap();
@@ -1412,22 +1469,6 @@ mod tests {
         // No BIOS boot partition: no boot.img in the protective MBR.
         assert!(read_at(&raw, 0, 440).iter().all(|b| *b == 0));
         assert!(boots(&raw, true), "GRUB (UEFI) did not print the marker");
-    }
-
-    #[test]
-    fn vmdk_cid_of_any_length() {
-        let tmp = TempDir::new("qemu-test").unwrap();
-        let p = tmp.path().join("x.vmdk");
-        let mut data = b"KDMV....# Disk DescriptorFile\nversion=1\nCID=abc\nparentCID=ffffffff\n".to_vec();
-        data.resize(1024, 0);
-        std::fs::write(&p, &data).unwrap();
-        fix_vmdk(&p, "seed").unwrap();
-        let out = std::fs::read(&p).unwrap();
-        assert_eq!(out.len(), 1024);
-        let text = String::from_utf8_lossy(&out[..out.iter().position(|b| *b == 0).unwrap()]).into_owned();
-        let cid = text.split("\nCID=").nth(1).unwrap().split('\n').next().unwrap();
-        assert_eq!(cid.len(), 8);
-        assert!(text.ends_with("\nparentCID=ffffffff\n"), "{text}");
     }
 
     /// An ESP of any size on a big disk (mkfs.fat judged by the disk, not
