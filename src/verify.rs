@@ -68,6 +68,9 @@ const DIFFOSCOPE_FILES: usize = 3;
 
 pub fn verify(args: VerifyArgs) -> i32 {
     let scratch = std::env::temp_dir().join(format!("osbuild-verify-{}", std::process::id()));
+    // A dead run's directory with this process id: its stores would make
+    // both builds come from cache.
+    let _ = fs::remove_dir_all(&scratch);
     let result = verify_in(&args, &scratch);
     if args.keep {
         eprintln!("kept both builds in {}", scratch.display());
