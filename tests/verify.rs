@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 use crate::support::Scratch;
 
+/// With `stamp`, a stage that writes the time; and then a `source_epoch`, as
+/// a lock gives, so the layers' times are the same and only the stamp differs.
 fn image(name: &str, stamp: bool) -> Value {
     let mut stages = vec![json!({"name": "org.osbuild.files", "options": {"files": [
         {"path": "/etc/motd", "content": "Built by osbuild.\n"}
@@ -13,11 +15,15 @@ fn image(name: &str, stamp: bool) -> Value {
     if stamp {
         stages.push(json!({"name": "test.stamp"}));
     }
-    json!({
+    let mut image = json!({
         "name": name,
         "stages": stages,
         "assembler": {"name": "org.osbuild.tar", "options": {"filename": format!("{name}.tar")}}
-    })
+    });
+    if stamp {
+        image["source_epoch"] = json!(1_700_000_000);
+    }
+    image
 }
 
 /// `osbuild verify` with its temporary directory inside the test's scratch.
