@@ -1181,3 +1181,28 @@ fn a_mistake_late_in_a_70000_character_line_is_shown_cut_around_it() {
         assert!(out.contains(expected), "expected {expected:?} in:\n{out}");
     }
 }
+
+/// `lower` prints what the executor runs: every field of the manifest, the
+/// time a pipeline builds for included, and a typo'd epoch is an error.
+#[test]
+fn a_scripts_source_epoch_reaches_the_manifest_and_lower() {
+    let s = Scratch::new("script-epoch");
+    let l = lower_text(
+        &s.dir,
+        "let b = pipeline(\"b\");\nb.stage(\"org.osbuild.noop\");\nlet p = pipeline(\"p\");\n\
+         p.source_epoch = 1700000000;\nb.source_epoch = 1600000000;\np.build(b);\n\
+         p.stage(\"org.osbuild.noop\");\nemit(p);\n",
+        &[],
+    );
+    let manifest = &l.images[0].manifest;
+    assert_eq!(manifest.pipeline.source_epoch, Some(1_700_000_000));
+    assert_eq!(
+        manifest.pipeline.build.as_ref().unwrap().source_epoch,
+        Some(1_600_000_000)
+    );
+    let printed: Value = serde_json::from_str(&manifests_json(&l)).unwrap();
+    let canonical: Value = serde_json::from_str(&manifest.canonical_json()).unwrap();
+    assert_eq!(printed, canonical, "lower prints the manifest whole");
+    let err = diagnose("let p = pipeline(\"p\");\np.source_epoch = -1;\nemit(p);\n");
+    assert!(err.contains("source_epoch must be seconds since 1970"), "{err}");
+}

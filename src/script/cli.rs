@@ -58,6 +58,8 @@ struct Sorted<'a> {
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     runner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_epoch: Option<u64>,
     /// A locked image's pinned files (top level only).
     #[serde(skip_serializing_if = "Option::is_none")]
     sources: Option<&'a serde_json::Map<String, Value>>,
@@ -74,6 +76,7 @@ impl<'a> Sorted<'a> {
             build: p.build.as_deref().map(|b| Box::new(Sorted::new(b))),
             name: p.name.as_deref(),
             runner: p.runner.as_deref(),
+            source_epoch: p.source_epoch,
             sources: None,
             stages: &p.stages,
         }
