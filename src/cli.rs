@@ -28,6 +28,8 @@ pub struct Common {
     pub json: bool,
     /// What each stage's sandbox may take.
     pub limits: crate::sandbox::Limits,
+    /// The `--limit` arguments as given, for child builds.
+    pub limit_args: Vec<String>,
     /// `--locked`: build only with a lock that fits (exit status 2 otherwise).
     pub locked: bool,
     /// `--sources DIR`: read locked stages' files from DIR, fetching nothing.

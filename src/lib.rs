@@ -13,6 +13,7 @@ pub mod lock;
 pub mod manifest;
 pub mod monitor;
 pub mod output;
+pub mod parallel;
 pub mod plan;
 pub mod registry;
 pub mod repl;

@@ -112,6 +112,10 @@ enum Command {
         /// Build the other images when one fails (exit status 1 at the end).
         #[arg(short = 'k', long)]
         keep_going: bool,
+        /// Build up to N images at once, each a child build on the same store
+        /// (shared stages are still built once); default: the machine's cores.
+        #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
         /// The script.
         script: PathBuf,
     },
@@ -225,6 +229,7 @@ fn common(c: CommonOpts) -> Common {
         locked: c.locked,
         sources: c.sources,
         limits: limits(&c.limits),
+        limit_args: c.limits.clone(),
         store: c.store,
         libdir: c.libdir,
         json: c.json,
@@ -254,6 +259,7 @@ fn script_args(
         output,
         verbose,
         keep_going: false,
+        jobs: 1,
     }
 }
 
@@ -289,9 +295,11 @@ fn main() {
             output,
             verbose,
             keep_going,
+            jobs,
             script,
         }) => script_cli::run(ScriptArgs {
             keep_going,
+            jobs: jobs.map_or_else(osbuild::parallel::default_jobs, usize::from),
             ..script_args(c, define, script, Some(output), verbose)
         }),
         Some(Command::Lock { schema: true, .. }) => {

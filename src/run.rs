@@ -225,7 +225,7 @@ impl Images<'_> {
     }
 }
 
-fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+pub(crate) fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut files: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
         .map(|entries| {
             entries

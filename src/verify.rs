@@ -243,6 +243,7 @@ fn build(
             Ok(())
         });
     }
+    crate::parallel::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| format!("cannot start osbuild build: {e}"))?;
     let mut interrupted = None;
     let status = loop {

@@ -11,6 +11,7 @@ mod interrupt;
 mod locked;
 mod manifest_errors;
 mod os_image;
+mod parallel;
 mod planted_symlinks;
 mod repl;
 mod sandbox;

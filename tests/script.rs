@@ -1011,9 +1011,10 @@ fn an_unknown_base_is_shown_at_the_call_that_names_it() {
 fn run_builds_a_fleet_and_its_shared_prefix_once() {
     let s = Scratch::new("script-cli-run");
     let script = s.write("fleet.rhai", LIGHT_FLEET);
+    // One image after another, so which one builds the shared stages is known.
     let out = s
         .osbuild()
-        .args(["run", "--json", "-o"])
+        .args(["run", "-j1", "--json", "-o"])
         .arg(s.path("out"))
         .arg(&script)
         .output()
@@ -1092,10 +1093,11 @@ fn a_failing_image_names_what_it_left_unbuilt_and_keep_going_builds_the_rest() {
 }
 "#,
     );
+    // One image after another: a failure stops what would come after it.
     let run = |extra: &[&str], out: &str| {
         let out = s
             .osbuild()
-            .arg("run")
+            .args(["run", "-j1"])
             .args(extra)
             .arg("-o")
             .arg(s.path(out))

@@ -25,6 +25,8 @@ pub struct ScriptArgs {
     pub verbose: bool,
     /// `run`: build the other images when one fails.
     pub keep_going: bool,
+    /// `run`: how many images at once (1: one after another, in this process).
+    pub jobs: usize,
 }
 
 /// The script lowered, its images pinned by the lock beside it when it fits
@@ -193,28 +195,47 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
     for image in &lowering.images {
         plans.push(plan(&image.manifest, Some(&store)).map_err(|e| plan_error(&lowering, image, e))?);
     }
-    let mut monitor: Box<dyn Monitor> = if args.common.json {
-        Box::new(JsonLines)
+    let run = if args.jobs > 1 && lowering.images.len() > 1 {
+        let images: Vec<(String, Manifest)> = lowering
+            .images
+            .iter()
+            .map(|i| (i.name.clone(), i.manifest.clone()))
+            .collect();
+        let scratch = std::env::temp_dir().join(format!("osbuild-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let run = crate::parallel::Parallel {
+            common: &args.common,
+            jobs: args.jobs,
+            keep_going: args.keep_going,
+            verbose: args.verbose,
+        }
+        .run(&images, out, &scratch);
+        let _ = std::fs::remove_dir_all(&scratch);
+        run
     } else {
-        Box::new(Terminal { verbose: args.verbose })
+        let mut monitor: Box<dyn Monitor> = if args.common.json {
+            Box::new(JsonLines)
+        } else {
+            Box::new(Terminal { verbose: args.verbose })
+        };
+        let images: Vec<(Option<&str>, &Manifest)> = lowering
+            .images
+            .iter()
+            .map(|i| (Some(i.name.as_str()), &i.manifest))
+            .collect();
+        Images {
+            store: &store,
+            registry: &registry,
+            limits: args.common.limits,
+            keep_going: args.keep_going,
+        }
+        .run(&images, Some(out), monitor.as_mut(), |_| {})
     };
-    let images: Vec<(Option<&str>, &Manifest)> = lowering
-        .images
-        .iter()
-        .map(|i| (Some(i.name.as_str()), &i.manifest))
-        .collect();
-    let run = Images {
-        store: &store,
-        registry: &registry,
-        limits: args.common.limits,
-        keep_going: args.keep_going,
-    }
-    .run(&images, Some(out), monitor.as_mut(), |_| {});
     if let Some((failure, rest)) = run.stopped {
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
         summary(&run.done, &rest, args.common.json);
         if !rest.is_empty() && failure.code != EXIT_INTERRUPTED {
-            let stopper = run.done.last().map_or("", |b| b.name.as_str());
+            let stopper = run.done.iter().find(|b| b.failed).map_or("", |b| b.name.as_str());
             eprintln!(
                 "{stopper} stopped the run: not built: {} (--keep-going builds them anyway)",
                 rest.join(", ")
