@@ -22,6 +22,7 @@ pub mod sandbox;
 pub mod sbom;
 pub mod schema;
 pub mod script;
+pub mod sharing;
 pub mod signals;
 pub mod sources;
 pub mod store;

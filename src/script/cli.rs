@@ -172,6 +172,11 @@ fn inspect_inner(args: &ScriptArgs) -> Result<(), Failure> {
         for p in &plans {
             print_plan(p, false);
         }
+        if plans.len() > 1 {
+            let named: Vec<(String, &crate::plan::Plan)> =
+                lowering.images.iter().map(|i| i.name.clone()).zip(&plans).collect();
+            print!("{}", crate::sharing::describe(&crate::sharing::sharing(&named)));
+        }
     }
     Ok(())
 }
