@@ -134,8 +134,11 @@ impl Parallel<'_> {
                 let dir = out.join(name);
                 let failed = !status.success();
                 if failed {
+                    // Its diagnostic, as a build of one image prints it (by image in text).
                     let text = std::fs::read_to_string(&r.stderr).unwrap_or_default();
-                    if !self.common.json {
+                    if self.common.json {
+                        eprint!("{text}");
+                    } else {
                         eprint!("{}", prefixed(name, &text));
                     }
                     if status.code() == Some(EXIT_INTERRUPTED) {
