@@ -1208,3 +1208,25 @@ fn a_scripts_source_epoch_reaches_the_manifest_and_lower() {
     let err = diagnose("let p = pipeline(\"p\");\np.source_epoch = -1;\nemit(p);\n");
     assert!(err.contains("source_epoch must be seconds since 1970"), "{err}");
 }
+
+/// A mistake inside a closure that a stdlib function calls (`fleet::each`)
+/// is shown in the closure, where the user wrote it, not at the same line
+/// and column of the stdlib module that called it.
+#[test]
+fn a_mistake_in_a_closure_the_stdlib_calls_is_shown_where_it_was_written() {
+    let text = diagnose(
+        "import \"fleet\" as fleet;\nfleet::each(#{ role: [\"web\"] }, |c| {\n    let p = pipeline(c.role);\n    \
+         p.stage(\"org.osbuild.nope\", #{});\n    p\n});\n",
+    );
+    assert!(text.contains("unknown stage `org.osbuild.nope`"), "{text}");
+    assert!(text.contains("test.rhai:4:13"), "at the user's line: {text}");
+    assert!(
+        !text.contains("the error comes from here (stdlib/fleet.rhai)"),
+        "{text}"
+    );
+    assert!(text.contains("inside a closure, which was called here"), "{text}");
+    assert!(
+        text.contains("inside `each` (stdlib/fleet.rhai), which was called here"),
+        "{text}"
+    );
+}

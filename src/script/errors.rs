@@ -175,8 +175,9 @@ pub fn from_eval(err: EvalAltResult, sources: &Sources) -> ScriptDiagnostic {
                 } else {
                     current.clone()
                 };
+                // Where a closure was written Rhai does not say (see below).
                 let what = if name.starts_with("anon$") {
-                    format!("inside a closure ({callee}), which was called here")
+                    "inside a closure, which was called here".to_string()
                 } else {
                     format!("inside `{name}` ({callee}), which was called here")
                 };
@@ -220,6 +221,20 @@ pub fn from_eval(err: EvalAltResult, sources: &Sources) -> ScriptDiagnostic {
         }
     }
     let inner = describe(err, sources, &current);
+    // A closure runs in the module that calls it (`fleet::each`), so Rhai
+    // names that module, but its position is in the source that wrote the
+    // closure: the one whose text at that position holds what the error is
+    // about (the user's files first).
+    if let Some(needle) = &inner.needle {
+        let holds = |name: &str| sources.text(name).is_some_and(|t| span_for(&t, pos, Some(needle)).1);
+        if !holds(&current) {
+            let mut names = sources.names();
+            names.sort_by_key(|n| is_stdlib(n));
+            if let Some(home) = names.into_iter().find(|n| holds(n)) {
+                current = home;
+            }
+        }
+    }
 
     // Where the main label goes: the innermost place, or for a mistake in the
     // arguments given to a stdlib function, the user's call into the stdlib.

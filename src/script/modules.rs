@@ -107,6 +107,13 @@ impl Sources {
         &self.root
     }
 
+    /// Every source's name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.files.lock().unwrap().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     pub fn text(&self, name: &str) -> Option<Arc<String>> {
         self.files.lock().unwrap().get(name).map(|f| f.text.clone())
     }
