@@ -109,81 +109,91 @@ fn stage(
 }
 
 /// A locked manifest says twice what it installs: each package stage's
-/// `locked` pins, and the `sources` files (`org.osbuild.deb` items). The
-/// pins are what is built; `sources` must not say otherwise.
+/// `locked` pins, and the `sources` files (the items of `org.osbuild.deb`
+/// and `org.osbuild.rpm`). The pins are what is built; `sources` must not
+/// say otherwise.
 fn sources(located: &Located, errors: &mut Vec<SpannedError>) {
-    let Some(items) = located
-        .manifest
-        .sources
-        .as_ref()
-        .and_then(|s| s.get("org.osbuild.deb"))
-        .and_then(|d| d.get("items"))
-        .and_then(|i| i.as_object())
-    else {
+    let Some(sources) = located.manifest.sources.as_ref() else {
         return;
     };
-    let source = &located.source.source;
-    let root = &located.source.root;
-    let at = |key: Option<&str>| -> std::ops::Range<usize> {
-        let mut path: Vec<PathSegment> = vec!["sources".into(), "org.osbuild.deb".into(), "items".into()];
-        match key {
-            Some(k) => {
-                path.push(k.into());
-                root.key_span(&path).unwrap_or_else(|| root.best_span(&path))
-            }
-            None => root.best_span(&path),
-        }
-    };
-    let mut pinned = std::collections::BTreeMap::new();
+    let mut pinned: std::collections::BTreeMap<(&str, String), (osbuild_stages::lock::Pin, String)> =
+        std::collections::BTreeMap::new();
     let mut p = Some(&located.manifest.pipeline);
     while let Some(pipeline) = p {
         for stage in &pipeline.stages {
-            if let Some(locked) = crate::sources::locked_of(stage) {
-                for pin in locked.pins() {
-                    pinned.insert(format!("sha256:{}", pin.sha256), (pin.clone(), stage.name.clone()));
+            for r in crate::sources::locked_of(stage)
+                .map(|l| l.repositories)
+                .unwrap_or_default()
+            {
+                for pin in r.packages {
+                    let key = (r.format.source_kind(), format!("sha256:{}", pin.sha256));
+                    pinned.insert(key, (pin, stage.name.clone()));
                 }
             }
         }
         p = pipeline.build.as_deref();
     }
-    for (key, (pin, stage)) in &pinned {
-        let listed = items.get(key);
-        let fits = listed.is_some_and(|v| {
-            v.get("path").and_then(|x| x.as_str()) == Some(pin.path.as_str())
-                && v.get("size").and_then(|x| x.as_u64()) == Some(pin.size)
-        });
-        if !fits {
-            let what = if listed.is_some() {
-                "lists another path or size for"
-            } else {
-                "lack"
-            };
+    let source = &located.source.source;
+    let root = &located.source.root;
+    for kind in ["org.osbuild.deb", "org.osbuild.rpm"] {
+        let Some(items) = sources
+            .get(kind)
+            .and_then(|d| d.get("items"))
+            .and_then(|i| i.as_object())
+        else {
+            continue;
+        };
+        let at = |key: Option<&str>| -> std::ops::Range<usize> {
+            let mut path: Vec<PathSegment> = vec!["sources".into(), kind.into(), "items".into()];
+            match key {
+                Some(k) => {
+                    path.push(k.into());
+                    root.key_span(&path).unwrap_or_else(|| root.best_span(&path))
+                }
+                None => root.best_span(&path),
+            }
+        };
+        for ((_, key), (pin, stage)) in pinned.iter().filter(|((k, _), _)| *k == kind) {
+            let listed = items.get(key);
+            let fits = listed.is_some_and(|v| {
+                v.get("path").and_then(|x| x.as_str()) == Some(pin.path.as_str())
+                    && v.get("size").and_then(|x| x.as_u64()) == Some(pin.size)
+            });
+            if !fits {
+                let what = if listed.is_some() {
+                    "lists another path or size for"
+                } else {
+                    "lack"
+                };
+                errors.push(
+                    source
+                        .error(
+                            at(listed.map(|_| key.as_str())),
+                            format!(
+                                "the manifest's sources {what} {} {} ({key}), which {stage} pins",
+                                pin.name, pin.version
+                            ),
+                        )
+                        .label("not what the stages pin")
+                        .help(FIT_HELP),
+                );
+            }
+        }
+        for key in items.keys().filter(|k| !pinned.contains_key(&(kind, k.to_string()))) {
             errors.push(
                 source
                     .error(
-                        at(listed.map(|_| key.as_str())),
-                        format!(
-                            "the manifest's sources {what} {} {} ({key}), which {stage} pins",
-                            pin.name, pin.version
-                        ),
+                        at(Some(key)),
+                        format!("{key} is in the manifest's sources, but no stage pins it"),
                     )
-                    .label("not what the stages pin")
-                    .help("the stages' `locked` pins are what is built: `osbuild lower` writes sources that fit them"),
+                    .label("pinned by no stage")
+                    .help(FIT_HELP),
             );
         }
     }
-    for key in items.keys().filter(|k| !pinned.contains_key(*k)) {
-        errors.push(
-            source
-                .error(
-                    at(Some(key)),
-                    format!("{key} is in the manifest's sources, but no stage pins it"),
-                )
-                .label("pinned by no stage")
-                .help("the stages' `locked` pins are what is built: `osbuild lower` writes sources that fit them"),
-        );
-    }
 }
+
+const FIT_HELP: &str = "the stages' `locked` pins are what is built: `osbuild lower` writes sources that fit them";
 
 /// What to say about a name that is neither a stage nor an assembler.
 pub struct UnknownName {

@@ -388,18 +388,23 @@ impl Lock {
                 serde_json::to_value(&locked.locked).expect("pins serialize"),
             );
         }
-        let mut items = Map::new();
+        // Per kind of file: `org.osbuild.deb`, `org.osbuild.rpm`.
+        let mut kinds: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
         for s in stages.iter().filter_map(|s| self.stage(&s.key)) {
-            for p in s.locked.pins() {
-                items.insert(
-                    format!("sha256:{}", p.sha256),
-                    serde_json::json!({"path": p.path, "size": p.size}),
-                );
+            for r in &s.locked.repositories {
+                for p in &r.packages {
+                    kinds.entry(r.format.source_kind()).or_default().insert(
+                        format!("sha256:{}", p.sha256),
+                        serde_json::json!({"path": p.path, "size": p.size}),
+                    );
+                }
             }
         }
-        if !items.is_empty() {
+        if !kinds.is_empty() {
             let mut sources = out.sources.take().unwrap_or_default();
-            sources.insert("org.osbuild.deb".into(), serde_json::json!({ "items": items }));
+            for (kind, items) in kinds {
+                sources.insert(kind.into(), serde_json::json!({ "items": items }));
+            }
             out.sources = Some(sources);
         }
         out

@@ -36,6 +36,14 @@ impl Format {
         *self == Format::Deb
     }
 
+    /// The name of a manifest's `sources` entry that lists such files.
+    pub fn source_kind(&self) -> &'static str {
+        match self {
+            Format::Deb => "org.osbuild.deb",
+            Format::Rpm => "org.osbuild.rpm",
+        }
+    }
+
     /// What a package file's name ends with.
     pub fn extension(&self) -> &'static str {
         match self {
