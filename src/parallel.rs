@@ -183,16 +183,8 @@ impl Parallel<'_> {
     /// The sources step for every image at once (children then find the
     /// files in the store, or read `--sources`).
     fn sources(&self, images: &[(String, Manifest)]) -> Result<(), Failure> {
-        let stages = crate::sources::stages_of(images);
-        if crate::sources::files_of(stages.iter().copied()).is_empty() {
-            return Ok(());
-        }
-        let (dir, fetching) = match &self.common.sources {
-            Some(dir) => (dir.clone(), false),
-            None => (crate::cli::open_store(self.common)?.sources_dir(), true),
-        };
         let json = self.common.json;
-        crate::sources::prepare(&stages, &dir, fetching, &mut |text| {
+        images_sources(self.common, images, &mut |text| {
             if json {
                 println!("{}", serde_json::json!({"type": "sources", "text": text}));
             } else {
@@ -200,7 +192,6 @@ impl Parallel<'_> {
             }
         })
         .map(|_| ())
-        .map_err(|e| Failure::failed(msg(format!("sources: {e}"))))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -217,27 +208,18 @@ impl Parallel<'_> {
         let stderr = scratch.join(format!("{name}.stderr"));
         let err_file =
             std::fs::File::create(&stderr).map_err(|e| Failure::failed(msg(format!("{}: {e}", stderr.display()))))?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("build")
-            .arg("--json")
-            .arg("--store")
-            .arg(&self.common.store)
-            .arg("-o")
-            .arg(out.join(name))
+        let mut cmd = child_build(
+            exe,
+            self.common,
+            &self.common.store,
+            self.common.sources.as_deref(),
+            &out.join(name),
+            &["--json"],
+        );
+        cmd.arg(manifest)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err_file);
-        if let Some(libdir) = &self.common.libdir {
-            cmd.arg("--libdir").arg(libdir);
-        }
-        if let Some(dir) = &self.common.sources {
-            cmd.arg("--sources").arg(dir);
-        }
-        for limit in &self.common.limit_args {
-            cmd.arg("--limit").arg(limit);
-        }
-        cmd.arg(manifest);
-        die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| Failure::failed(msg(format!("cannot start the build of {name}: {e}"))))?;
@@ -309,9 +291,62 @@ impl Parallel<'_> {
     }
 }
 
+/// The sources step for `images` (fetched into the store, or verified in
+/// `--sources`); the directory their builds read, none when nothing is locked.
+pub(crate) fn images_sources(
+    common: &Common,
+    images: &[(String, Manifest)],
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<PathBuf>, Failure> {
+    let stages = crate::sources::stages_of(images);
+    if crate::sources::files_of(stages.iter().copied()).is_empty() {
+        return Ok(None);
+    }
+    let (dir, fetching) = match &common.sources {
+        Some(dir) => (dir.clone(), false),
+        None => (crate::cli::open_store(common)?.sources_dir(), true),
+    };
+    crate::sources::prepare(&stages, &dir, fetching, progress)
+        .map_err(|e| Failure::failed(msg(format!("sources: {e}"))))?;
+    Ok(Some(dir))
+}
+
+/// `osbuild build` (then `extra`) of a manifest the caller adds, into `out`
+/// on `store`, as a child: with the libdir, `sources` and limits of this
+/// run (paths made absolute, as the child may run elsewhere), dying with
+/// this process.
+pub(crate) fn child_build(
+    exe: &Path,
+    common: &Common,
+    store: &Path,
+    sources: Option<&Path>,
+    out: &Path,
+    extra: &[&str],
+) -> Command {
+    let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut cmd = Command::new(exe);
+    cmd.arg("build")
+        .args(extra)
+        .arg("--store")
+        .arg(store)
+        .arg("-o")
+        .arg(out);
+    if let Some(libdir) = &common.libdir {
+        cmd.arg("--libdir").arg(absolute(libdir));
+    }
+    if let Some(dir) = sources {
+        cmd.arg("--sources").arg(absolute(dir));
+    }
+    for limit in &common.limit_args {
+        cmd.arg("--limit").arg(limit);
+    }
+    die_with_parent(&mut cmd);
+    cmd
+}
+
 /// A child build that outlives this process (killed, say) is sent SIGTERM,
 /// on which it stops its stage and cleans up, as on Ctrl-C.
-pub(crate) fn die_with_parent(cmd: &mut Command) {
+fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches only the child.
     unsafe {

@@ -96,7 +96,12 @@ fn verify_in(args: &VerifyArgs, scratch: &Path) -> Result<bool, Failure> {
             args.input.display()
         );
     }
-    let sources = sources_for(common, &images)?;
+    let json = common.json;
+    let sources = crate::parallel::images_sources(common, &images, &mut |text| {
+        if !json {
+            eprintln!("{text}");
+        }
+    })?;
     let manifests = scratch.join("manifests");
     fs::create_dir_all(&manifests).map_err(|e| io_failure(&manifests, e))?;
     let mut files = Vec::new();
@@ -162,27 +167,6 @@ fn verify_in(args: &VerifyArgs, scratch: &Path) -> Result<bool, Failure> {
     Ok(all_same)
 }
 
-/// The sources directory the builds read: `--sources DIR` (verified), or
-/// the store's, fetched into now; none when nothing is locked.
-fn sources_for(common: &Common, images: &[(String, Manifest)]) -> Result<Option<PathBuf>, Failure> {
-    let stages = crate::sources::stages_of(images);
-    if crate::sources::files_of(stages.iter().copied()).is_empty() {
-        return Ok(None);
-    }
-    let (dir, fetching) = match &common.sources {
-        Some(dir) => (dir.clone(), false),
-        None => (crate::cli::open_store(common)?.sources_dir(), true),
-    };
-    let json = common.json;
-    crate::sources::prepare(&stages, &dir, fetching, &mut |text| {
-        if !json {
-            eprintln!("{text}");
-        }
-    })
-    .map_err(|e| Failure::failed(msg(format!("sources: {e}"))))?;
-    Ok(Some(dir))
-}
-
 /// Why a child build stopped short.
 enum Stopped {
     Failed(String),
@@ -208,12 +192,8 @@ fn build(
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let log_path = run.dir.join(format!("{name}.log"));
     let log = fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("build")
-        .arg("--store")
-        .arg(run.store())
-        .arg("-o")
-        .arg(run.output(name))
+    let mut cmd = crate::parallel::child_build(&exe, common, &run.store(), sources, &run.output(name), &[]);
+    cmd.arg(manifest)
         .current_dir(&run.dir)
         .env("TZ", run.tz)
         .env("LC_ALL", run.locale)
@@ -225,15 +205,6 @@ fn build(
         Some(e) => cmd.env("SOURCE_DATE_EPOCH", e),
         None => cmd.env_remove("SOURCE_DATE_EPOCH"),
     };
-    if let Some(libdir) = &common.libdir {
-        cmd.arg("--libdir")
-            .arg(fs::canonicalize(libdir).unwrap_or_else(|_| libdir.clone()));
-    }
-    if let Some(dir) = sources {
-        cmd.arg("--sources")
-            .arg(fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
-    }
-    cmd.arg(manifest);
     let umask = run.umask;
     // SAFETY: umask is async-signal-safe and touches nothing but the child.
     unsafe {
@@ -243,7 +214,6 @@ fn build(
             Ok(())
         });
     }
-    crate::parallel::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| format!("cannot start osbuild build: {e}"))?;
     let mut interrupted = None;
     let status = loop {
@@ -294,7 +264,7 @@ fn compare(name: &str, manifest: &Manifest, runs: &[Conditions; 2]) -> Result<Ou
             if !path.exists() {
                 return Ok(None);
             }
-            crate::sources::sha256_file(&path)
+            osbuild_stages::lock::sha256_file(&path)
                 .map(Some)
                 .map_err(|e| io_failure(&path, e))
         };

@@ -7,23 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{mounts, Scratch};
+use crate::support::{mounts, processes_with, Scratch};
 
 /// A unique sleep duration, so the test can find its own stage's processes.
 fn marker() -> String {
     format!("{}.{}", 300 + std::process::id() % 100, std::process::id())
-}
-
-fn processes_with(marker: &str) -> usize {
-    let mut n = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(marker) {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 /// Starts a build whose second stage sleeps (in a child process, and in a

@@ -21,6 +21,34 @@ fn image(packages: &[&str]) -> Value {
     })
 }
 
+/// A locked build from `sources` in a network namespace of its own (no
+/// network at all); the build and the listing of its `root.tar`.
+fn build_offline(
+    store: &std::path::Path,
+    sources: &std::path::Path,
+    manifest: &std::path::Path,
+    out: &std::path::Path,
+) -> (Build, String) {
+    let mut offline = Command::new("unshare");
+    offline
+        .arg("--net")
+        .arg(env!("CARGO_BIN_EXE_osbuild"))
+        .arg("--store")
+        .arg(store)
+        .arg("--sources")
+        .arg(sources)
+        .args(["build", "--locked", "--json", "-o"])
+        .arg(out)
+        .arg(manifest);
+    let built = run(&mut offline).ok();
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(out.join("root.tar"))
+        .output()
+        .unwrap();
+    (built, String::from_utf8_lossy(&listing.stdout).into_owned())
+}
+
 fn run(cmd: &mut Command) -> Build {
     cmd.env("NO_COLOR", "1");
     Build::from(cmd.output().unwrap())
@@ -98,25 +126,8 @@ fn a_locked_image_builds_offline_from_its_fetched_sources() {
 
     // Built with no network at all: a network namespace of its own.
     let out_dir = s.path("out");
-    let mut offline = Command::new("unshare");
-    offline
-        .arg("--net")
-        .arg(env!("CARGO_BIN_EXE_osbuild"))
-        .arg("--store")
-        .arg(s.path("store-offline"))
-        .arg("--sources")
-        .arg(&sources)
-        .args(["build", "--locked", "--json", "-o"])
-        .arg(&out_dir)
-        .arg(&manifest);
-    let built = run(&mut offline).ok();
+    let (built, listing) = build_offline(&s.path("store-offline"), &sources, &manifest, &out_dir);
     assert_eq!(built.ran(), 4);
-    let listing = Command::new("tar")
-        .arg("-tf")
-        .arg(out_dir.join("root.tar"))
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(listing.contains("./usr/bin/less"), "less is installed");
     assert!(
         !listing.contains("var/cache/apt/archives/less"),
@@ -275,25 +286,8 @@ fn a_locked_dnf_stage_installs_its_pins_offline() {
     );
     std::fs::remove_dir_all(&repo).unwrap();
     let out_dir = s.path("out");
-    let mut offline = Command::new("unshare");
-    offline
-        .arg("--net")
-        .arg(env!("CARGO_BIN_EXE_osbuild"))
-        .arg("--store")
-        .arg(s.store())
-        .arg("--sources")
-        .arg(&sources)
-        .args(["build", "--locked", "--json", "-o"])
-        .arg(&out_dir)
-        .arg(&manifest);
-    let built = run(&mut offline).ok();
+    let (built, listing) = build_offline(&s.store(), &sources, &manifest, &out_dir);
     assert_eq!(built.ran(), 2);
-    let listing = Command::new("tar")
-        .arg("-tf")
-        .arg(out_dir.join("root.tar"))
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout);
     for name in ["osbuild-app", "osbuild-base"] {
         assert!(
             listing.contains(&format!("./usr/share/{name}/hello")),

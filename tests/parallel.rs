@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{mounts, Scratch};
+use crate::support::{mounts, processes_with, Scratch};
 
 /// Three images: `a` and `b` share a first stage and each has a slow stage
 /// of its own; `c` starts from `a`'s tree.
@@ -150,14 +150,6 @@ emit(b);
     assert!(stderr.contains("a stopped the run: not built: b"), "{stderr}");
     assert!(stdout.contains("(not built)"), "{stdout}");
     assert!(!s.path("out/b").exists());
-}
-
-fn processes_with(marker: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker)))
-        .count()
 }
 
 /// SIGINT to the parent alone (not the terminal's whole group) reaches every

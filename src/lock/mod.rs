@@ -38,7 +38,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::diagnostic::{Source, SpannedError};
 use crate::manifest::{json, Manifest, Pipeline, Stage};
@@ -200,10 +199,7 @@ fn unpinned(s: &Stage) -> Stage {
 }
 
 pub(crate) fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    osbuild_stages::lock::sha256(text.as_bytes())
 }
 
 /// The `inputs` of a lock for images with these keys.

@@ -20,7 +20,7 @@ use osbuild_stages::chain;
 use osbuild_stages::lock::{Locked, Repository};
 use osbuild_stages::offline::source_path;
 
-use super::{fetch, sha256_file, SourceError, SourceFile};
+use super::{fetch, verify, SourceError, SourceFile};
 use crate::manifest::Stage;
 
 /// Checks the chain of every repository the stages' pins come from;
@@ -162,26 +162,10 @@ fn check_one(
 /// Makes sure `file` is in `dir` with its SHA256: downloaded if `fetching`
 /// and absent, hashed again if `dir` may be anyone's (not fetching).
 fn have(file: &SourceFile, dir: &Path, fetching: bool) -> Result<(), SourceError> {
+    let one = std::slice::from_ref(file);
     if fetching {
-        return fetch(std::slice::from_ref(file), dir, &mut |_| {}).map(|_| ());
+        fetch(one, dir, &mut |_| {}).map(|_| ())
+    } else {
+        verify(one, dir)
     }
-    let path = source_path(dir, &file.sha256);
-    if !path.is_file() {
-        return Err(SourceError::Missing {
-            what: file.what.clone(),
-            sha256: file.sha256.clone(),
-            dir: dir.to_path_buf(),
-            offline: true,
-        });
-    }
-    let got = sha256_file(&path).map_err(|e| SourceError::Io(format!("{}: {e}", path.display())))?;
-    if got != file.sha256 {
-        return Err(SourceError::Mismatch {
-            what: file.what.clone(),
-            url: path.display().to_string(),
-            want: file.sha256.clone(),
-            got,
-        });
-    }
-    Ok(())
 }

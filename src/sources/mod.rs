@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::Stage;
 use crate::plan::Plan;
-use osbuild_stages::lock::{hex, Locked};
+use osbuild_stages::lock::{hex, sha256_file, Locked};
 use osbuild_stages::offline::source_path;
 
 /// One file a locked stage installs.
@@ -338,14 +338,6 @@ fn try_download(agent: &ureq::Agent, url: &str, f: &SourceFile, tmp: &Path) -> R
     if size != f.size {
         return Err((format!("{size} bytes, the lock pins {}", f.size), true));
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// The hex SHA256 of a file's bytes.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
     Ok(hex(&hasher.finalize()))
 }
 

@@ -9,8 +9,6 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::content::xattrs;
 
 /// One entry that is not the same in both trees.
@@ -39,7 +37,7 @@ struct Entry {
 #[derive(Debug, PartialEq)]
 enum Content {
     None,
-    File { size: u64, sha256: [u8; 32] },
+    File { size: u64, sha256: String },
     Link(PathBuf),
     Device(u64),
 }
@@ -144,7 +142,7 @@ fn listing(root: &Path) -> io::Result<BTreeMap<PathBuf, Entry>> {
         let content = if kind.is_file() {
             Content::File {
                 size: meta.len(),
-                sha256: sha256(&path).map_err(|e| context(e, &path))?,
+                sha256: osbuild_stages::lock::sha256_file(&path).map_err(|e| context(e, &path))?,
             }
         } else if kind.is_symlink() {
             Content::Link(fs::read_link(&path).map_err(|e| context(e, &path))?)
@@ -186,19 +184,6 @@ fn kind_name(kind: &fs::FileType) -> &'static str {
         "fifo"
     } else {
         "socket"
-    }
-}
-
-fn sha256(path: &Path) -> io::Result<[u8; 32]> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
-        }
-        hasher.update(&buf[..n]);
     }
 }
 

@@ -43,6 +43,13 @@ impl Context {
     pub fn open_tree(&self) -> Result<crate::tree::Tree, StageError> {
         Ok(crate::tree::Tree::open(&self.tree)?)
     }
+
+    /// The build's sources, which a locked stage installs from.
+    pub fn locked_sources(&self) -> Result<&std::path::Path, StageError> {
+        self.sources
+            .as_deref()
+            .ok_or_else(|| "the stage is locked, but the build gave it no sources".into())
+    }
 }
 
 /// A stage's failure, shown at the end of its log.

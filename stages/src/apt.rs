@@ -305,11 +305,8 @@ impl Apt {
         env: &mut BuildEnv,
         locked: &crate::lock::Locked,
     ) -> StageResult {
-        let sources = ctx
-            .sources
-            .as_deref()
-            .ok_or("the stage is locked, but the build gave it no sources")?;
-        let epoch = locked.repositories.iter().map(|r| r.release.date).max().unwrap_or(0);
+        let sources = ctx.locked_sources()?;
+        let epoch = locked.release_date();
         let inside = Path::new("/").join(LOCKED_DIR);
         let dir = tree.path().join(LOCKED_DIR);
         let line = crate::offline::local_repository(locked, sources, &dir.join("repo"), &inside.join("repo"), epoch)?;

@@ -259,14 +259,9 @@ impl Debootstrap {
         mirror: &str,
         before: &crate::leftovers::Before,
     ) -> StageResult {
-        let sources = ctx
-            .sources
-            .as_deref()
-            .ok_or("the stage is locked, but the build gave it no sources")?;
-        if locked.arch != arch {
-            return Err(format!("the lock pins packages for {}, the stage is for {arch}", locked.arch).into());
-        }
-        let epoch = locked.repositories.iter().map(|r| r.release.date).max().unwrap_or(0);
+        let sources = ctx.locked_sources()?;
+        locked.check_arch(arch)?;
+        let epoch = locked.release_date();
         let repo = std::env::temp_dir().join("osbuild-locked");
         let line = crate::offline::local_repository(locked, sources, &repo, &repo, epoch)?;
         let bytes = crate::offline::seed_archives(locked, sources, tree)?;

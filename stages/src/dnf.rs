@@ -224,18 +224,8 @@ impl Dnf {
     /// local packages with every repository disabled. dnf resolves among
     /// exactly them: anything else it wanted would fail the stage.
     fn install_locked(&self, ctx: &Context, tmp: &Path, locked: &Locked) -> StageResult {
-        let sources = ctx
-            .sources
-            .as_deref()
-            .ok_or("the stage is locked, but the build gave it no sources")?;
-        if locked.arch != self.basearch() {
-            return Err(format!(
-                "the lock pins packages for {}, the stage is for {}",
-                locked.arch,
-                self.basearch()
-            )
-            .into());
-        }
+        let sources = ctx.locked_sources()?;
+        locked.check_arch(&self.basearch())?;
         let files = tmp.join("locked");
         let empty = tmp.join("no-repos.d");
         for d in [&files, &empty] {
@@ -425,7 +415,7 @@ impl Dnf {
     /// it: the `gpgkey` (its file's SHA256 for a `file://` key, else the
     /// SHA256 of the URL), or `none` without `gpgcheck`.
     fn keyring(&self, id: &str) -> Result<Keyring, String> {
-        let sha = |bytes: &[u8]| crate::lock::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let sha = crate::lock::sha256;
         let repo = &self.repos[id];
         Ok(match (&repo.gpgkey, repo.gpgcheck) {
             (Some(key), true) => match key.strip_prefix("file://") {
@@ -525,7 +515,7 @@ impl ResolvedRepo {
         let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
         Ok(Release {
             path: "repodata/repomd.xml".into(),
-            sha256: crate::lock::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            sha256: crate::lock::sha256(&bytes),
             size: Some(bytes.len() as u64),
             date: self.timestamp.max(0) as u64,
         })
@@ -674,7 +664,7 @@ mod tests {
             assert_eq!(r.uri.as_deref(), Some(format!("file://{}", repo.display()).as_str()));
             assert_eq!(r.suite, "local");
             assert_eq!(r.release.path, "repodata/repomd.xml");
-            let sha = |p: &Path| crate::lock::hex(&<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(p).unwrap()));
+            let sha = |p: &Path| crate::lock::sha256_file(p).unwrap();
             assert_eq!(r.release.sha256, sha(&repo.join("repodata/repomd.xml")));
             assert_eq!(r.keyring.path, "none");
             let pins: Vec<(&str, &str, &str)> = r

@@ -125,6 +125,23 @@ pub struct Pin {
 }
 
 impl Locked {
+    /// The newest `Date` of the repositories the pins come from.
+    pub fn release_date(&self) -> u64 {
+        self.repositories.iter().map(|r| r.release.date).max().unwrap_or(0)
+    }
+
+    /// Fails unless the pins are for the stage's architecture.
+    pub fn check_arch(&self, arch: &str) -> Result<(), String> {
+        if self.arch == arch {
+            Ok(())
+        } else {
+            Err(format!(
+                "the lock pins packages for {}, the stage is for {arch}",
+                self.arch
+            ))
+        }
+    }
+
     /// Every pinned package, repository by repository.
     pub fn pins(&self) -> impl Iterator<Item = &Pin> {
         self.repositories.iter().flat_map(|r| &r.packages)
@@ -184,6 +201,20 @@ impl Locked {
         }
         out
     }
+}
+
+/// The SHA256 of `bytes`, lower-case hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+/// The SHA256 of a file's bytes, lower-case hex, read in pieces.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Bytes (a digest) as lower-case hex.
