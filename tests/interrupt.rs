@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{mounts, processes_with, Scratch};
+use crate::support::{mounts, processes_with, wait_until_gone, Scratch};
 
 /// A unique sleep duration, so the test can find its own stage's processes.
 fn marker() -> String {
@@ -51,14 +51,6 @@ fn start_sleeping_build(s: &Scratch, marker: &str) -> Child {
     assert_eq!(processes_with(marker), 2);
     std::thread::spawn(move || for _ in lines {});
     child
-}
-
-fn wait_until_gone(marker: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while processes_with(marker) > 0 {
-        assert!(Instant::now() < deadline, "stage processes outlived the build");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn next_build_is_normal(s: &Scratch) {

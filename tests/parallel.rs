@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{mounts, processes_with, Scratch};
+use crate::support::{mounts, processes_with, wait_until_gone, Scratch};
 
 /// Three images: `a` and `b` share a first stage and each has a slow stage
 /// of its own; `c` starts from `a`'s tree.
@@ -202,11 +202,7 @@ fn an_interrupt_stops_every_image_cleanly() {
             == 2,
         "both stages end interrupted: {rest:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while processes_with(&marker) > 0 {
-        assert!(Instant::now() < deadline, "stage processes outlived the run");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_gone(&marker);
     assert_eq!(before, mounts());
     assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
     assert!(!s.path("out/a").exists() && !s.path("out/b").exists());

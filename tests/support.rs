@@ -246,6 +246,15 @@ pub fn processes_with(marker: &str) -> usize {
         .count()
 }
 
+/// Waits (10 s at most) until no process has `marker` in its command line.
+pub fn wait_until_gone(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_with(marker) > 0 {
+        assert!(Instant::now() < deadline, "stage processes outlived the build");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn mounts() -> String {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap()
 }
