@@ -12,6 +12,7 @@ pub mod executor;
 pub mod lock;
 pub mod manifest;
 pub mod monitor;
+pub mod oci;
 pub mod output;
 pub mod parallel;
 pub mod plan;

@@ -171,7 +171,7 @@ impl Walk {
 }
 
 /// A file's extended attributes, sorted by name, without following symlinks.
-pub(super) fn xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(crate) fn xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let c_path = CString::new(path.as_os_str().as_bytes())?;
     let names = read_sized(|buf, len| unsafe { libc::llistxattr(c_path.as_ptr(), buf.cast(), len) })
         .map_err(|e| context(e, path))?;

@@ -41,6 +41,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use content::hash_dir;
+pub(crate) use content::xattrs;
 pub use diff::{diff_trees, first_difference, Difference};
 pub use gc::{GcOptions, GcReport, Usage};
 pub use verify::{Problem, VerifyReport};
@@ -195,8 +196,13 @@ impl Store {
         }
     }
 
+    /// Where an object's `meta.json` is.
+    pub fn meta_path(&self, id: &str) -> PathBuf {
+        self.object_dir(id).join("meta.json")
+    }
+
     pub fn meta(&self, id: &str) -> io::Result<ObjectMeta> {
-        let path = self.object_dir(id).join("meta.json");
+        let path = self.meta_path(id);
         let text = fs::read_to_string(&path).map_err(|e| context(e, &path))?;
         serde_json::from_str(&text)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
@@ -459,30 +465,58 @@ fn age(path: &Path) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A private directory in `tmp/` for one job, removed when dropped. Its
+/// `lock` is held while it lives, so a build cleaning up abandoned work
+/// (see [`Store::open`]) leaves it alone.
+pub struct TempDir {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Store {
+    /// A new private directory in `tmp/` named after `what`.
+    pub fn temp_dir(&self, what: &str) -> io::Result<TempDir> {
+        // Set up under a hidden name and lock before the dir is visible, so a
+        // build cleaning up abandoned work never sees it unlocked. The lock
+        // is on the open file, so it survives the rename.
+        let name = format!("{what}-{}", unique());
+        let tmp = self.root.join("tmp");
+        let hidden = tmp.join(format!(".{name}"));
+        fs::create_dir(&hidden)?;
+        let lock = File::create(hidden.join("lock"))?;
+        flock(&lock, nix::fcntl::FlockArg::LockExclusive)?;
+        let dir = tmp.join(name);
+        fs::rename(&hidden, &dir)?;
+        Ok(TempDir { dir, _lock: lock })
+    }
+}
+
 /// An object being built: a private directory in `tmp/`, renamed into
 /// `objects/` in one step when complete, removed if dropped uncommitted.
 pub struct Staging {
+    work: TempDir,
     dir: PathBuf,
     objects: PathBuf,
     id: Id,
-    _job_lock: File,
     _id_lock: File,
-    committed: bool,
 }
 
 impl Staging {
     fn new(store: &Store, id: &str, id_lock: File) -> io::Result<Staging> {
-        // Set up under a hidden name and lock before the dir is visible, so a
-        // build cleaning up abandoned work never sees it unlocked. The lock
-        // is on the open file, so it survives the rename.
-        let name = format!("{}-{}", &id[..12], unique());
-        let tmp = store.root.join("tmp");
-        let hidden = tmp.join(format!(".{name}"));
-        fs::create_dir(&hidden)?;
-        let job_lock = File::create(hidden.join("lock"))?;
-        flock(&job_lock, nix::fcntl::FlockArg::LockExclusive)?;
-        let dir = tmp.join(name);
-        fs::rename(&hidden, &dir)?;
+        let work = store.temp_dir(&id[..12])?;
+        let dir = work.path().to_path_buf();
         for sub in ["object", "object/tree", "work", "scratch"] {
             fs::create_dir(dir.join(sub))?;
         }
@@ -491,12 +525,11 @@ impl Staging {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(dir.join("object/tree"), fs::Permissions::from_mode(0o755))?;
         Ok(Staging {
+            work,
             dir,
             objects: store.root.join("objects"),
             id: id.to_string(),
-            _job_lock: job_lock,
             _id_lock: id_lock,
-            committed: false,
         })
     }
 
@@ -568,8 +601,10 @@ impl Staging {
     }
 
     /// Records the content hash, writes the metadata and moves the object
-    /// into place atomically.
-    pub fn commit(mut self, meta: &ObjectMeta) -> io::Result<()> {
+    /// into place atomically. A `meta` that names a content hash already (an
+    /// object pulled from a cache) must match what is here, or nothing is
+    /// stored.
+    pub fn commit(self, meta: &ObjectMeta) -> io::Result<()> {
         let object = self.dir.join("object");
         let content = match meta.kind {
             ObjectKind::Image => {
@@ -578,8 +613,15 @@ impl Staging {
             }
             ObjectKind::Tree => object.join("tree"),
         };
+        let hash = hash_dir(&content)?;
+        if let Some(expected) = meta.content.as_ref().filter(|e| **e != hash) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("its content hash is {hash}, not the {expected} its metadata names"),
+            ));
+        }
         let meta = ObjectMeta {
-            content: Some(hash_dir(&content)?),
+            content: Some(hash),
             ..meta.clone()
         };
         let json = serde_json::to_string_pretty(&meta).map_err(io::Error::other)?;
@@ -592,17 +634,8 @@ impl Staging {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {}
             Err(e) => return Err(e),
         }
-        self.committed = true;
-        let _ = fs::remove_dir_all(&self.dir);
+        drop(self.work);
         Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
     }
 }
 
