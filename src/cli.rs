@@ -34,6 +34,19 @@ pub struct Common {
     pub locked: bool,
     /// `--sources DIR`: read locked stages' files from DIR, fetching nothing.
     pub sources: Option<PathBuf>,
+    /// `--cache oci://...`: a registry shared with other builds.
+    pub cache: Option<crate::oci::Target>,
+}
+
+impl Common {
+    /// A client for `--cache`, if given (nothing is sent yet).
+    pub fn connect_cache(&self) -> Result<Option<crate::oci::Cache>, Failure> {
+        self.cache
+            .as_ref()
+            .map(crate::oci::Cache::connect)
+            .transpose()
+            .map_err(|e| Failure::failed(msg(format!("--cache: {e}"))))
+    }
 }
 
 pub struct BuildArgs {
@@ -154,6 +167,7 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
     } else {
         Box::new(Terminal { verbose: args.verbose })
     };
+    let cache = args.common.connect_cache()?;
     crate::run::run_plan(
         &plan,
         &store,
@@ -161,6 +175,7 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
         monitor.as_mut(),
         args.output.as_deref(),
         args.common.limits,
+        cache.as_ref(),
     )
 }
 

@@ -10,6 +10,7 @@ use osbuild_stages::{Context, Kind};
 use serde_json::{json, Value};
 
 use crate::monitor::{Event, Monitor};
+use crate::oci::{Cache, CacheError, Pulled};
 use crate::plan::{Plan, PlannedPipeline, PlannedStage};
 use crate::registry::{Implementation, Registry};
 use crate::sandbox::{self, BuildRoot, Limits, Payload, Spec, Tree, CACHE, LIB, OUTPUT, SOURCES, TREE};
@@ -60,7 +61,10 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> BuildError + '_ {
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub built: usize,
+    /// Stored already, or pulled from the cache.
     pub cached: usize,
+    /// Of those cached, the ones pulled from the cache.
+    pub pulled: usize,
     /// The main pipeline's image object, if it has an assembler.
     pub image: Option<String>,
     /// The main pipeline's tree.
@@ -74,6 +78,8 @@ pub struct Executor<'a> {
     pub interrupts: &'a Interrupts,
     /// What each stage's sandbox may take.
     pub limits: Limits,
+    /// A registry to pull missing objects from and push new ones to.
+    pub cache: Option<&'a Cache>,
 }
 
 impl Executor<'_> {
@@ -88,7 +94,7 @@ impl Executor<'_> {
                 stages: pipeline.stages.len(),
             });
             if let Some(base) = &pipeline.base {
-                if !self.store.contains(base) {
+                if !self.store.contains(base) && !self.pull(base) {
                     return Err(BuildError::Io(format!("base {base} is not in the store")));
                 }
             }
@@ -120,6 +126,19 @@ impl Executor<'_> {
             return Err(BuildError::Interrupted(signal.as_str().to_string()));
         }
         let name = planned.stage.name.as_str();
+        if !self.store.contains(&planned.id) && self.pull(&planned.id) {
+            outcome.cached += 1;
+            outcome.pulled += 1;
+            self.monitor.event(&Event::StageEnd {
+                name,
+                id: &planned.id,
+                kind: kind.noun(),
+                status: "pulled",
+                duration_ms: 0,
+                exit_code: None,
+            });
+            return Ok(());
+        }
         let staging = match self
             .store
             .claim(&planned.id)
@@ -127,6 +146,7 @@ impl Executor<'_> {
         {
             Claim::Stored => {
                 self.store.touch(&planned.id);
+                self.push(&planned.id);
                 outcome.cached += 1;
                 self.monitor.event(&Event::StageEnd {
                     name,
@@ -208,7 +228,48 @@ impl Executor<'_> {
         };
         staging.commit(&meta).map_err(io_err("committing to the store"))?;
         outcome.built += 1;
+        self.push(&planned.id);
         Ok(())
+    }
+
+    /// Pulls `id` from the cache, if there is one and it has it: whether it
+    /// is stored now. A cache that fails is warned about, and the object built.
+    fn pull(&mut self, id: &str) -> bool {
+        let Some(cache) = self.cache.filter(|c| c.usable()) else {
+            return false;
+        };
+        match cache.pull(self.store, id) {
+            Ok(Pulled::Stored) => true,
+            Ok(Pulled::Absent) => false,
+            Err(e) => {
+                self.cache_warning(cache, id, "pulling", &e);
+                false
+            }
+        }
+    }
+
+    /// Pushes the stored object `id` to the cache, if there is one and it
+    /// lacks it; a failed push is warned about and the build goes on.
+    fn push(&mut self, id: &str) {
+        let Some(cache) = self.cache.filter(|c| c.usable()) else {
+            return;
+        };
+        if let Err(e) = cache.push(self.store, id) {
+            self.cache_warning(cache, id, "pushing", &e);
+        }
+    }
+
+    fn cache_warning(&mut self, cache: &Cache, id: &str, doing: &str, e: &CacheError) {
+        let mut text = format!("{doing} {}: {e}", crate::monitor::short(id));
+        if cache.usable() {
+            text.push_str(" (built here instead)");
+        } else {
+            text.push_str(&format!("; {} is not used for the rest of this build", cache.target()));
+        }
+        self.monitor.event(&Event::Warning {
+            id: Some(id),
+            text: &text,
+        });
     }
 
     /// Runs one stage or assembler in a sandbox, its log to the staging area.

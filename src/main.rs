@@ -46,6 +46,20 @@ struct CommonOpts {
     /// --sources DIR` fills it), verified, and fetch nothing.
     #[arg(long, value_name = "DIRECTORY", global = true)]
     sources: Option<PathBuf>,
+    /// Share stored trees and images through an OCI registry: before a
+    /// stage runs, pull it from there if it is there; after, push it.
+    /// Credentials are Docker's (`docker login`).
+    #[arg(long, value_name = "oci://HOST[:PORT]/REPOSITORY", global = true, value_parser = parse_cache)]
+    cache: Option<String>,
+    /// Allow plain HTTP to a registry that is not on this machine (one on a
+    /// loopback address may always use it).
+    #[arg(long, global = true)]
+    insecure: bool,
+}
+
+fn parse_cache(url: &str) -> Result<String, String> {
+    osbuild::oci::Target::parse(url, false)?;
+    Ok(url.to_string())
 }
 
 fn parse_limit(spec: &str) -> Result<String, String> {
@@ -225,7 +239,12 @@ enum StoreCmd {
 }
 
 fn common(c: CommonOpts) -> Common {
+    let cache = c
+        .cache
+        .as_deref()
+        .map(|url| osbuild::oci::Target::parse(url, c.insecure).expect("checked by clap"));
     Common {
+        cache,
         locked: c.locked,
         sources: c.sources,
         limits: limits(&c.limits),
@@ -347,13 +366,17 @@ fn main() {
             defines: define,
             keep,
         }),
-        Some(Command::Repl { define, script }) => osbuild::repl::run(osbuild::repl::ReplArgs {
-            limits: limits(&c.limits),
-            store: c.store,
-            libdir: c.libdir,
-            script,
-            params: define,
-        }),
+        Some(Command::Repl { define, script }) => {
+            let c = common(c);
+            osbuild::repl::run(osbuild::repl::ReplArgs {
+                cache: c.cache,
+                limits: c.limits,
+                store: c.store,
+                libdir: c.libdir,
+                script,
+                params: define,
+            })
+        }
         Some(Command::Stages { name }) => cli::stages(common(c), name.as_deref()),
         Some(Command::Store { command }) => cli::store(
             common(c),

@@ -35,7 +35,8 @@ pub enum Event<'a> {
         name: &'a str,
         id: &'a str,
         kind: &'a str,
-        /// "cached", "success", "failure" or "interrupted".
+        /// "cached", "pulled" (from the cache), "success", "failure" or
+        /// "interrupted".
         status: &'a str,
         duration_ms: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,7 +58,10 @@ pub enum Event<'a> {
         status: &'a str,
         duration_ms: u64,
         built: usize,
+        /// Stored already or pulled from the cache.
         cached: usize,
+        /// Of those cached, the ones pulled.
+        pulled: usize,
         #[serde(skip_serializing_if = "Option::is_none")]
         output: Option<&'a str>,
     },
@@ -118,6 +122,7 @@ impl Monitor for Terminal {
             } => {
                 let how = match *status {
                     "cached" => "cached".to_string(),
+                    "pulled" => "pulled from the cache".to_string(),
                     "success" => format!("ran in {}", human(*duration_ms)),
                     other => format!("{other} after {}", human(*duration_ms)),
                 };
@@ -130,11 +135,17 @@ impl Monitor for Terminal {
                 duration_ms,
                 built,
                 cached,
+                pulled,
                 output,
             } => writeln!(
                 err,
-                "build {status} in {}: {built} ran, {cached} cached{}",
+                "build {status} in {}: {built} ran, {cached} cached{}{}",
                 human(*duration_ms),
+                if *pulled > 0 {
+                    format!(" ({pulled} pulled)")
+                } else {
+                    String::new()
+                },
                 output.map(|o| format!(", output in {o}")).unwrap_or_default()
             ),
         };

@@ -257,7 +257,7 @@ impl Parallel<'_> {
         if kind == "stage-end" {
             match text("status").as_str() {
                 "success" => r.built += 1,
-                "cached" => r.cached += 1,
+                "cached" | "pulled" => r.cached += 1,
                 _ => {}
             }
         }
@@ -273,6 +273,7 @@ impl Parallel<'_> {
                 let ms = event.get("duration_ms").and_then(Value::as_u64).unwrap_or(0);
                 let how = match text("status").as_str() {
                     "cached" => "cached".to_string(),
+                    "pulled" => "pulled from the cache".to_string(),
                     "success" => format!("ran in {}", human(ms)),
                     other => format!("{other} after {}", human(ms)),
                 };
@@ -339,6 +340,12 @@ pub(crate) fn child_build(
     }
     for limit in &common.limit_args {
         cmd.arg("--limit").arg(limit);
+    }
+    if let Some(cache) = &common.cache {
+        cmd.arg("--cache").arg(cache.to_string());
+        if cache.insecure {
+            cmd.arg("--insecure");
+        }
     }
     die_with_parent(&mut cmd);
     cmd

@@ -14,6 +14,7 @@ use crate::cli::{msg, Failure, EXIT_INTERRUPTED};
 use crate::executor::{BuildError, Executor, StageFailure};
 use crate::manifest::Manifest;
 use crate::monitor::{Event, Monitor};
+use crate::oci::Cache;
 use crate::plan::{plan, Plan};
 use crate::registry::Registry;
 use crate::sandbox::Limits;
@@ -28,6 +29,7 @@ pub fn run_plan(
     monitor: &mut dyn Monitor,
     output: Option<&Path>,
     limits: crate::sandbox::Limits,
+    cache: Option<&Cache>,
 ) -> Result<(), Failure> {
     let started = Instant::now();
     prepare_sources(plan, store, monitor)?;
@@ -38,17 +40,19 @@ pub fn run_plan(
         monitor: &mut *monitor,
         interrupts: &interrupts,
         limits,
+        cache,
     };
     let mut outcome = crate::executor::Outcome::default();
     let result = executor.build(plan, &mut outcome).map(|()| outcome.clone());
     let duration_ms = started.elapsed().as_millis() as u64;
-    let (built, cached) = (outcome.built, outcome.cached);
+    let (built, cached, pulled) = (outcome.built, outcome.cached, outcome.pulled);
     let end = |monitor: &mut dyn Monitor, status: &str, output: Option<&str>| {
         monitor.event(&Event::BuildEnd {
             status,
             duration_ms,
             built,
             cached,
+            pulled,
             output,
         })
     };
@@ -151,6 +155,7 @@ pub struct Images<'a> {
     pub store: &'a Store,
     pub registry: &'a Registry,
     pub limits: Limits,
+    pub cache: Option<&'a Cache>,
     /// Build the other images when one fails (not when interrupted).
     pub keep_going: bool,
 }
@@ -199,6 +204,7 @@ impl Images<'_> {
                         &mut counting,
                         dir.as_deref(),
                         self.limits,
+                        self.cache,
                     )
                 });
             run.done.push(Built {

@@ -4,6 +4,7 @@
 mod support;
 
 mod assembler_tar;
+mod cache;
 mod caching;
 mod fuzz_regressions;
 mod hardening;

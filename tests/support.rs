@@ -303,3 +303,93 @@ pub fn data_ranges(path: &Path) -> Vec<(u64, u64)> {
         at = end;
     }
 }
+
+/// A real OCI registry (Debian's `docker-registry`, the distribution
+/// project's) on 127.0.0.1, its storage and configuration in the test's
+/// scratch directory, stopped by PID when dropped.
+pub struct OciRegistry {
+    child: std::process::Child,
+    /// `HOST:PORT`.
+    pub address: String,
+}
+
+impl OciRegistry {
+    pub fn start(s: &Scratch) -> OciRegistry {
+        let data = s.path("registry/data");
+        std::fs::create_dir_all(&data).unwrap();
+        for _ in 0..5 {
+            // A port nobody uses now; another process may take it before the
+            // registry does, so a registry that does not come up is retried.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let address = format!("127.0.0.1:{port}");
+            let config = s.write(
+                "registry/config.yml",
+                &format!(
+                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                     http:\n  addr: {address}\n",
+                    data.display()
+                ),
+            );
+            let log = std::fs::File::create(s.path("registry/log")).unwrap();
+            let child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .current_dir(s.path("registry"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("docker-registry (scripts/test installs it)");
+            let mut registry = OciRegistry {
+                child,
+                address: address.clone(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = registry.child.try_wait() {
+                    break;
+                }
+                if ureq::get(&format!("http://{address}/v2/")).call().is_ok() {
+                    return registry;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(registry);
+        }
+        panic!(
+            "docker-registry did not start: {}",
+            std::fs::read_to_string(s.path("registry/log")).unwrap_or_default()
+        );
+    }
+
+    /// `oci://HOST:PORT/REPOSITORY`.
+    pub fn url(&self, repository: &str) -> String {
+        format!("oci://{}/{repository}", self.address)
+    }
+
+    /// The tags of a repository.
+    pub fn tags(&self, repository: &str) -> Vec<String> {
+        let url = format!("http://{}/v2/{repository}/tags/list", self.address);
+        let Ok(mut response) = ureq::get(&url).call() else {
+            return Vec::new();
+        };
+        let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        let mut tags: Vec<String> = body["tags"]
+            .as_array()
+            .map(|t| t.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+}
+
+impl Drop for OciRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

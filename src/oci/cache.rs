@@ -15,6 +15,7 @@
 //! repository can put files into the images built from it: it is trusted
 //! as the store is.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -76,13 +77,31 @@ pub enum Pushed {
 /// A registry repository used as a cache of store objects.
 pub struct Cache {
     remote: Remote,
+    /// Set when the registry could not be reached or refused us: one build
+    /// does not wait on it again and again.
+    failed: Cell<bool>,
 }
 
 impl Cache {
     pub fn connect(target: &Target) -> Result<Cache, CacheError> {
         Ok(Cache {
             remote: Remote::connect(target)?,
+            failed: Cell::new(false),
         })
+    }
+
+    /// Whether it is still worth asking (no call has failed to reach it).
+    pub fn usable(&self) -> bool {
+        !self.failed.get()
+    }
+
+    /// Marks the cache unusable after a failure to reach the registry
+    /// (not after a bad object, which says nothing of the others).
+    fn note<T>(&self, result: Result<T, CacheError>) -> Result<T, CacheError> {
+        if let Err(CacheError::Remote(_)) = &result {
+            self.failed.set(true);
+        }
+        result
     }
 
     pub fn target(&self) -> &Target {
@@ -91,12 +110,21 @@ impl Cache {
 
     /// Whether the registry has the object `id`.
     pub fn has(&self, id: &str) -> Result<bool, CacheError> {
-        Ok(self.remote.has(id)?)
+        self.note(self.remote.has(id).map_err(CacheError::from))
     }
 
     /// Pulls the object `id` into the store, with the layers below it that
     /// the store lacks (each an object of its own).
     pub fn pull(&self, store: &Store, id: &str) -> Result<Pulled, CacheError> {
+        self.note(self.pull_inner(store, id))
+    }
+
+    /// Pushes the stored object `id` unless the registry has it.
+    pub fn push(&self, store: &Store, id: &str) -> Result<Pushed, CacheError> {
+        self.note(self.push_inner(store, id))
+    }
+
+    fn pull_inner(&self, store: &Store, id: &str) -> Result<Pulled, CacheError> {
         if store.contains(id) {
             return Ok(Pulled::Stored);
         }
@@ -133,7 +161,7 @@ impl Cache {
         }
         if meta.kind == ObjectKind::Tree {
             for below in meta.layers.iter().filter(|l| *l != id) {
-                if self.pull(store, below)? == Pulled::Absent {
+                if self.pull_inner(store, below)? == Pulled::Absent {
                     return Err(corrupt(format!("its layer {below} is not in the cache")));
                 }
             }
@@ -162,9 +190,8 @@ impl Cache {
         Ok(Pulled::Stored)
     }
 
-    /// Pushes the stored object `id` unless the registry has it.
-    pub fn push(&self, store: &Store, id: &str) -> Result<Pushed, CacheError> {
-        if self.has(id)? {
+    fn push_inner(&self, store: &Store, id: &str) -> Result<Pushed, CacheError> {
+        if self.remote.has(id)? {
             return Ok(Pushed::Already);
         }
         let meta = store.meta(id).map_err(local(format!("reading the object {id}")))?;

@@ -105,7 +105,10 @@ impl<W: Write> Packer<'_, W> {
         }
 
         if !kind.is_dir() && meta.nlink() > 1 {
-            let first = self.links.entry((meta.dev(), meta.ino())).or_insert_with(|| name.clone());
+            let first = self
+                .links
+                .entry((meta.dev(), meta.ino()))
+                .or_insert_with(|| name.clone());
             if *first != name {
                 let first = first.clone();
                 header.set_entry_type(EntryType::Link);
@@ -117,7 +120,11 @@ impl<W: Write> Packer<'_, W> {
             header.set_entry_type(EntryType::Directory);
             self.tar.append_data(&mut header, os(&name), io::empty())?;
             if opaque {
-                let mut marker = if rel.is_empty() { Vec::new() } else { [rel, b"/"].concat() };
+                let mut marker = if rel.is_empty() {
+                    Vec::new()
+                } else {
+                    [rel, b"/"].concat()
+                };
                 marker.extend_from_slice(OPAQUE);
                 let mut h = Header::new_gnu();
                 h.set_entry_type(EntryType::Regular);
@@ -152,7 +159,11 @@ impl<W: Write> Packer<'_, W> {
             header.set_entry_type(EntryType::Symlink);
             self.tar.append_link(&mut header, os(&name), &target)
         } else if kind.is_char_device() || kind.is_block_device() {
-            header.set_entry_type(if kind.is_char_device() { EntryType::Char } else { EntryType::Block });
+            header.set_entry_type(if kind.is_char_device() {
+                EntryType::Char
+            } else {
+                EntryType::Block
+            });
             header.set_device_major(libc::major(meta.rdev()))?;
             header.set_device_minor(libc::minor(meta.rdev()))?;
             self.tar.append_data(&mut header, os(&name), io::empty())
@@ -285,13 +296,17 @@ pub fn unpack_layer<R: Read>(input: R, dir: &Path) -> io::Result<()> {
                 write_sparse(&mut entry, &file).map_err(|e| context(e, &path))?;
             }
             EntryType::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| bad(&raw, "a symlink without a target"))?;
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad(&raw, "a symlink without a target"))?;
                 std::os::unix::fs::symlink(os(&target), &path).map_err(|e| context(e, &path))?;
                 attrs.apply(&path, true)?;
                 continue;
             }
             EntryType::Link => {
-                let target = entry.link_name_bytes().ok_or_else(|| bad(&raw, "a hard link without a target"))?;
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad(&raw, "a hard link without a target"))?;
                 let target = dir.join(os(&relative(&target)?));
                 // Its own metadata is its first name's.
                 if !fs::symlink_metadata(&target).is_ok_and(|m| !m.is_dir()) {
@@ -309,10 +324,7 @@ pub fn unpack_layer<R: Read>(input: R, dir: &Path) -> io::Result<()> {
                 let header = entry.header();
                 let dev = match kind {
                     EntryType::Fifo => 0,
-                    _ => libc::makedev(
-                        header.device_major()?.unwrap_or(0),
-                        header.device_minor()?.unwrap_or(0),
-                    ),
+                    _ => libc::makedev(header.device_major()?.unwrap_or(0), header.device_minor()?.unwrap_or(0)),
                 };
                 mknod(&path, flag, Mode::empty(), dev).map_err(|e| context(e.into(), &path))?;
             }
@@ -413,7 +425,10 @@ fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
     let rc = unsafe { libc::lsetxattr(c_path.as_ptr(), c_name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
     if rc != 0 {
         let name = String::from_utf8_lossy(name);
-        return Err(context(io::Error::last_os_error(), &path.join(format!("[xattr {name}]"))));
+        return Err(context(
+            io::Error::last_os_error(),
+            &path.join(format!("[xattr {name}]")),
+        ));
     }
     Ok(())
 }
@@ -454,11 +469,22 @@ mod tests {
         fs::write(dir.join("sudo"), "#!/bin/sh\n").unwrap();
         fs::set_permissions(dir.join("sudo"), fs::Permissions::from_mode(0o4755)).unwrap();
         std::os::unix::fs::lchown(dir.join("etc/name"), Some(7), Some(8)).unwrap();
-        set_xattr(&dir.join("sudo"), b"security.capability", &[1, 0, 0, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        set_xattr(
+            &dir.join("sudo"),
+            b"security.capability",
+            &[1, 0, 0, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        )
+        .unwrap();
         set_xattr(&dir.join("etc/ssh"), b"trusted.overlay.opaque", b"y").unwrap();
         set_xattr(&dir.join("etc"), b"trusted.overlay.redirect", b"/old").unwrap();
         mknod(&dir.join("etc/deleted"), SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
-        mknod(&dir.join("null"), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), libc::makedev(1, 3)).unwrap();
+        mknod(
+            &dir.join("null"),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            libc::makedev(1, 3),
+        )
+        .unwrap();
         nix::unistd::mkfifo(&dir.join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
         // Sparse: a hole, a block of data, and a hole to the end.
         let f = File::create(dir.join("disk")).unwrap();
@@ -483,7 +509,11 @@ mod tests {
         let src = temp("src");
         layer(&src);
         let tar = write_layer(&src, Vec::new(), OverlayXattrs::Keep).unwrap();
-        assert_eq!(tar, write_layer(&src, Vec::new(), OverlayXattrs::Keep).unwrap(), "deterministic");
+        assert_eq!(
+            tar,
+            write_layer(&src, Vec::new(), OverlayXattrs::Keep).unwrap(),
+            "deterministic"
+        );
         let shown = names(&tar);
         assert!(shown.contains(&"etc/.wh.deleted".to_string()), "{shown:?}");
         assert!(shown.contains(&"etc/ssh/.wh..wh..opq".to_string()), "{shown:?}");
@@ -491,7 +521,11 @@ mod tests {
         unpack_layer(tar.as_slice(), &dst).unwrap();
         assert_eq!(hash_dir(&dst).unwrap(), hash_dir(&src).unwrap());
         let disk = fs::metadata(dst.join("disk")).unwrap();
-        assert!(disk.blocks() * 512 < 1 << 20, "holes stay holes: {} blocks", disk.blocks());
+        assert!(
+            disk.blocks() * 512 < 1 << 20,
+            "holes stay holes: {} blocks",
+            disk.blocks()
+        );
         for dir in [src, dst] {
             fs::remove_dir_all(dir).unwrap();
         }
@@ -510,8 +544,11 @@ mod tests {
         fs::remove_dir_all(src).unwrap();
     }
 
+    /// Tar entries: name, type, link target.
+    type Entries<'a> = &'a [(&'a str, EntryType, &'a str)];
+
     /// A tar from anywhere, with one hostile entry after a harmless one.
-    fn hostile(entries: &[(&str, EntryType, &str)]) -> Vec<u8> {
+    fn hostile(entries: Entries) -> Vec<u8> {
         let mut tar = tar::Builder::new(Vec::new());
         for (name, kind, link) in entries {
             let mut h = Header::new_gnu();
@@ -535,7 +572,7 @@ mod tests {
     #[test]
     fn nothing_is_written_outside_the_layer() {
         let outside = temp("outside");
-        let cases: &[(&[(&str, EntryType, &str)], &str)] = &[
+        let cases: &[(Entries, &str)] = &[
             (&[("../escape", EntryType::Regular, "")], "leaves the layer"),
             (&[("/etc/escape", EntryType::Regular, "")], "absolute"),
             (

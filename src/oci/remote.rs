@@ -66,6 +66,12 @@ impl Target {
         host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
+    /// Whether it may be spoken to without TLS: only on this machine, or
+    /// when the user said so.
+    pub fn plain_http(&self) -> bool {
+        self.insecure || self.is_loopback()
+    }
+
     fn reference(&self, tag: &str) -> Reference {
         Reference::with_tag(self.registry.clone(), self.repository.clone(), tag.to_string())
     }
@@ -107,7 +113,7 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| fail("starting the client", e.to_string()))?;
-        let protocol = if target.insecure || target.is_loopback() {
+        let protocol = if target.plain_http() {
             ClientProtocol::HttpsExcept(vec![target.registry.clone()])
         } else {
             ClientProtocol::Https
@@ -301,7 +307,10 @@ mod tests {
     #[test]
     fn targets() {
         let t = Target::parse("oci://127.0.0.1:5000/osbuild/cache", false).unwrap();
-        assert_eq!((t.registry.as_str(), t.repository.as_str()), ("127.0.0.1:5000", "osbuild/cache"));
+        assert_eq!(
+            (t.registry.as_str(), t.repository.as_str()),
+            ("127.0.0.1:5000", "osbuild/cache")
+        );
         assert!(t.is_loopback());
         assert_eq!(t.to_string(), "oci://127.0.0.1:5000/osbuild/cache");
         assert!(Target::parse("oci://localhost/c", false).unwrap().is_loopback());
@@ -310,8 +319,18 @@ mod tests {
             ..t.clone()
         };
         assert!(v6.is_loopback());
-        assert!(!Target::parse("oci://registry.example:443/c", false).unwrap().is_loopback());
-        for bad in ["127.0.0.1:5000/c", "oci://127.0.0.1:5000", "oci://127.0.0.1:5000/", "oci://h.example/Upper"] {
+        let remote = Target::parse("oci://registry.example:443/c", false).unwrap();
+        assert!(!remote.is_loopback() && !remote.plain_http(), "TLS off this machine");
+        assert!(Target::parse("oci://registry.example:443/c", true)
+            .unwrap()
+            .plain_http());
+        assert!(t.plain_http());
+        for bad in [
+            "127.0.0.1:5000/c",
+            "oci://127.0.0.1:5000",
+            "oci://127.0.0.1:5000/",
+            "oci://h.example/Upper",
+        ] {
             assert!(Target::parse(bad, false).is_err(), "{bad}");
         }
     }

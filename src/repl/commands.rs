@@ -237,10 +237,18 @@ fn build(repl: &mut Repl, args: &str) {
     let images: Vec<(Option<&str>, &Manifest)> = manifests.iter().map(|(n, m)| (n.as_deref(), m)).collect();
     // The line editor is not reading now: the terminal is in its normal
     // mode, so Ctrl-C is a SIGINT, which the executor turns into a clean stop.
+    let cache = match repl.cache.as_ref().map(crate::oci::Cache::connect).transpose() {
+        Ok(cache) => cache,
+        Err(e) => {
+            report(plain("cache", format!("--cache: {e}")));
+            return;
+        }
+    };
     let run = Images {
         store: &store,
         registry: repl.session.registry(),
         limits: repl.limits,
+        cache: cache.as_ref(),
         keep_going: false,
     }
     .run(&images, output.as_deref(), &mut monitor, |name| {

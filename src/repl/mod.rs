@@ -50,6 +50,8 @@ pub struct ReplArgs {
     pub libdir: Option<PathBuf>,
     /// What each stage's sandbox may take in `:build`.
     pub limits: crate::sandbox::Limits,
+    /// `--cache`: the registry `:build` shares objects through.
+    pub cache: Option<crate::oci::Target>,
     /// A script to load first.
     pub script: Option<PathBuf>,
     /// `-D key=value` parameters, as for `osbuild run` (in a session, a key
@@ -80,6 +82,7 @@ pub struct Repl {
     pub session: Session,
     pub store: PathBuf,
     pub limits: crate::sandbox::Limits,
+    pub cache: Option<crate::oci::Target>,
 }
 
 impl Repl {
@@ -288,6 +291,7 @@ pub fn run(args: ReplArgs) -> i32 {
         session,
         store: args.store,
         limits: args.limits,
+        cache: args.cache,
     };
     if let Some(script) = &args.script {
         repl.load(script);

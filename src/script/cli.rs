@@ -228,10 +228,12 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
             .iter()
             .map(|i| (Some(i.name.as_str()), &i.manifest))
             .collect();
+        let cache = args.common.connect_cache()?;
         Images {
             store: &store,
             registry: &registry,
             limits: args.common.limits,
+            cache: cache.as_ref(),
             keep_going: args.keep_going,
         }
         .run(&images, Some(out), monitor.as_mut(), |_| {})

@@ -1,0 +1,228 @@
+//! The shared cache: stores on "different machines" (two scratch stores)
+//! share work through a real OCI registry (Debian's docker-registry).
+
+use serde_json::{json, Value};
+
+use crate::support::{listing, untar, OciRegistry, Scratch};
+
+const REPO: &str = "osbuild/cache";
+
+/// A tree with every kind of change a layer holds: files, a deletion (a
+/// whiteout), a directory replaced (opaque), a symlink, a hard link, a
+/// setuid file, a file capability.
+fn manifest(s: &Scratch) -> std::path::PathBuf {
+    s.stage(
+        "stage",
+        "test.base",
+        "#!/bin/sh\nset -e\nt=/run/osbuild/tree\nmkdir -p $t/etc/old $t/usr/bin\necho a > $t/etc/old/a\n\
+         echo gone > $t/etc/gone\necho x > $t/usr/bin/tool\nchmod 4755 $t/usr/bin/tool\n",
+        None,
+    );
+    s.stage(
+        "stage",
+        "test.change",
+        "#!/bin/sh\nset -e\nt=/run/osbuild/tree\nrm $t/etc/gone\nrm -r $t/etc/old\nmkdir $t/etc/old\n\
+         echo b > $t/etc/old/b\nln -s ../etc/old/b $t/usr/bin/link\nln $t/usr/bin/tool $t/usr/bin/again\n\
+         setfattr -n security.capability -v 0x0100000200200000000000000000000000000000 $t/usr/bin/again\n",
+        None,
+    );
+    s.manifest(
+        "m.json",
+        &json!({
+            "stages": [{"name": "test.base"}, {"name": "test.change"}],
+            "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}
+        }),
+    )
+}
+
+/// `osbuild` on the store `s/<store>` (one machine's) with the test's libdir.
+fn osbuild_on(s: &Scratch, store: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_osbuild"));
+    cmd.arg("--store").arg(s.path(store)).arg("--libdir").arg(s.libdir());
+    cmd
+}
+
+fn build_with(s: &Scratch, store: &str, cache: &str, manifest: &std::path::Path, out: &str) -> crate::support::Build {
+    let out = osbuild_on(s, store)
+        .arg("--cache")
+        .arg(cache)
+        .args(["build", "--json"])
+        .arg(manifest)
+        .arg("-o")
+        .arg(s.path(out))
+        .output()
+        .unwrap();
+    crate::support::Build::from(out)
+}
+
+fn statuses(b: &crate::support::Build) -> Vec<String> {
+    b.stages().into_iter().map(|(_, status)| status).collect()
+}
+
+#[test]
+fn a_fresh_store_with_a_warm_cache_builds_nothing_and_gets_the_same_tree() {
+    let s = Scratch::new("cache-share");
+    let registry = OciRegistry::start(&s);
+    let cache = registry.url(REPO);
+    let m = manifest(&s);
+    let first = build_with(&s, "a", &cache, &m, "out-a").ok();
+    assert_eq!(statuses(&first), ["success"; 3]);
+    // Every object is in the registry, tagged by its id.
+    let ids: Vec<String> = first
+        .events
+        .iter()
+        .filter(|e| e["type"] == "stage-end")
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(registry.tags(REPO), sorted);
+
+    let second = build_with(&s, "b", &cache, &m, "out-b").ok();
+    assert_eq!(statuses(&second), ["pulled"; 3], "{}", second.stderr);
+    let end = second.events.iter().find(|e| e["type"] == "build-end").unwrap();
+    assert_eq!((end["built"].as_u64(), end["pulled"].as_u64()), (Some(0), Some(3)));
+    assert_eq!(
+        std::fs::read(s.path("out-a/tree.tar")).unwrap(),
+        std::fs::read(s.path("out-b/tree.tar")).unwrap(),
+        "the same image"
+    );
+    // The pulled layers are the pushed ones: the store checks them by content hash.
+    let verify = osbuild_on(&s, "b").args(["store", "verify"]).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    // A build of the tree from those layers: whiteouts, opaque dirs, links
+    // and attributes came through.
+    untar(&s.path("out-b/tree.tar"), &s.path("x"));
+    let tree = listing(&s.path("x"));
+    assert!(!tree.contains("./etc/gone") && !tree.contains("./etc/old/a"), "{tree}");
+    assert!(
+        tree.contains("./etc/old/b f") && tree.contains("./usr/bin/tool f 4755"),
+        "{tree}"
+    );
+    let caps = std::process::Command::new("getfattr")
+        .args(["-n", "security.capability", "--only-values"])
+        .arg(s.path("x/usr/bin/tool"))
+        .output()
+        .unwrap();
+    assert!(
+        !caps.stdout.is_empty(),
+        "the capability is on both names of the hard link"
+    );
+
+    // A stage after the shared ones: the prefix is pulled, one stage runs.
+    let mut more: Value = serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+    more["stages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "org.osbuild.hostname", "options": {"hostname": "c"}}));
+    let m2 = s.manifest("m2.json", &more);
+    let third = build_with(&s, "c", &cache, &m2, "out-c").ok();
+    assert_eq!(statuses(&third), ["pulled", "pulled", "success", "success"]);
+}
+
+#[test]
+fn concurrent_builds_push_the_same_objects_safely() {
+    let s = Scratch::new("cache-race");
+    let registry = OciRegistry::start(&s);
+    let cache = registry.url(REPO);
+    let m = manifest(&s);
+    let builds: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|store| {
+            osbuild_on(&s, store)
+                .arg("--cache")
+                .arg(&cache)
+                .args(["build", "--json"])
+                .arg(&m)
+                .arg("-o")
+                .arg(s.path(&format!("out-{store}")))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in builds {
+        let b = crate::support::Build::from(child.wait_with_output().unwrap()).ok();
+        assert!(!b.stderr.contains("warning"), "{}", b.stderr);
+    }
+    let fresh = build_with(&s, "d", &cache, &m, "out-d").ok();
+    assert_eq!(statuses(&fresh), ["pulled"; 3], "{}", fresh.stderr);
+    assert_eq!(
+        std::fs::read(s.path("out-a/tree.tar")).unwrap(),
+        std::fs::read(s.path("out-d/tree.tar")).unwrap()
+    );
+}
+
+#[test]
+fn an_object_that_fails_its_check_is_built_instead() {
+    let s = Scratch::new("cache-forged");
+    let registry = OciRegistry::start(&s);
+    let cache = registry.url(REPO);
+    let m = manifest(&s);
+    let first = build_with(&s, "a", &cache, &m, "out-a").ok();
+    let ids: Vec<String> = first
+        .events
+        .iter()
+        .filter(|e| e["type"] == "stage-end")
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    // Tag the second stage's object as the first's: its metadata names
+    // another id, which the pull refuses.
+    let accept = "application/vnd.oci.image.manifest.v1+json";
+    let url = |tag: &str| format!("http://{}/v2/{REPO}/manifests/{tag}", registry.address);
+    let body = ureq::get(&url(&ids[1]))
+        .header("Accept", accept)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    ureq::put(&url(&ids[0]))
+        .header("Content-Type", accept)
+        .send(&body[..])
+        .unwrap();
+    let second = build_with(&s, "b", &cache, &m, "out-b").ok();
+    assert_eq!(statuses(&second), ["success", "pulled", "pulled"], "{}", second.stderr);
+    assert!(
+        second.stdout.contains("is about another object"),
+        "the refusal is said: {}",
+        second.stdout
+    );
+    assert_eq!(
+        std::fs::read(s.path("out-a/tree.tar")).unwrap(),
+        std::fs::read(s.path("out-b/tree.tar")).unwrap()
+    );
+}
+
+#[test]
+fn an_unreachable_cache_is_warned_about_once_and_the_build_goes_on() {
+    let s = Scratch::new("cache-down");
+    let registry = OciRegistry::start(&s);
+    let cache = registry.url(REPO);
+    drop(registry);
+    let m = manifest(&s);
+    let b = build_with(&s, "a", &cache, &m, "out").ok();
+    assert_eq!(statuses(&b), ["success"; 3]);
+    let warnings: Vec<&Value> = b.events.iter().filter(|e| e["type"] == "warning").collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("is not used for the rest of this build"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_cache_that_is_not_an_oci_address_is_refused_before_anything_runs() {
+    let s = Scratch::new("cache-url");
+    let bad = s
+        .osbuild()
+        .args(["build", "--cache", "registry:5000/x"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("oci://HOST[:PORT]/REPOSITORY"));
+}
