@@ -36,6 +36,8 @@ pub struct Common {
     pub sources: Option<PathBuf>,
     /// `--cache oci://...`: a registry shared with other builds.
     pub cache: Option<crate::oci::Target>,
+    /// `--insecure`: plain HTTP to registries off this machine too.
+    pub insecure: bool,
 }
 
 impl Common {
@@ -177,6 +179,62 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
         args.common.limits,
         cache.as_ref(),
     )
+}
+
+pub fn export(common: Common, to: &str, tag: &str, tree: &str) -> i32 {
+    finish(export_inner(common, to, tag, tree))
+}
+
+fn export_inner(common: Common, to: &str, tag: &str, tree: &str) -> Result<(), Failure> {
+    use crate::oci::export::{export, Destination};
+    let destination =
+        Destination::parse(to, common.insecure).map_err(|e| Failure::invalid(msg(format!("--oci: {e}"))))?;
+    if !tag_is_valid(tag) {
+        return Err(Failure::invalid(msg(format!(
+            "--tag {tag:?}: a tag is 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+        ))));
+    }
+    let store = open_store(&common)?;
+    let id = store.resolve(tree).ok_or_else(|| {
+        Failure::invalid(msg(format!(
+            "no tree {tree:?} in the store {}: give a name a pipeline set, or a tree's id (osbuild store ls)",
+            common.store.display()
+        )))
+    })?;
+    let meta = store
+        .meta(&id)
+        .map_err(|e| Failure::failed(msg(format!("reading {id}: {e}"))))?;
+    if meta.kind != crate::store::ObjectKind::Tree {
+        return Err(Failure::invalid(msg(format!(
+            "{tree} is an image, not a tree: export a tree"
+        ))));
+    }
+    let done = export(&store, &id, &destination, tag).map_err(|e| match e {
+        crate::oci::export::ExportError::NotEmpty(_) => Failure::invalid(msg(format!("--oci: {e}"))),
+        e => Failure::failed(msg(format!("export: {e}"))),
+    })?;
+    if common.json {
+        println!(
+            "{}",
+            json!({"tree": id, "digest": done.digest, "layers": done.layers, "bytes": done.bytes, "tag": tag})
+        );
+    } else {
+        println!(
+            "exported {tree} ({} layers, {}) to {to} as {tag}: {}",
+            done.layers,
+            human_bytes(done.bytes),
+            done.digest
+        );
+    }
+    Ok(())
+}
+
+/// The OCI distribution spec's tag grammar.
+fn tag_is_valid(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    tag.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 pub fn inspect(common: Common, manifest: &Path) -> i32 {

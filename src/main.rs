@@ -192,6 +192,18 @@ enum Command {
         /// The script (.rhai) or manifest (JSON).
         input: PathBuf,
     },
+    /// Write a stored tree as an OCI image (its layers are the store's), into
+    /// an OCI layout directory or a registry, for container tools.
+    Export {
+        /// An OCI layout directory (absent or empty), or oci://HOST[:PORT]/REPOSITORY.
+        #[arg(long, value_name = "DIRECTORY|oci://HOST[:PORT]/REPOSITORY")]
+        oci: String,
+        /// The image's tag.
+        #[arg(long, default_value = "latest")]
+        tag: String,
+        /// The tree: a name a pipeline gave it, or its id.
+        tree: String,
+    },
     /// Explore interactively: build pipelines line by line, see what they lower
     /// to and what is stored, and try a build (Rhai, as in scripts).
     Repl {
@@ -245,6 +257,7 @@ fn common(c: CommonOpts) -> Common {
         .map(|url| osbuild::oci::Target::parse(url, c.insecure).expect("checked by clap"));
     Common {
         cache,
+        insecure: c.insecure,
         locked: c.locked,
         sources: c.sources,
         limits: limits(&c.limits),
@@ -377,6 +390,7 @@ fn main() {
                 params: define,
             })
         }
+        Some(Command::Export { oci, tag, tree }) => cli::export(common(c), &oci, &tag, &tree),
         Some(Command::Stages { name }) => cli::stages(common(c), name.as_deref()),
         Some(Command::Store { command }) => cli::store(
             common(c),

@@ -10,7 +10,7 @@ const REPO: &str = "osbuild/cache";
 /// A tree with every kind of change a layer holds: files, a deletion (a
 /// whiteout), a directory replaced (opaque), a symlink, a hard link, a
 /// setuid file, a file capability.
-fn manifest(s: &Scratch) -> std::path::PathBuf {
+pub(crate) fn manifest(s: &Scratch) -> std::path::PathBuf {
     s.stage(
         "stage",
         "test.base",
@@ -29,6 +29,7 @@ fn manifest(s: &Scratch) -> std::path::PathBuf {
     s.manifest(
         "m.json",
         &json!({
+            "name": "layered",
             "stages": [{"name": "test.base"}, {"name": "test.change"}],
             "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}
         }),
@@ -36,7 +37,7 @@ fn manifest(s: &Scratch) -> std::path::PathBuf {
 }
 
 /// `osbuild` on the store `s/<store>` (one machine's) with the test's libdir.
-fn osbuild_on(s: &Scratch, store: &str) -> std::process::Command {
+pub(crate) fn osbuild_on(s: &Scratch, store: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_osbuild"));
     cmd.arg("--store").arg(s.path(store)).arg("--libdir").arg(s.libdir());
     cmd

@@ -6,6 +6,7 @@ mod support;
 mod assembler_tar;
 mod cache;
 mod caching;
+mod export;
 mod fuzz_regressions;
 mod hardening;
 mod interrupt;

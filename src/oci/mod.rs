@@ -3,6 +3,7 @@
 //! over [`remote`] and the layer tars of [`layer`].
 
 pub mod cache;
+pub mod export;
 pub mod layer;
 pub mod remote;
 

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
+use oci_client::manifest::{OciDescriptor, OciImageManifest, OCI_IMAGE_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
@@ -252,19 +252,23 @@ impl Remote {
         self.client.blob_exists(reference, digest).await
     }
 
-    /// Tags `manifest` as `tag`; its blobs must be uploaded. Its digest.
+    /// Tags `manifest` as `tag`; its blobs must be uploaded. Its digest:
+    /// of the bytes sent, which are `serde_json`'s, as an OCI layout of the
+    /// same image has them.
     pub fn push_manifest(&self, tag: &str, manifest: OciImageManifest) -> Result<String, RemoteError> {
         let reference = self.target.reference(tag);
+        let body = serde_json::to_vec(&manifest).expect("JSON serializes");
+        let digest = format!("sha256:{}", osbuild_stages::lock::sha256(&body));
+        let content_type = http::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE);
         self.runtime
             .block_on(async {
                 self.client
                     .store_auth_if_needed(reference.resolve_registry(), &self.auth)
                     .await;
-                self.client
-                    .push_manifest(&reference, &OciManifest::Image(manifest))
-                    .await
+                self.client.push_manifest_raw(&reference, body, content_type).await
             })
-            .map_err(|e| self.error(format!("tagging {tag}"), e))
+            .map_err(|e| self.error(format!("tagging {tag}"), e))?;
+        Ok(digest)
     }
 }
 
