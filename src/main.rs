@@ -88,6 +88,12 @@ struct BuildOpts {
     manifest: Option<PathBuf>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Executor {
+    Local,
+    Slurm,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Build a manifest.
@@ -130,6 +136,17 @@ enum Command {
         /// (shared stages are still built once); default: the machine's cores.
         #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
+        /// Where the images are built: here (`local`), or as jobs of a Slurm
+        /// cluster (`slurm`: needs --cache, which the jobs share work through).
+        #[arg(long, value_enum, default_value_t = Executor::Local)]
+        executor: Executor,
+        /// `--executor slurm`: the partition to submit to.
+        #[arg(long, value_name = "PARTITION", requires_if("slurm", "executor"))]
+        partition: Option<String>,
+        /// `--executor slurm`: an option for every `sbatch` (repeat for several),
+        /// for example --slurm-option=--time=30.
+        #[arg(long = "slurm-option", value_name = "ARG", allow_hyphen_values = true)]
+        slurm_options: Vec<String>,
         /// The script.
         script: PathBuf,
     },
@@ -292,6 +309,7 @@ fn script_args(
         verbose,
         keep_going: false,
         jobs: 1,
+        slurm: None,
     }
 }
 
@@ -328,8 +346,15 @@ fn main() {
             verbose,
             keep_going,
             jobs,
+            executor,
+            partition,
+            slurm_options,
             script,
         }) => script_cli::run(ScriptArgs {
+            slurm: (executor == Executor::Slurm).then_some(osbuild::slurm::SlurmOptions {
+                partition,
+                options: slurm_options,
+            }),
             keep_going,
             jobs: jobs.map_or_else(osbuild::parallel::default_jobs, usize::from),
             ..script_args(c, define, script, Some(output), verbose)

@@ -101,7 +101,14 @@ impl Parallel<'_> {
             }
             if let Ok((i, line)) = rx.recv_timeout(Duration::from_millis(100)) {
                 if let Some(r) = running.iter_mut().find(|r| r.index == i) {
-                    self.relay(&images[i].0, &line, r);
+                    relay(
+                        self.common.json,
+                        self.verbose,
+                        &images[i].0,
+                        &line,
+                        &mut r.built,
+                        &mut r.cached,
+                    );
                 }
             }
             if let Some(signal) = interrupts.as_ref().and_then(|i| i.pending()) {
@@ -126,7 +133,14 @@ impl Parallel<'_> {
                 }
                 while let Ok((i, line)) = rx.try_recv() {
                     if let Some(r) = running.iter_mut().find(|r| r.index == i) {
-                        self.relay(&images[i].0, &line, r);
+                        relay(
+                            self.common.json,
+                            self.verbose,
+                            &images[i].0,
+                            &line,
+                            &mut r.built,
+                            &mut r.cached,
+                        );
                     }
                 }
                 let r = running.remove(k);
@@ -246,50 +260,53 @@ impl Parallel<'_> {
             reader: Some(reader),
         })
     }
+}
 
-    /// One event line of an image's child: counted, and shown.
-    fn relay(&self, name: &str, line: &str, r: &mut Running) {
-        let Ok(mut event) = serde_json::from_str::<Value>(line) else {
-            return;
-        };
-        let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-        let kind = text("type");
-        if kind == "stage-end" {
-            match text("status").as_str() {
-                "success" => r.built += 1,
-                "cached" | "pulled" => r.cached += 1,
-                _ => {}
-            }
+/// One event line of image `name`'s build (a child, or a cluster job):
+/// counted into `built` and `cached`, and shown (`json`: as it came, with
+/// an `image` field; else as a line prefixed with the image's name, logs
+/// only when `verbose`).
+pub(crate) fn relay(json: bool, verbose: bool, name: &str, line: &str, built: &mut usize, cached: &mut usize) {
+    let Ok(mut event) = serde_json::from_str::<Value>(line) else {
+        return;
+    };
+    let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = text("type");
+    if kind == "stage-end" {
+        match text("status").as_str() {
+            "success" => *built += 1,
+            "cached" | "pulled" => *cached += 1,
+            _ => {}
         }
-        if self.common.json {
-            event["image"] = Value::String(name.to_string());
-            println!("{event}");
-            return;
-        }
-        let arrow = if text("kind") == "assembler" { "=>" } else { "->" };
-        let shown = match kind.as_str() {
-            "stage-begin" => format!("{arrow} {} {} ...", text("name"), short(&text("id"))),
-            "stage-end" => {
-                let ms = event.get("duration_ms").and_then(Value::as_u64).unwrap_or(0);
-                let how = match text("status").as_str() {
-                    "cached" => "cached".to_string(),
-                    "pulled" => "pulled from the cache".to_string(),
-                    "success" => format!("ran in {}", human(ms)),
-                    other => format!("{other} after {}", human(ms)),
-                };
-                format!("{arrow} {} {} {how}", text("name"), short(&text("id")))
-            }
-            "progress" => format!("   {}", text("text")),
-            "warning" => format!("warning: {}", text("text")),
-            "sources" => text("text"),
-            "log" if self.verbose => {
-                eprint!("{}", prefixed(name, &text("text")));
-                return;
-            }
-            _ => return,
-        };
-        eprintln!("{name}: {shown}");
     }
+    if json {
+        event["image"] = Value::String(name.to_string());
+        println!("{event}");
+        return;
+    }
+    let arrow = if text("kind") == "assembler" { "=>" } else { "->" };
+    let shown = match kind.as_str() {
+        "stage-begin" => format!("{arrow} {} {} ...", text("name"), short(&text("id"))),
+        "stage-end" => {
+            let ms = event.get("duration_ms").and_then(Value::as_u64).unwrap_or(0);
+            let how = match text("status").as_str() {
+                "cached" => "cached".to_string(),
+                "pulled" => "pulled from the cache".to_string(),
+                "success" => format!("ran in {}", human(ms)),
+                other => format!("{other} after {}", human(ms)),
+            };
+            format!("{arrow} {} {} {how}", text("name"), short(&text("id")))
+        }
+        "progress" => format!("   {}", text("text")),
+        "warning" => format!("warning: {}", text("text")),
+        "sources" => text("text"),
+        "log" if verbose => {
+            eprint!("{}", prefixed(name, &text("text")));
+            return;
+        }
+        _ => return,
+    };
+    eprintln!("{name}: {shown}");
 }
 
 /// The sources step for `images` (fetched into the store, or verified in
@@ -367,7 +384,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 /// Each line of `text` after `name: `.
-fn prefixed(name: &str, text: &str) -> String {
+pub(crate) fn prefixed(name: &str, text: &str) -> String {
     text.lines().map(|l| format!("{name}: {l}\n")).collect()
 }
 

@@ -18,6 +18,7 @@ mod planted_symlinks;
 mod repl;
 mod sandbox;
 mod script;
+mod slurm;
 mod store_cmd;
 mod store_hardening;
 mod verify;

@@ -393,3 +393,149 @@ impl Drop for OciRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// A real single-node Slurm cluster (Debian's slurm-wlm, with munge for
+/// authentication): munged, slurmctld and slurmd run from the test's scratch
+/// directory with their own key, configuration, state and ports, and are
+/// stopped by PID when dropped. Slurm's commands find it through
+/// `SLURM_CONF` (see [`SlurmCluster::env`]).
+pub struct SlurmCluster {
+    daemons: Vec<std::process::Child>,
+    pub conf: PathBuf,
+}
+
+impl SlurmCluster {
+    pub fn start(s: &Scratch) -> SlurmCluster {
+        let dir = s.path("slurm");
+        for sub in ["munge", "state", "spool", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::set_permissions(dir.join("munge"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let key = dir.join("munge/munge.key");
+        let status = Command::new("mungekey").arg("-c").arg("-k").arg(&key).status().unwrap();
+        assert!(status.success(), "mungekey");
+        let socket = dir.join("munge/munge.socket");
+        let log = |name: &str| std::fs::File::create(dir.join("log").join(name)).unwrap();
+        let mut daemons = Vec::new();
+        // -f: munged refuses a key and socket outside its usual, root-owned
+        // places otherwise.
+        daemons.push(
+            Command::new("munged")
+                .args(["-F", "-f"])
+                .arg(format!("--socket={}", socket.display()))
+                .arg(format!("--key-file={}", key.display()))
+                .arg(format!("--log-file={}", dir.join("log/munged.log").display()))
+                .arg(format!("--pid-file={}", dir.join("munge/munged.pid").display()))
+                .arg(format!("--seed-file={}", dir.join("munge/munged.seed").display()))
+                .stdin(Stdio::null())
+                .stdout(log("munged.out"))
+                .stderr(log("munged.err"))
+                .spawn()
+                .expect("munged (scripts/test installs munge)"),
+        );
+        wait_for(|| socket.exists(), "munged's socket");
+        let host = String::from_utf8(Command::new("hostname").arg("-s").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (ctld_port, d_port) = (free_port(), free_port());
+        let d = dir.display();
+        let conf = s.write(
+            "slurm/slurm.conf",
+            &format!(
+                "ClusterName=osbuildtest\nSlurmctldHost={host}(127.0.0.1)\nSlurmctldPort={ctld_port}\n\
+                 SlurmdPort={d_port}\nAuthType=auth/munge\nAuthInfo=socket={}\nCredType=cred/munge\n\
+                 CommunicationParameters=NoInAddrAny\nSlurmUser=root\nSlurmdUser=root\n\
+                 StateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool\n\
+                 SlurmctldPidFile={d}/slurmctld.pid\nSlurmdPidFile={d}/slurmd.pid\n\
+                 SlurmctldLogFile={d}/log/slurmctld.log\nSlurmdLogFile={d}/log/slurmd.log\n\
+                 ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n\
+                 AccountingStorageType=accounting_storage/none\nJobCompType=jobcomp/none\n\
+                 SelectType=select/cons_tres\nSelectTypeParameters=CR_CPU\nMpiDefault=none\nReturnToService=2\n\
+                 SlurmdParameters=config_overrides\nSchedulerParameters=sched_interval=1\nMinJobAge=600\n\
+                 KillWait=5\nNodeName={host} NodeAddr=127.0.0.1 CPUs=4 RealMemory=4000 State=UNKNOWN\n\
+                 PartitionName=osbuild Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n",
+                socket.display()
+            ),
+        );
+        for daemon in ["slurmctld", "slurmd"] {
+            daemons.push(
+                Command::new(daemon)
+                    .arg("-D")
+                    .arg("-f")
+                    .arg(&conf)
+                    .env("SLURM_CONF", &conf)
+                    .current_dir(&dir)
+                    .stdin(Stdio::null())
+                    .stdout(log(&format!("{daemon}.out")))
+                    .stderr(log(&format!("{daemon}.err")))
+                    .spawn()
+                    .expect("slurmctld and slurmd (scripts/test installs slurm-wlm)"),
+            );
+        }
+        let cluster = SlurmCluster { daemons, conf };
+        wait_for(
+            || {
+                Command::new("sinfo")
+                    .args(["-h", "-o", "%T"])
+                    .env("SLURM_CONF", &cluster.conf)
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "idle")
+            },
+            "an idle Slurm node",
+        );
+        cluster
+    }
+
+    /// The environment Slurm's commands (and `osbuild`, which runs them) need.
+    pub fn env(&self) -> (&'static str, &Path) {
+        ("SLURM_CONF", &self.conf)
+    }
+
+    /// The jobs Slurm knows that are not finished.
+    pub fn active_jobs(&self) -> Vec<String> {
+        let out = Command::new("squeue")
+            .args(["-h", "-o", "%i %T"])
+            .env("SLURM_CONF", &self.conf)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for SlurmCluster {
+    fn drop(&mut self) {
+        // slurmd, slurmctld, then munged.
+        for daemon in self.daemons.iter_mut().rev() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(daemon.id() as i32),
+                nix::sys::signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+    }
+}
+
+/// Waits (30 s at most) until `ready`.
+fn wait_for(ready: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "no {what} after 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -27,6 +27,8 @@ pub struct ScriptArgs {
     pub keep_going: bool,
     /// `run`: how many images at once (1: one after another, in this process).
     pub jobs: usize,
+    /// `run --executor slurm`: the images as Slurm jobs instead.
+    pub slurm: Option<crate::slurm::SlurmOptions>,
 }
 
 /// The script lowered, its images pinned by the lock beside it when it fits
@@ -200,7 +202,20 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
     for image in &lowering.images {
         plans.push(plan(&image.manifest, Some(&store)).map_err(|e| plan_error(&lowering, image, e))?);
     }
-    let run = if args.jobs > 1 && lowering.images.len() > 1 {
+    let run = if let Some(options) = &args.slurm {
+        let images: Vec<(String, Manifest)> = lowering
+            .images
+            .iter()
+            .map(|i| (i.name.clone(), i.manifest.clone()))
+            .collect();
+        crate::slurm::Slurm {
+            common: &args.common,
+            options,
+            keep_going: args.keep_going,
+            verbose: args.verbose,
+        }
+        .run(&images, out)?
+    } else if args.jobs > 1 && lowering.images.len() > 1 {
         let images: Vec<(String, Manifest)> = lowering
             .images
             .iter()
