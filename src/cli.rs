@@ -38,6 +38,8 @@ pub struct Common {
     pub cache: Option<crate::oci::Target>,
     /// `--insecure`: plain HTTP to registries off this machine too.
     pub insecure: bool,
+    /// `--keep-image`: keep each image in the store as well as in `-o`.
+    pub keep_image: bool,
 }
 
 impl Common {
@@ -178,6 +180,7 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
         args.output.as_deref(),
         args.common.limits,
         cache.as_ref(),
+        args.common.keep_image,
     )
 }
 

@@ -67,6 +67,9 @@ pub struct Outcome {
     pub pulled: usize,
     /// The main pipeline's image object, if it has an assembler.
     pub image: Option<String>,
+    /// The image is in the output directory already (handed over as it
+    /// was made); it is in the store only if it could be cloned.
+    pub delivered: bool,
     /// The main pipeline's tree.
     pub tree: Option<String>,
 }
@@ -80,6 +83,17 @@ pub struct Executor<'a> {
     pub limits: Limits,
     /// A registry to pull missing objects from and push new ones to.
     pub cache: Option<&'a Cache>,
+    /// Where the main pipeline's image goes, if anywhere: a new image is
+    /// handed over there rather than copied (see `output`).
+    pub hand_over: Option<HandOver<'a>>,
+}
+
+/// Where a new image goes, and whether the store keeps it too.
+#[derive(Debug, Clone, Copy)]
+pub struct HandOver<'a> {
+    pub to: &'a std::path::Path,
+    /// `--keep-image`: stored as well, even where that is a second copy.
+    pub keep: bool,
 }
 
 impl Executor<'_> {
@@ -202,6 +216,9 @@ impl Executor<'_> {
         staging
             .seal(object_kind, pipeline.source_epoch)
             .map_err(io_err("sealing the new object"))?;
+        let hand_over = self
+            .hand_over
+            .filter(|h| kind == Kind::Assembler && pipeline.role == "main" && !h.keep);
         let layers = match kind {
             Kind::Stage => {
                 let mut layers = self
@@ -215,7 +232,7 @@ impl Executor<'_> {
             }
             Kind::Assembler => Vec::new(),
         };
-        let meta = ObjectMeta {
+        let mut meta = ObjectMeta {
             id: planned.id.clone(),
             kind: object_kind,
             stage: name.to_string(),
@@ -226,6 +243,23 @@ impl Executor<'_> {
             duration_ms,
             content: None,
         };
+        if let Some(h) = hand_over {
+            let output = staging.output().map_err(io_err("reading the output"))?;
+            meta.content = Some(crate::store::hash_dir(&output).map_err(io_err("hashing the image"))?);
+            // Pushed first: a move uses the files up.
+            if let Some(cache) = self.cache.filter(|c| c.usable()) {
+                if let Err(e) = cache.push_unstored(self.store, &meta, &output) {
+                    self.cache_warning(cache, &planned.id, "pushing", &e);
+                }
+            }
+            let how = crate::output::hand_over(&output, h.to)
+                .map_err(|e| BuildError::Io(format!("cannot write the image to {}: {e}", h.to.display())))?;
+            outcome.delivered = true;
+            if how == crate::output::Handed::Moved {
+                outcome.built += 1;
+                return Ok(());
+            }
+        }
         staging.commit(&meta).map_err(io_err("committing to the store"))?;
         outcome.built += 1;
         self.push(&planned.id);

@@ -55,6 +55,12 @@ struct CommonOpts {
     /// loopback address may always use it).
     #[arg(long, global = true)]
     insecure: bool,
+    /// Keep each image in the store as well as in the output directory, so a
+    /// re-run hands it over without assembling. Without it a new image is
+    /// moved into the output directory (where the file system cannot share
+    /// blocks with a reflink): the store keeps its tree, not a second copy.
+    #[arg(long, global = true)]
+    keep_image: bool,
 }
 
 fn parse_cache(url: &str) -> Result<String, String> {
@@ -275,6 +281,7 @@ fn common(c: CommonOpts) -> Common {
     Common {
         cache,
         insecure: c.insecure,
+        keep_image: c.keep_image,
         locked: c.locked,
         sources: c.sources,
         limits: limits(&c.limits),

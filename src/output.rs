@@ -1,6 +1,13 @@
 //! Hands an image to the user: copies an image object's files into the output
 //! directory, all or nothing.
 //!
+//! An image is not kept twice. A new image is handed over ([`hand_over`]) by
+//! reflink where the file system shares blocks (btrfs, XFS): then the store
+//! keeps its copy for free. Elsewhere (ext4) its files are moved into the
+//! output directory and the store keeps the tree it was made from, not the
+//! image, unless asked (`--keep-image`): a re-run assembles again, which
+//! costs the assembler's seconds rather than a second copy of every image.
+//!
 //! Only regular files, directories and symlinks are delivered: an assembler's
 //! output is checked before it is stored ([`check_deliverable`]), and a copy
 //! opens nothing that could block (a FIFO) or lead elsewhere (a symlink).
@@ -29,22 +36,8 @@ pub fn check_output_dir(dir: &Path) -> Result<(), String> {
 /// sibling directory, then renamed into place, so `to` is either untouched or
 /// complete.
 pub fn deliver(from: &Path, to: &Path) -> io::Result<Vec<PathBuf>> {
-    let parent = match to.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let (parent, temp) = temp_beside(to)?;
     fs::create_dir_all(&parent)?;
-    let file_name = to.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} names no directory", to.display()),
-        )
-    })?;
-    let temp = parent.join(format!(
-        ".{}.osbuild-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
     let _ = fs::remove_dir_all(&temp);
     let result = copy_tree(from, &temp).and_then(|()| {
         // rename(2) replaces an empty directory atomically; a non-empty one fails.
@@ -57,6 +50,115 @@ pub fn deliver(from: &Path, to: &Path) -> io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     list(to, &mut files)?;
     Ok(files)
+}
+
+/// How [`hand_over`] gave the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handed {
+    /// Every file cloned (a reflink): `from` is as it was.
+    Cloned,
+    /// Moved (or copied where a clone was refused): `from` is used up.
+    Moved,
+}
+
+/// Gives `from`'s files to `to` (absent or empty) without a second copy of
+/// their data: as reflinks where the file system can, else by moving them
+/// (a copy, then removal, across file systems). All or nothing for `to`.
+pub fn hand_over(from: &Path, to: &Path) -> io::Result<Handed> {
+    let (parent, temp) = temp_beside(to)?;
+    fs::create_dir_all(&parent)?;
+    let _ = fs::remove_dir_all(&temp);
+    let mut how = Handed::Cloned;
+    let result = give_tree(from, &temp, &mut how).and_then(|()| fs::rename(&temp, to));
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&temp);
+        return Err(e);
+    }
+    Ok(how)
+}
+
+fn give_tree(from: &Path, to: &Path, how: &mut Handed) -> io::Result<()> {
+    fs::create_dir(to)?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755))?;
+    let mut entries: Vec<_> = fs::read_dir(from)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let meta = fs::symlink_metadata(&src)?;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            give_tree(&src, &dst, how)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if kind.is_file() {
+            if *how == Handed::Cloned && !clone_file(&src, &dst)? {
+                *how = Handed::Moved;
+            }
+            if *how == Handed::Moved {
+                match fs::rename(&src, &dst) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                        copy_sparse(&src, &dst)?;
+                        fs::remove_file(&src).map_err(|e| context(e, &src))?;
+                    }
+                    Err(e) => return Err(context(e, &src)),
+                }
+            }
+            fs::set_permissions(&dst, fs::Permissions::from_mode(meta.mode() & 0o777))?;
+        } else {
+            return Err(not_deliverable(&src, kind));
+        }
+    }
+    Ok(())
+}
+
+/// Clones `from` to a new file `to` (FICLONE); false, with nothing made,
+/// where the file systems cannot.
+fn clone_file(from: &Path, to: &Path) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let src = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(from)
+        .map_err(|e| context(e, from))?;
+    let dst = fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map_err(|e| context(e, to))?;
+    // SAFETY: FICLONE takes the source descriptor as its argument; both
+    // files are open for the call.
+    if unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    drop(dst);
+    fs::remove_file(to).map_err(|e| context(e, to))?;
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::EXDEV | libc::EINVAL | libc::ENOTTY | libc::ENOSYS) => Ok(false),
+        _ => Err(context(e, from)),
+    }
+}
+
+/// The parent of `to`, and a hidden directory in it to build `to` in.
+fn temp_beside(to: &Path) -> io::Result<(PathBuf, PathBuf)> {
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = to.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} names no directory", to.display()),
+        )
+    })?;
+    let temp = parent.join(format!(
+        ".{}.osbuild-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    Ok((parent, temp))
 }
 
 fn list(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
@@ -285,6 +387,39 @@ mod tests {
                 .ends_with("pipe is a FIFO: only regular files, directories and symlinks can be delivered"),
             "{e}"
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn hand_over_moves_where_it_cannot_clone_and_drops_setuid() {
+        let dir = temp("hand-over");
+        let from = dir.join("from");
+        fs::create_dir_all(from.join("sub")).unwrap();
+        fs::write(from.join("disk.raw"), b"image").unwrap();
+        fs::set_permissions(from.join("disk.raw"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::write(from.join("sub/more"), b"more").unwrap();
+        let to = dir.join("out");
+        let how = hand_over(&from, &to).unwrap();
+        assert_eq!(fs::read(to.join("disk.raw")).unwrap(), b"image");
+        assert_eq!(fs::read(to.join("sub/more")).unwrap(), b"more");
+        assert_eq!(fs::metadata(to.join("disk.raw")).unwrap().mode() & 0o7777, 0o755);
+        // This machine's ext4 cannot clone: the files moved, none left behind.
+        let fs_type = nix::sys::statfs::statfs(&dir).unwrap().filesystem_type();
+        if fs_type == nix::sys::statfs::EXT4_SUPER_MAGIC {
+            assert_eq!(how, Handed::Moved);
+            assert!(!from.join("disk.raw").exists() && !from.join("sub/more").exists());
+        }
+        // Across file systems: copied, then removed.
+        let shm = PathBuf::from(format!("/dev/shm/osbuild-hand-over-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&shm);
+        fs::create_dir(&shm).unwrap();
+        fs::write(shm.join("disk.raw"), b"other").unwrap();
+        let across = hand_over(&shm, &dir.join("out2"));
+        let left = shm.join("disk.raw").exists();
+        fs::remove_dir_all(&shm).unwrap();
+        assert_eq!(across.unwrap(), Handed::Moved);
+        assert!(!left, "moved, not copied");
+        assert_eq!(fs::read(dir.join("out2/disk.raw")).unwrap(), b"other");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -358,6 +358,9 @@ pub(crate) fn child_build(
     for limit in &common.limit_args {
         cmd.arg("--limit").arg(limit);
     }
+    if common.keep_image {
+        cmd.arg("--keep-image");
+    }
     if let Some(cache) = &common.cache {
         cmd.arg("--cache").arg(cache.to_string());
         if cache.insecure {

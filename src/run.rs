@@ -30,6 +30,7 @@ pub fn run_plan(
     output: Option<&Path>,
     limits: crate::sandbox::Limits,
     cache: Option<&Cache>,
+    keep_image: bool,
 ) -> Result<(), Failure> {
     let started = Instant::now();
     prepare_sources(plan, store, monitor)?;
@@ -41,6 +42,7 @@ pub fn run_plan(
         interrupts: &interrupts,
         limits,
         cache,
+        hand_over: output.map(|to| crate::executor::HandOver { to, keep: keep_image }),
     };
     let mut outcome = crate::executor::Outcome::default();
     let result = executor.build(plan, &mut outcome).map(|()| outcome.clone());
@@ -59,6 +61,7 @@ pub fn run_plan(
     match result {
         Ok(outcome) => {
             let delivered = match (output, &outcome.image) {
+                (Some(dir), Some(_)) if outcome.delivered => Some(dir.display().to_string()),
                 (Some(dir), Some(image)) => {
                     crate::output::deliver(&store.output_dir(image), dir).map_err(|e| {
                         Failure::failed(msg(format!("cannot write the image to {}: {e}", dir.display())))
@@ -156,6 +159,8 @@ pub struct Images<'a> {
     pub registry: &'a Registry,
     pub limits: Limits,
     pub cache: Option<&'a Cache>,
+    /// `--keep-image`: keep each image in the store as well.
+    pub keep_image: bool,
     /// Build the other images when one fails (not when interrupted).
     pub keep_going: bool,
 }
@@ -205,6 +210,7 @@ impl Images<'_> {
                         dir.as_deref(),
                         self.limits,
                         self.cache,
+                        self.keep_image,
                     )
                 });
             run.done.push(Built {

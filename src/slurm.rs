@@ -184,7 +184,7 @@ impl Slurm<'_> {
             let mut failed = state != "COMPLETED";
             let dir = out.join(name);
             if !failed {
-                if let Err(e) = deliver(&cache, &store, object, &dir) {
+                if let Err(e) = deliver(&cache, &store, object, &dir, self.common.keep_image) {
                     eprintln!("{name}: {e}");
                     failed = true;
                     stop.get_or_insert_with(|| Failure::failed(msg(format!("{name}: {e}"))));
@@ -347,18 +347,22 @@ fn label(job: &Job, images: &[(String, Manifest)]) -> String {
     }
 }
 
-/// Pulls the image object from the cache and hands its files to `dir`.
-fn deliver(cache: &Cache, store: &crate::store::Store, object: &str, dir: &Path) -> Result<(), String> {
+/// Pulls the image object from the cache and hands its files to `dir`
+/// (kept in the store as well only with `keep`).
+fn deliver(cache: &Cache, store: &crate::store::Store, object: &str, dir: &Path, keep: bool) -> Result<(), String> {
     match cache.pull(store, object) {
         Ok(Pulled::Stored) => {}
         Ok(Pulled::Absent) => return Err(format!("its image {object} is not in the cache")),
         Err(e) => return Err(format!("pulling its image: {e}")),
     }
     match store.meta(object) {
-        Ok(meta) if meta.kind == crate::store::ObjectKind::Image => {
+        Ok(meta) if meta.kind == crate::store::ObjectKind::Image && keep => {
             crate::output::deliver(&store.output_dir(object), dir)
                 .map(drop)
                 .map_err(|e| format!("delivering it: {e}"))
+        }
+        Ok(meta) if meta.kind == crate::store::ObjectKind::Image => {
+            store.take_image(object, dir).map_err(|e| format!("delivering it: {e}"))
         }
         // A tree without an assembler: nothing to deliver but the tree, stored.
         Ok(_) => Ok(()),

@@ -220,6 +220,10 @@ fn assembler_manifest(s: &Scratch, script: &str) -> PathBuf {
 
 /// `osbuild build` of `m` into `out`, stopped after a minute if it hangs.
 fn build_bounded(s: &Scratch, m: &Path, out: &Path) -> Build {
+    build_bounded_with(s, m, out, &[])
+}
+
+fn build_bounded_with(s: &Scratch, m: &Path, out: &Path, extra: &[&str]) -> Build {
     let mut cmd = Command::new("timeout");
     cmd.args(["--signal=KILL", "60", env!("CARGO_BIN_EXE_osbuild")])
         .arg("--store")
@@ -227,6 +231,7 @@ fn build_bounded(s: &Scratch, m: &Path, out: &Path) -> Build {
         .arg("--libdir")
         .arg(s.libdir())
         .env("NO_COLOR", "1")
+        .args(extra)
         .args(["build", "--json"])
         .arg(m)
         .arg("-o")
@@ -253,7 +258,7 @@ fn an_output_with_a_fifo_is_refused_never_stored_and_never_blocks() {
     // A store that holds one already (made by an older osbuild) fails the
     // delivery instead of hanging in open().
     let m = assembler_manifest(&s, "echo image > $o/disk.img\necho > $o/pipe");
-    let build = build_bounded(&s, &m, &out);
+    let build = build_bounded_with(&s, &m, &out, &["--keep-image"]);
     assert_eq!(build.code, 0, "{}", build.stderr);
     std::fs::remove_dir_all(&out).unwrap();
     let pipe = object_dir(&s, &ids(&build)[1]).join("output/pipe");

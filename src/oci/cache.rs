@@ -200,9 +200,26 @@ impl Cache {
             ObjectKind::Tree => store.layer_dir(id),
             ObjectKind::Image => store.output_dir(id),
         };
+        self.upload(store, &meta, config, &content)
+    }
+
+    /// Pushes an object that is not in the store (an image about to be
+    /// handed over): its metadata, with its content hash, and its files.
+    pub fn push_unstored(&self, store: &Store, meta: &ObjectMeta, content: &Path) -> Result<Pushed, CacheError> {
+        self.note((|| {
+            if self.remote.has(&meta.id)? {
+                return Ok(Pushed::Already);
+            }
+            let config = serde_json::to_vec_pretty(meta).expect("JSON serializes");
+            self.upload(store, meta, config, content)
+        })())
+    }
+
+    fn upload(&self, store: &Store, meta: &ObjectMeta, config: Vec<u8>, content: &Path) -> Result<Pushed, CacheError> {
+        let id = &meta.id;
         let work = store.temp_dir("push").map_err(local("making a work directory"))?;
         let blob = work.path().join("layer.tar.zst");
-        let (digest, size) = pack(&content, &blob).map_err(local(format!("packing the object {id}")))?;
+        let (digest, size) = pack(content, &blob).map_err(local(format!("packing the object {id}")))?;
         self.remote.push_blob_file(&blob, &digest)?;
         let config_digest = sha256_digest(&config);
         let config_size = config.len() as i64;

@@ -249,6 +249,7 @@ fn build(repl: &mut Repl, args: &str) {
         registry: repl.session.registry(),
         limits: repl.limits,
         cache: cache.as_ref(),
+        keep_image: false,
         keep_going: false,
     }
     .run(&images, output.as_deref(), &mut monitor, |name| {

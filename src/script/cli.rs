@@ -249,6 +249,7 @@ fn run_inner(args: &ScriptArgs) -> Result<(), Failure> {
             registry: &registry,
             limits: args.common.limits,
             cache: cache.as_ref(),
+            keep_image: args.common.keep_image,
             keep_going: args.keep_going,
         }
         .run(&images, Some(out), monitor.as_mut(), |_| {})

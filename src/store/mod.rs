@@ -310,6 +310,16 @@ impl Store {
         fs::remove_dir_all(&doomed).map_err(|e| context(e, &doomed))
     }
 
+    /// Hands the stored image `id` to the directory `to` (see
+    /// `output::hand_over`) and removes it from the store, which keeps its
+    /// tree: the image is not kept twice.
+    pub fn take_image(&self, id: &str, to: &Path) -> io::Result<()> {
+        let work = self.temp_dir("take")?;
+        let object = work.path().join("object");
+        fs::rename(self.object_dir(id), &object).map_err(|e| context(e, &self.object_dir(id)))?;
+        crate::output::hand_over(&object.join("output"), to).map(drop)
+    }
+
     /// Resolves a `base`: an id in the store, or a name given to a tree.
     pub fn resolve(&self, id_or_name: &str) -> Option<Id> {
         if is_id(id_or_name) && self.contains(id_or_name) {
