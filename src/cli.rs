@@ -178,9 +178,11 @@ fn build_inner(args: BuildArgs) -> Result<(), Failure> {
         &registry,
         monitor.as_mut(),
         args.output.as_deref(),
-        args.common.limits,
-        cache.as_ref(),
-        args.common.keep_image,
+        crate::run::BuildWith {
+            limits: args.common.limits,
+            cache: cache.as_ref(),
+            keep_image: args.common.keep_image,
+        },
     )
 }
 

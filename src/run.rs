@@ -21,6 +21,17 @@ use crate::sandbox::Limits;
 use crate::signals::Interrupts;
 use crate::store::Store;
 
+/// How stages are built, beyond the store and registry.
+#[derive(Clone, Copy)]
+pub struct BuildWith<'a> {
+    /// What each stage's sandbox may take.
+    pub limits: Limits,
+    /// A registry shared with other builds.
+    pub cache: Option<&'a Cache>,
+    /// `--keep-image`: keep the image in the store as well as in `-o`.
+    pub keep_image: bool,
+}
+
 /// Builds a plan and hands its image to `output`; shared by every front-end.
 pub fn run_plan(
     plan: &Plan,
@@ -28,10 +39,13 @@ pub fn run_plan(
     registry: &Registry,
     monitor: &mut dyn Monitor,
     output: Option<&Path>,
-    limits: crate::sandbox::Limits,
-    cache: Option<&Cache>,
-    keep_image: bool,
+    with: BuildWith<'_>,
 ) -> Result<(), Failure> {
+    let BuildWith {
+        limits,
+        cache,
+        keep_image,
+    } = with;
     let started = Instant::now();
     prepare_sources(plan, store, monitor)?;
     let interrupts = Interrupts::block().map_err(|e| Failure::failed(msg(format!("cannot block signals: {e}"))))?;
@@ -208,9 +222,11 @@ impl Images<'_> {
                         self.registry,
                         &mut counting,
                         dir.as_deref(),
-                        self.limits,
-                        self.cache,
-                        self.keep_image,
+                        BuildWith {
+                            limits: self.limits,
+                            cache: self.cache,
+                            keep_image: self.keep_image,
+                        },
                     )
                 });
             run.done.push(Built {
