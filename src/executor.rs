@@ -70,6 +70,9 @@ pub struct Outcome {
     /// The image is in the output directory already (handed over as it
     /// was made); it is in the store only if it could be cloned.
     pub delivered: bool,
+    /// The image came from the cache in this build (so the store did not
+    /// keep it before: it is handed over, not copied).
+    pub image_pulled: bool,
     /// The main pipeline's tree.
     pub tree: Option<String>,
 }
@@ -143,6 +146,7 @@ impl Executor<'_> {
         if !self.store.contains(&planned.id) && self.pull(&planned.id) {
             outcome.cached += 1;
             outcome.pulled += 1;
+            outcome.image_pulled |= kind == Kind::Assembler && pipeline.role == "main";
             self.monitor.event(&Event::StageEnd {
                 name,
                 id: &planned.id,
@@ -256,6 +260,7 @@ impl Executor<'_> {
                 .map_err(|e| BuildError::Io(format!("cannot write the image to {}: {e}", h.to.display())))?;
             outcome.delivered = true;
             if how == crate::output::Handed::Moved {
+                staging.keep_log_as("log").map_err(io_err("keeping the log"))?;
                 outcome.built += 1;
                 return Ok(());
             }

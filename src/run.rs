@@ -76,6 +76,12 @@ pub fn run_plan(
         Ok(outcome) => {
             let delivered = match (output, &outcome.image) {
                 (Some(dir), Some(_)) if outcome.delivered => Some(dir.display().to_string()),
+                (Some(dir), Some(image)) if outcome.image_pulled && !keep_image => {
+                    store.take_image(image, dir).map_err(|e| {
+                        Failure::failed(msg(format!("cannot write the image to {}: {e}", dir.display())))
+                    })?;
+                    Some(dir.display().to_string())
+                }
                 (Some(dir), Some(image)) => {
                     crate::output::deliver(&store.output_dir(image), dir).map_err(|e| {
                         Failure::failed(msg(format!("cannot write the image to {}: {e}", dir.display())))

@@ -227,3 +227,61 @@ fn a_cache_that_is_not_an_oci_address_is_refused_before_anything_runs() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("oci://HOST[:PORT]/REPOSITORY"));
 }
+
+#[test]
+fn run_j_children_share_the_cache_too() {
+    let s = Scratch::new("cache-run-j");
+    manifest(&s); // its stages
+    let script = s.write(
+        "two.rhai",
+        r#"for name in ["a", "b"] {
+    let p = pipeline(name);
+    p.stage("test.base", #{});
+    p.hostname(name);
+    p.assembler("org.osbuild.tar", #{ filename: name + ".tar" });
+    emit(p);
+}
+"#,
+    );
+    let registry = OciRegistry::start(&s);
+    let cache = registry.url(REPO);
+    let run = |store: &str, out: &str| {
+        let out = osbuild_on(&s, store)
+            .args(["--json", "--cache", &cache, "run", "-j", "2", "-o"])
+            .arg(s.path(out))
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        crate::support::Build::from(out)
+    };
+    let first = run("a", "out-a");
+    assert_eq!(
+        first.ran(),
+        5,
+        "the shared stage once, each image's two: {:?}",
+        first.stages()
+    );
+    let second = run("b", "out-b");
+    let statuses: Vec<String> = statuses(&second);
+    assert_eq!(statuses, ["pulled"; 6], "{statuses:?}");
+    for image in ["a", "b"] {
+        let file = format!("{image}/{image}.tar");
+        assert_eq!(
+            std::fs::read(s.path(&format!("out-a/{file}"))).unwrap(),
+            std::fs::read(s.path(&format!("out-b/{file}"))).unwrap()
+        );
+    }
+    // Pulled images are handed over too: the second store keeps none.
+    let images_kept = std::fs::read_dir(s.path("b/objects"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("output").exists())
+        .count();
+    assert_eq!(images_kept, 0);
+    // The images were handed over, not stored; their logs were kept.
+    let logs: Vec<String> = std::fs::read_dir(s.path("a/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(logs.iter().filter(|l| l.ends_with(".log")).count(), 2, "{logs:?}");
+}

@@ -112,6 +112,10 @@ impl Store {
             }
         }
         prune_cache(&self.root.join("cache"), options, &mut report)?;
+        // Logs of failed runs and handed-over images, and kept Slurm runs.
+        for dir in ["logs", "slurm"] {
+            prune_old(&self.root.join(dir), options)?;
+        }
         Ok(report)
     }
 
@@ -147,6 +151,34 @@ fn prune_cache(dir: &Path, options: &GcOptions, report: &mut GcReport) -> io::Re
             fs::remove_file(entry.path())?;
             report.cache_files_removed += 1;
             report.cache_freed_bytes += meta.blocks() * 512;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the entries of `dir` (files, or whole directories) not changed
+/// within `keep_days` (all of them with `all`).
+fn prune_old(dir: &Path, options: &GcOptions) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let limit = options.keep_days * 24 * 3600;
+    for entry in entries {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |d| d.as_secs());
+        if options.all || age > limit {
+            if meta.is_dir() {
+                fs::remove_dir_all(entry.path())?;
+            } else {
+                fs::remove_file(entry.path())?;
+            }
         }
     }
     Ok(())

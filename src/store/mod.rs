@@ -12,6 +12,7 @@
 //!   locks/<id>           flock held while <id> is being built
 //!   tmp/<job>/           work in progress; `lock` inside is held by its builder
 //!   logs/<id>.failed     the log of the last failed run of <id>
+//!   logs/<id>.log        the log of an image handed over to `-o`, not stored
 //!   cache/<name>/        caches stages share across builds (downloaded packages)
 //! ```
 //!
@@ -578,8 +579,14 @@ impl Staging {
     /// Moves the log of a failed run out of the staging area, which is about
     /// to be removed, to `logs/<id>.failed`.
     pub fn keep_log(&self) -> io::Result<PathBuf> {
+        self.keep_log_as("failed")
+    }
+
+    /// Moves the log out of the staging area to `logs/<id>.<suffix>`: for a
+    /// failed run, or an image handed over instead of stored (`log`).
+    pub fn keep_log_as(&self, suffix: &str) -> io::Result<PathBuf> {
         let logs = self.objects.with_file_name("logs");
-        let target = logs.join(format!("{}.failed", self.id));
+        let target = logs.join(format!("{}.{suffix}", self.id));
         fs::rename(self.log_path(), &target)?;
         Ok(target)
     }
