@@ -285,3 +285,42 @@ fn run_j_children_share_the_cache_too() {
         .collect();
     assert_eq!(logs.iter().filter(|l| l.ends_with(".log")).count(), 2, "{logs:?}");
 }
+
+#[test]
+fn a_registry_that_wants_a_login_gets_the_users_docker_credentials() {
+    let s = Scratch::new("cache-login");
+    // bcrypt of "secret", as `htpasswd -B -C 4` writes it (the lowest
+    // cost: the registry checks it on every request).
+    let hash = "$2b$04$sFxOeVkHdSsRVFWswgGr7uu8.KHQEjha.Utla74lm8uj3nB7poV/y";
+    let registry = OciRegistry::start_with_login(&s, "osbuild", hash, "secret");
+    let cache = registry.url(REPO);
+    let m = manifest(&s);
+    let build = |store: &str, out: &str, docker: &std::path::Path| {
+        let out = osbuild_on(&s, store)
+            .env("DOCKER_CONFIG", docker)
+            .args(["--cache", &cache, "build", "--json"])
+            .arg(&m)
+            .arg("-o")
+            .arg(s.path(out))
+            .output()
+            .unwrap();
+        crate::support::Build::from(out).ok()
+    };
+    // No credentials: refused, warned about once, built anyway.
+    std::fs::create_dir_all(s.path("nobody")).unwrap();
+    let anonymous = build("a", "out-a", &s.path("nobody"));
+    let warnings: Vec<&Value> = anonymous.events.iter().filter(|e| e["type"] == "warning").collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(registry.tags(REPO).is_empty());
+    // The user's Docker configuration, as `docker login` writes it.
+    let auth = crate::support::base64(b"osbuild:secret");
+    s.write(
+        "docker/config.json",
+        &json!({"auths": {registry.address.clone(): {"auth": auth}}}).to_string(),
+    );
+    let pushed = build("b", "out-b", &s.path("docker"));
+    assert!(!pushed.stdout.contains("\"warning\""), "{}", pushed.stdout);
+    assert_eq!(registry.tags(REPO).len(), 3);
+    let pulled = build("c", "out-c", &s.path("docker"));
+    assert_eq!(statuses(&pulled), ["pulled"; 3]);
+}

@@ -311,10 +311,31 @@ pub struct OciRegistry {
     child: std::process::Child,
     /// `HOST:PORT`.
     pub address: String,
+    /// `user:password` when it asks for them (htpasswd).
+    login: Option<String>,
 }
 
 impl OciRegistry {
     pub fn start(s: &Scratch) -> OciRegistry {
+        Self::start_with(s, None)
+    }
+
+    /// A registry that takes only `user` with the password whose bcrypt
+    /// hash is `hash` (HTTP Basic authentication, from an htpasswd file).
+    pub fn start_with_login(s: &Scratch, user: &str, hash: &str, password: &str) -> OciRegistry {
+        let htpasswd = s.write("registry/htpasswd", &format!("{user}:{hash}\n"));
+        let mut registry = Self::start_with(
+            s,
+            Some(format!(
+                "auth:\n  htpasswd:\n    realm: osbuild-test\n    path: {}\n",
+                htpasswd.display()
+            )),
+        );
+        registry.login = Some(format!("{user}:{password}"));
+        registry
+    }
+
+    fn start_with(s: &Scratch, auth: Option<String>) -> OciRegistry {
         let data = s.path("registry/data");
         std::fs::create_dir_all(&data).unwrap();
         for _ in 0..5 {
@@ -330,8 +351,9 @@ impl OciRegistry {
                 "registry/config.yml",
                 &format!(
                     "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                     http:\n  addr: {address}\n",
-                    data.display()
+                     http:\n  addr: {address}\n{}",
+                    data.display(),
+                    auth.as_deref().unwrap_or("")
                 ),
             );
             let log = std::fs::File::create(s.path("registry/log")).unwrap();
@@ -347,14 +369,17 @@ impl OciRegistry {
             let mut registry = OciRegistry {
                 child,
                 address: address.clone(),
+                login: None,
             };
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = registry.child.try_wait() {
                     break;
                 }
-                if ureq::get(&format!("http://{address}/v2/")).call().is_ok() {
-                    return registry;
+                // Up once it answers, if only with 401 (it wants a login).
+                match ureq::get(&format!("http://{address}/v2/")).call() {
+                    Ok(_) | Err(ureq::Error::StatusCode(401)) => return registry,
+                    Err(_) => {}
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -374,7 +399,11 @@ impl OciRegistry {
     /// The tags of a repository.
     pub fn tags(&self, repository: &str) -> Vec<String> {
         let url = format!("http://{}/v2/{repository}/tags/list", self.address);
-        let Ok(mut response) = ureq::get(&url).call() else {
+        let mut request = ureq::get(&url);
+        if let Some(login) = &self.login {
+            request = request.header("Authorization", format!("Basic {}", base64(login.as_bytes())));
+        }
+        let Ok(mut response) = request.call() else {
             return Vec::new();
         };
         let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
@@ -385,6 +414,26 @@ impl OciRegistry {
         tags.sort();
         tags
     }
+}
+
+/// Standard base64, for an HTTP Basic login and a Docker `config.json`.
+pub fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 impl Drop for OciRegistry {

@@ -265,7 +265,11 @@ fn pack(dir: &Path, blob: &Path) -> io::Result<(String, u64)> {
         hasher: Sha256::new(),
         written: 0,
     };
-    let encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL)?;
+    let mut encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL)?;
+    // zstd's own threads, for this call only (joined when it ends): packing
+    // a base system's layer is most of a push.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    encoder.multithread(workers as u32)?;
     let encoder = write_layer(dir, encoder, OverlayXattrs::Keep)?;
     let mut hashing = encoder.finish()?;
     hashing.inner.flush()?;
