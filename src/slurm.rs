@@ -16,7 +16,7 @@
 //! cancels every job on Ctrl-C (`scancel`), then pulls each image from the
 //! cache into DIR and prints the per-image summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -122,8 +122,11 @@ impl Slurm<'_> {
 
         let mut interrupted: Option<String> = None;
         let mut stop: Option<Failure> = None;
+        let mut shown: Vec<BTreeSet<String>> = images.iter().map(|_| BTreeSet::new()).collect();
         loop {
-            self.relay_all(&jobs, images, &mut submitted);
+            for (job, s) in jobs.iter().zip(submitted.iter_mut()) {
+                relay_one(self, job, images, s, &mut shown[job.image]);
+            }
             let states = job_states(&submitted.iter().map(|s| s.id.as_str()).collect::<Vec<_>>());
             for (job, s) in jobs.iter().zip(submitted.iter_mut()) {
                 if s.state.as_deref().is_some_and(finished) {
@@ -135,7 +138,7 @@ impl Slurm<'_> {
                     continue;
                 }
                 // Whatever it wrote before it ended.
-                relay_one(self, job, images, s);
+                relay_one(self, job, images, s, &mut shown[job.image]);
                 let never_ran = state == "CANCELLED" && s.read == 0;
                 if state != "COMPLETED" && !never_ran {
                     let text = std::fs::read_to_string(&s.err).unwrap_or_default();
@@ -302,16 +305,19 @@ impl Slurm<'_> {
         }
         Ok(id)
     }
-
-    fn relay_all(&self, jobs: &[Job], images: &[(String, Manifest)], submitted: &mut [Submitted]) {
-        for (job, s) in jobs.iter().zip(submitted.iter_mut()) {
-            relay_one(self, job, images, s);
-        }
-    }
 }
 
-/// Relays the whole lines a job has added to its output since last time.
-fn relay_one(slurm: &Slurm<'_>, job: &Job, images: &[(String, Manifest)], s: &mut Submitted) {
+/// Relays the whole lines a job has added to its output since last time,
+/// so that they read as a local run's: a prefix job's stages are its first
+/// image's (without the prefix build's own beginning and end), and that
+/// image's job does not show them again.
+fn relay_one(
+    slurm: &Slurm<'_>,
+    job: &Job,
+    images: &[(String, Manifest)],
+    s: &mut Submitted,
+    shown: &mut BTreeSet<String>,
+) {
     let Ok(mut file) = std::fs::File::open(&s.out) else {
         return;
     };
@@ -327,7 +333,22 @@ fn relay_one(slurm: &Slurm<'_>, job: &Job, images: &[(String, Manifest)], s: &mu
     let Some(end) = s.partial.rfind('\n') else { return };
     let lines: String = s.partial.drain(..=end).collect();
     let name = &images[job.image].0;
+    let prefix = job.delivers.is_none();
     for line in lines.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let kind = event["type"].as_str().unwrap_or("");
+        if prefix && matches!(kind, "pipeline-begin" | "build-end") {
+            continue;
+        }
+        if let Some(id) = event["id"].as_str().filter(|_| kind.starts_with("stage-")) {
+            if prefix {
+                shown.insert(id.to_string());
+            } else if shown.contains(id) {
+                continue;
+            }
+        }
         relay(
             slurm.common.json,
             slurm.verbose,

@@ -84,6 +84,25 @@ fn a_fleet_runs_as_slurm_jobs_sharing_its_base_and_matches_a_local_build() {
         events.iter().all(|e| e["type"] == "summary" || e["image"].is_string()),
         "every event says its image, as a local run's do"
     );
+    // As in a local run: one build per image, each stage shown once.
+    for image in ["a", "b", "c"] {
+        let of = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e["image"] == image && e["type"] == kind)
+                .count()
+        };
+        assert_eq!((of("pipeline-begin"), of("build-end")), (1, 1), "{image}:\n{stdout}");
+        let mut ids: Vec<&str> = events
+            .iter()
+            .filter(|e| e["image"] == image && e["type"] == "stage-end")
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
+        let all = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), all, "{image}: a stage shown twice:\n{stdout}");
+    }
     let summary = events.iter().find(|e| e["type"] == "summary").expect("a summary");
     let statuses: Vec<&str> = summary["images"]
         .as_array()
