@@ -40,6 +40,9 @@ pub struct Common {
     pub insecure: bool,
     /// `--keep-image`: keep each image in the store as well as in `-o`.
     pub keep_image: bool,
+    /// `--sources-checked` (given to child builds): the parent checked the
+    /// sources' signature chain.
+    pub sources_checked: bool,
 }
 
 impl Common {
@@ -121,6 +124,9 @@ pub(crate) fn open_store(common: &Common) -> Result<Store, Failure> {
         .map_err(|e| Failure::failed(msg(format!("cannot open the store {}: {e}", common.store.display()))))?;
     if let Some(dir) = &common.sources {
         store.read_sources_from(dir);
+    }
+    if common.sources_checked {
+        store.assume_chain_checked();
     }
     Ok(store)
 }

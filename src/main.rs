@@ -61,6 +61,11 @@ struct CommonOpts {
     /// blocks with a reflink): the store keeps its tree, not a second copy.
     #[arg(long, global = true)]
     keep_image: bool,
+    /// Internal, for child builds: the osbuild that started this one has
+    /// checked the signature chain of the sources (each file is still
+    /// checked by its SHA256).
+    #[arg(long, global = true, hide = true)]
+    sources_checked: bool,
 }
 
 fn parse_cache(url: &str) -> Result<String, String> {
@@ -282,6 +287,7 @@ fn common(c: CommonOpts) -> Common {
         cache,
         insecure: c.insecure,
         keep_image: c.keep_image,
+        sources_checked: c.sources_checked,
         locked: c.locked,
         sources: c.sources,
         limits: limits(&c.limits),

@@ -324,7 +324,7 @@ pub(crate) fn images_sources(
         Some(dir) => (dir.clone(), false),
         None => (crate::cli::open_store(common)?.sources_dir(), true),
     };
-    crate::sources::prepare(&stages, &dir, fetching, progress)
+    crate::sources::prepare(&stages, &dir, fetching, false, progress)
         .map_err(|e| Failure::failed(msg(format!("sources: {e}"))))?;
     Ok(Some(dir))
 }
@@ -332,7 +332,9 @@ pub(crate) fn images_sources(
 /// `osbuild build` (then `extra`) of a manifest the caller adds, into `out`
 /// on `store`, as a child: with the libdir, `sources` and limits of this
 /// run (paths made absolute, as the child may run elsewhere), dying with
-/// this process.
+/// this process. The caller has run the sources step ([`images_sources`])
+/// for the child's image: the child checks each file again, not the
+/// signature chain.
 pub(crate) fn child_build(
     exe: &Path,
     common: &Common,
@@ -355,6 +357,7 @@ pub(crate) fn child_build(
     if let Some(dir) = sources {
         cmd.arg("--sources").arg(absolute(dir));
     }
+    cmd.arg("--sources-checked");
     for limit in &common.limit_args {
         cmd.arg("--limit").arg(limit);
     }

@@ -166,9 +166,13 @@ pub struct Built {
 fn prepare_sources(plan: &Plan, store: &Store, monitor: &mut dyn Monitor) -> Result<(), Failure> {
     let stages = crate::sources::needed(plan);
     let dir = store.sources_dir();
-    crate::sources::prepare(&stages, &dir, store.owns_sources(), &mut |text| {
-        monitor.event(&Event::Sources { text })
-    })
+    crate::sources::prepare(
+        &stages,
+        &dir,
+        store.owns_sources(),
+        store.chain_checked(),
+        &mut |text| monitor.event(&Event::Sources { text }),
+    )
     .map(|_| ())
     .map_err(|e| Failure::failed(msg(format!("sources: {e}"))))
 }

@@ -136,8 +136,29 @@ fn a_locked_image_builds_offline_from_its_fetched_sources() {
 
     // Two more builds in fresh stores, from other directories, time zones,
     // locales and umasks, a little later: the same bytes as the offline one.
-    let verify = run(s.osbuild().arg("--sources").arg(&sources).arg("verify").arg(&manifest));
+    let verify = run(s
+        .osbuild()
+        .arg("--sources")
+        .arg(&sources)
+        .args(["verify", "--keep"])
+        .arg(&manifest));
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    // The signature chain is checked once, by verify; its child builds
+    // check each file's SHA256 only.
+    let chain = "pins are the archive's";
+    assert_eq!(verify.stderr.matches(chain).count(), 1, "{}", verify.stderr);
+    let kept = verify
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("kept both builds in "))
+        .expect("--keep says where");
+    let logs = Command::new("sh")
+        .args(["-c", "find \"$1\" -name '*.log' -exec cat {} +", "sh", kept])
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("build success") && !logs.contains(chain), "{logs}");
+    std::fs::remove_dir_all(kept).unwrap();
     let tar = std::fs::read(out_dir.join("root.tar")).unwrap();
     let digest = sha2_hex(&tar);
     assert_eq!(
@@ -296,8 +317,29 @@ fn a_locked_dnf_stage_installs_its_pins_offline() {
     }
 
     // Reproducible: two more builds, varied, give the same bytes.
-    let verify = run(s.osbuild().arg("--sources").arg(&sources).arg("verify").arg(&manifest));
+    let verify = run(s
+        .osbuild()
+        .arg("--sources")
+        .arg(&sources)
+        .args(["verify", "--keep"])
+        .arg(&manifest));
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    // What the chain check has to say is said once, by verify; its child
+    // builds check each file's SHA256 only.
+    let chain = "an RPM repository";
+    assert_eq!(verify.stderr.matches(chain).count(), 1, "{}", verify.stderr);
+    let kept = verify
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("kept both builds in "))
+        .expect("--keep says where");
+    let logs = Command::new("sh")
+        .args(["-c", "find \"$1\" -name '*.log' -exec cat {} +", "sh", kept])
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("build success") && !logs.contains(chain), "{logs}");
+    std::fs::remove_dir_all(kept).unwrap();
     let tar = std::fs::read(out_dir.join("root.tar")).unwrap();
     assert_eq!(
         verify.stdout.trim(),

@@ -149,7 +149,7 @@ fn fetch_inner(args: &FetchArgs) -> Result<(), Failure> {
     };
     let json = args.common.json;
     // `osbuild fetch` fills DIR (or the store): it always downloads what is missing.
-    let fetched = crate::sources::prepare(&stages, &dir, true, &mut |text| {
+    let fetched = crate::sources::prepare(&stages, &dir, true, false, &mut |text| {
         if json {
             println!("{}", serde_json::json!({"type": "sources", "text": text}));
         } else {

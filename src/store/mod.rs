@@ -100,6 +100,9 @@ pub struct Store {
     /// Where locked stages' files are read from: `sources/` of the store,
     /// or a directory given with `--sources` (read-only).
     sources: Option<PathBuf>,
+    /// The signature chain of the sources was checked by the osbuild that
+    /// started this one (`--sources-checked`).
+    chain_checked: bool,
 }
 
 /// Whether an object is there already or is ours to build.
@@ -140,6 +143,7 @@ impl Store {
             root,
             _lock: lock,
             sources: None,
+            chain_checked: false,
         };
         store.remove_abandoned()?;
         Ok(store)
@@ -266,6 +270,16 @@ impl Store {
     /// Reads locked stages' files from `dir` (`--sources DIR`), never writing to it.
     pub fn read_sources_from(&mut self, dir: &Path) {
         self.sources = Some(dir.to_path_buf());
+    }
+
+    /// Trusts that the signature chain of the sources was checked (by the
+    /// osbuild that started this one).
+    pub fn assume_chain_checked(&mut self) {
+        self.chain_checked = true;
+    }
+
+    pub fn chain_checked(&self) -> bool {
+        self.chain_checked
     }
 
     /// Marks an object as used now, so `gc` keeps it.
