@@ -301,7 +301,11 @@ impl Executor<'_> {
     fn cache_warning(&mut self, cache: &Cache, id: &str, doing: &str, e: &CacheError) {
         let mut text = format!("{doing} {}: {e}", crate::monitor::short(id));
         if cache.usable() {
-            text.push_str(" (built here instead)");
+            text.push_str(if doing == "pulling" {
+                " (built here instead)"
+            } else {
+                " (the build goes on)"
+            });
         } else {
             text.push_str(&format!("; {} is not used for the rest of this build", cache.target()));
         }

@@ -56,9 +56,18 @@ struct Submitted {
     read: u64,
     partial: String,
     state: Option<String>,
+    /// The status of the `build-end` it wrote, if it got that far.
+    ended: Option<String>,
+    /// Polls in a row that Slurm did not list it.
+    unlisted: u32,
     built: usize,
     cached: usize,
 }
+
+/// Polls (of [`POLL`]) a job may go unlisted by Slurm (purged, or scontrol
+/// failing) before it counts as ended, as its own output says: a run never
+/// waits for ever on a job Slurm has forgotten.
+const UNLISTED_MAX: u32 = 60;
 
 impl Slurm<'_> {
     pub fn run(&self, images: &[(String, Manifest)], out: &Path) -> Result<Run, Failure> {
@@ -109,6 +118,8 @@ impl Slurm<'_> {
                         read: 0,
                         partial: String::new(),
                         state: None,
+                        ended: None,
+                        unlisted: 0,
                         built: 0,
                         cached: 0,
                     });
@@ -132,7 +143,24 @@ impl Slurm<'_> {
                 if s.state.as_deref().is_some_and(finished) {
                     continue;
                 }
-                let Some(state) = states.get(&s.id) else { continue };
+                let state = match states.get(&s.id) {
+                    Some(state) => {
+                        s.unlisted = 0;
+                        state.clone()
+                    }
+                    None => {
+                        s.unlisted += 1;
+                        if s.unlisted < UNLISTED_MAX {
+                            continue;
+                        }
+                        relay_one(self, job, images, s, &mut shown[job.image]);
+                        match s.ended.as_deref() {
+                            Some("success") => "COMPLETED".to_string(),
+                            _ => "FAILED".to_string(),
+                        }
+                    }
+                };
+                let state = &state;
                 s.state = Some(state.clone());
                 if !finished(state) {
                     continue;
@@ -339,6 +367,9 @@ fn relay_one(
             continue;
         };
         let kind = event["type"].as_str().unwrap_or("");
+        if kind == "build-end" {
+            s.ended = event["status"].as_str().map(str::to_string);
+        }
         if prefix && matches!(kind, "pipeline-begin" | "build-end") {
             continue;
         }

@@ -41,6 +41,14 @@ fn stages(s: &Scratch) {
     );
 }
 
+/// The node's temporary directory for this test's jobs (sbatch passes the
+/// environment on): where their work directories go.
+fn node_tmp(s: &Scratch) -> std::path::PathBuf {
+    let dir = s.path("node-tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn events(stdout: &str) -> Vec<Value> {
     stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
@@ -49,6 +57,7 @@ fn run_on(s: &Scratch, cluster: &SlurmCluster, cache: &str, out: &str, extra: &[
     let (key, conf) = cluster.env();
     s.osbuild()
         .env(key, conf)
+        .env("TMPDIR", node_tmp(s))
         .args(["--json", "--cache", cache, "run", "--executor", "slurm", "-o"])
         .arg(s.path(out))
         .args(extra)
@@ -130,17 +139,8 @@ fn a_fleet_runs_as_slurm_jobs_sharing_its_base_and_matches_a_local_build() {
     }
     assert!(cluster.active_jobs().is_empty());
     // Nothing of the jobs is left on the node.
-    let jobs_dirs = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("osbuild-job-")
-        })
-        .count();
-    assert_eq!(jobs_dirs, 0, "the jobs' work directories are removed");
+    let left = std::fs::read_dir(node_tmp(&s)).unwrap().count();
+    assert_eq!(left, 0, "the jobs' work directories are removed");
 }
 
 #[test]
@@ -201,6 +201,7 @@ fn ctrl_c_cancels_the_jobs() {
     let child = s
         .osbuild()
         .env(key, conf)
+        .env("TMPDIR", node_tmp(&s))
         .args(["--cache", &cache, "run", "--executor", "slurm", "-o"])
         .arg(s.path("out"))
         .arg(s.path("fleet.rhai"))
@@ -218,4 +219,10 @@ fn ctrl_c_cancels_the_jobs() {
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(cluster.active_jobs().is_empty(), "{:?}", cluster.active_jobs());
     crate::support::wait_until_gone("osbuild-slurm-interrupt-marker");
+    // A cancelled job removes its work directory too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(node_tmp(&s)).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "a cancelled job's work directory is left");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
