@@ -249,9 +249,10 @@ impl Executor<'_> {
         };
         if let Some(h) = hand_over {
             let output = staging.output().map_err(io_err("reading the output"))?;
-            meta.content = Some(crate::store::hash_dir(&output).map_err(io_err("hashing the image"))?);
-            // Pushed first: a move uses the files up.
+            // Pushed first: a move uses the files up. Only the cache needs
+            // the content hash now (a commit makes its own).
             if let Some(cache) = self.cache.filter(|c| c.usable()) {
+                meta.content = Some(crate::store::hash_dir(&output).map_err(io_err("hashing the image"))?);
                 if let Err(e) = cache.push_unstored(self.store, &meta, &output) {
                     self.cache_warning(cache, &planned.id, "pushing", &e);
                 }

@@ -19,16 +19,25 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Why a directory cannot be written into whole.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputDirError {
+    #[error("output directory {} is not empty", .0.display())]
+    NotEmpty(PathBuf),
+    #[error("output directory {}: {}", .0.display(), .1)]
+    Unreadable(PathBuf, io::Error),
+}
+
 /// The output directory must be absent or empty: we never mix a new image
 /// with old files, and never overwrite anything.
-pub fn check_output_dir(dir: &Path) -> Result<(), String> {
+pub fn check_output_dir(dir: &Path) -> Result<(), OutputDirError> {
     match fs::read_dir(dir) {
         Ok(mut entries) => match entries.next() {
             None => Ok(()),
-            Some(_) => Err(format!("output directory {} is not empty", dir.display())),
+            Some(_) => Err(OutputDirError::NotEmpty(dir.to_path_buf())),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("output directory {}: {e}", dir.display())),
+        Err(e) => Err(OutputDirError::Unreadable(dir.to_path_buf(), e)),
     }
 }
 
@@ -36,17 +45,7 @@ pub fn check_output_dir(dir: &Path) -> Result<(), String> {
 /// sibling directory, then renamed into place, so `to` is either untouched or
 /// complete.
 pub fn deliver(from: &Path, to: &Path) -> io::Result<Vec<PathBuf>> {
-    let (parent, temp) = temp_beside(to)?;
-    fs::create_dir_all(&parent)?;
-    let _ = fs::remove_dir_all(&temp);
-    let result = copy_tree(from, &temp).and_then(|()| {
-        // rename(2) replaces an empty directory atomically; a non-empty one fails.
-        fs::rename(&temp, to)
-    });
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&temp);
-        return Err(e);
-    }
+    place(from, to, Transfer::Copy)?;
     let mut files = Vec::new();
     list(to, &mut files)?;
     Ok(files)
@@ -65,19 +64,46 @@ pub enum Handed {
 /// their data: as reflinks where the file system can, else by moving them
 /// (a copy, then removal, across file systems). All or nothing for `to`.
 pub fn hand_over(from: &Path, to: &Path) -> io::Result<Handed> {
-    let (parent, temp) = temp_beside(to)?;
-    fs::create_dir_all(&parent)?;
-    let _ = fs::remove_dir_all(&temp);
-    let mut how = Handed::Cloned;
-    let result = give_tree(from, &temp, &mut how).and_then(|()| fs::rename(&temp, to));
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&temp);
-        return Err(e);
-    }
+    Ok(match place(from, to, Transfer::Clone)? {
+        Transfer::Clone => Handed::Cloned,
+        _ => Handed::Moved,
+    })
+}
+
+/// How a file goes from an image object to the output directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    Copy,
+    /// A reflink; becomes `Move` at the first file the file system refuses.
+    Clone,
+    Move,
+}
+
+/// Builds `to` from `from` (see [`build_beside`]); how the files went.
+fn place(from: &Path, to: &Path, mut how: Transfer) -> io::Result<Transfer> {
+    build_beside(to, |temp| transfer_tree(from, temp, &mut how))?;
     Ok(how)
 }
 
-fn give_tree(from: &Path, to: &Path, how: &mut Handed) -> io::Result<()> {
+/// Has `fill` make the directory `to` (absent or empty) under a hidden name
+/// beside it, then renames it into place (rename(2) replaces an empty
+/// directory atomically; a non-empty one fails): `to` is either untouched
+/// or complete, and nothing is left when `fill` fails.
+pub fn build_beside<T, E: From<io::Error>>(to: &Path, fill: impl FnOnce(&Path) -> Result<T, E>) -> Result<T, E> {
+    let (parent, temp) = temp_beside(to)?;
+    fs::create_dir_all(&parent)?;
+    let _ = fs::remove_dir_all(&temp);
+    let result = fill(&temp).and_then(|done| {
+        fs::rename(&temp, to)?;
+        Ok(done)
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&temp);
+    }
+    result
+}
+
+fn transfer_tree(from: &Path, to: &Path, how: &mut Transfer) -> io::Result<()> {
     fs::create_dir(to)?;
     fs::set_permissions(to, fs::Permissions::from_mode(0o755))?;
     let mut entries: Vec<_> = fs::read_dir(from)?.collect::<Result<_, _>>()?;
@@ -87,22 +113,24 @@ fn give_tree(from: &Path, to: &Path, how: &mut Handed) -> io::Result<()> {
         let meta = fs::symlink_metadata(&src)?;
         let kind = meta.file_type();
         if kind.is_dir() {
-            give_tree(&src, &dst, how)?;
+            transfer_tree(&src, &dst, how)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
         } else if kind.is_file() {
-            if *how == Handed::Cloned && !clone_file(&src, &dst)? {
-                *how = Handed::Moved;
+            if *how == Transfer::Clone && !clone_file(&src, &dst)? {
+                *how = Transfer::Move;
             }
-            if *how == Handed::Moved {
-                match fs::rename(&src, &dst) {
+            match *how {
+                Transfer::Clone => {}
+                Transfer::Copy => copy_sparse(&src, &dst)?,
+                Transfer::Move => match fs::rename(&src, &dst) {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
                         copy_sparse(&src, &dst)?;
                         fs::remove_file(&src).map_err(|e| context(e, &src))?;
                     }
                     Err(e) => return Err(context(e, &src)),
-                }
+                },
             }
             fs::set_permissions(&dst, fs::Permissions::from_mode(meta.mode() & 0o777))?;
         } else {
@@ -170,28 +198,6 @@ fn list(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
             list(&path, out)?;
         } else {
             out.push(path);
-        }
-    }
-    Ok(())
-}
-
-fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    fs::create_dir(to)?;
-    fs::set_permissions(to, fs::Permissions::from_mode(0o755))?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let meta = fs::symlink_metadata(&src)?;
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            copy_tree(&src, &dst)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
-        } else if kind.is_file() {
-            copy_sparse(&src, &dst)?;
-            fs::set_permissions(&dst, fs::Permissions::from_mode(meta.mode() & 0o777))?;
-        } else {
-            return Err(not_deliverable(&src, kind));
         }
     }
     Ok(())

@@ -100,16 +100,7 @@ impl Parallel<'_> {
                 break;
             }
             if let Ok((i, line)) = rx.recv_timeout(Duration::from_millis(100)) {
-                if let Some(r) = running.iter_mut().find(|r| r.index == i) {
-                    relay(
-                        self.common.json,
-                        self.verbose,
-                        &images[i].0,
-                        &line,
-                        &mut r.built,
-                        &mut r.cached,
-                    );
-                }
+                self.relay_to(images, &mut running, i, &line);
             }
             if let Some(signal) = interrupts.as_ref().and_then(|i| i.pending()) {
                 for r in &running {
@@ -132,16 +123,7 @@ impl Parallel<'_> {
                     let _ = reader.join();
                 }
                 while let Ok((i, line)) = rx.try_recv() {
-                    if let Some(r) = running.iter_mut().find(|r| r.index == i) {
-                        relay(
-                            self.common.json,
-                            self.verbose,
-                            &images[i].0,
-                            &line,
-                            &mut r.built,
-                            &mut r.cached,
-                        );
-                    }
+                    self.relay_to(images, &mut running, i, &line);
                 }
                 let r = running.remove(k);
                 let name = &images[r.index].0;
@@ -176,22 +158,21 @@ impl Parallel<'_> {
             .map(|i| images[i].0.clone())
             .collect();
         let done: Vec<Built> = done.into_iter().flatten().collect();
-        let stopped = match (interrupted, stop) {
-            (Some(signal), _) => Some((
-                Failure {
-                    code: EXIT_INTERRUPTED,
-                    report: msg(format!("interrupted by {signal}")),
-                },
-                rest,
-            )),
-            (None, Some(f)) => Some((f, rest)),
-            // Images after a failed one they start from, with --keep-going.
-            (None, None) if !rest.is_empty() => {
-                Some((Failure::failed(msg("images they start from failed".to_string())), rest))
-            }
-            (None, None) => None,
-        };
-        Ok(Run { done, stopped })
+        Ok(Run::ended(done, rest, interrupted, stop))
+    }
+
+    /// Relays an event line of image `i`'s child, counted in its `Running`.
+    fn relay_to(&self, images: &[(String, Manifest)], running: &mut [Running], i: usize, line: &str) {
+        if let Some(r) = running.iter_mut().find(|r| r.index == i) {
+            relay(
+                self.common.json,
+                self.verbose,
+                &images[i].0,
+                line,
+                &mut r.built,
+                &mut r.cached,
+            );
+        }
     }
 
     /// The sources step for every image at once (children then find the

@@ -198,6 +198,29 @@ pub struct Run {
     pub stopped: Option<(Failure, Vec<String>)>,
 }
 
+impl Run {
+    /// A run of many images at once (children or cluster jobs) as it ended:
+    /// interrupted, stopped by a failure, or with images left unbuilt
+    /// because what they start from failed (with --keep-going).
+    pub fn ended(done: Vec<Built>, rest: Vec<String>, interrupted: Option<String>, stop: Option<Failure>) -> Run {
+        let stopped = match (interrupted, stop) {
+            (Some(signal), _) => Some((
+                Failure {
+                    code: EXIT_INTERRUPTED,
+                    report: msg(format!("interrupted by {signal}")),
+                },
+                rest,
+            )),
+            (None, Some(f)) => Some((f, rest)),
+            (None, None) if !rest.is_empty() => {
+                Some((Failure::failed(msg("images they start from failed".to_string())), rest))
+            }
+            (None, None) => None,
+        };
+        Run { done, stopped }
+    }
+}
+
 impl Images<'_> {
     /// Builds `images` in order, each into `out/<name>/` (an image without
     /// a name: into `out` itself), or its store directory without `out`.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::cli::{msg, Common, Failure, EXIT_INTERRUPTED, EXIT_INVALID};
+use crate::cli::{msg, Common, Failure, EXIT_INVALID};
 use crate::jobs::{graph, Job};
 use crate::manifest::Manifest;
 use crate::oci::{Cache, Pulled};
@@ -195,6 +195,7 @@ impl Slurm<'_> {
             if interrupted.is_none() {
                 if let Some(signal) = interrupts.as_ref().and_then(|i| i.pending()) {
                     interrupted = Some(signal.as_str().to_string());
+                    eprintln!("interrupted by {}: cancelling the Slurm jobs", signal.as_str());
                     scancel(&submitted.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), true);
                 }
             }
@@ -236,22 +237,12 @@ impl Slurm<'_> {
                 failed,
             });
         }
-        let stopped = match (interrupted, stop) {
-            (Some(signal), _) => Some((
-                Failure {
-                    code: EXIT_INTERRUPTED,
-                    report: msg(format!("interrupted by {signal}: the Slurm jobs were cancelled")),
-                },
-                rest,
-            )),
-            (None, Some(f)) => Some((f, rest)),
-            (None, None) => {
-                // Nothing to look into: the job files go.
-                let _ = std::fs::remove_dir_all(&dir);
-                None
-            }
-        };
-        Ok(Run { done, stopped })
+        let run = Run::ended(done, rest, interrupted, stop);
+        if run.stopped.is_none() {
+            // Nothing to look into: the job files go.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Ok(run)
     }
 
     /// The job's batch script: its manifest inline, built on a store of its

@@ -69,13 +69,7 @@ fn a_fresh_store_with_a_warm_cache_builds_nothing_and_gets_the_same_tree() {
     let first = build_with(&s, "a", &cache, &m, "out-a").ok();
     assert_eq!(statuses(&first), ["success"; 3]);
     // Every object is in the registry, tagged by its id.
-    let ids: Vec<String> = first
-        .events
-        .iter()
-        .filter(|e| e["type"] == "stage-end")
-        .map(|e| e["id"].as_str().unwrap().to_string())
-        .collect();
-    let mut sorted = ids.clone();
+    let mut sorted = first.ids();
     sorted.sort();
     assert_eq!(registry.tags(REPO), sorted);
 
@@ -83,11 +77,7 @@ fn a_fresh_store_with_a_warm_cache_builds_nothing_and_gets_the_same_tree() {
     assert_eq!(statuses(&second), ["pulled"; 3], "{}", second.stderr);
     let end = second.events.iter().find(|e| e["type"] == "build-end").unwrap();
     assert_eq!((end["built"].as_u64(), end["pulled"].as_u64()), (Some(0), Some(3)));
-    assert_eq!(
-        std::fs::read(s.path("out-a/tree.tar")).unwrap(),
-        std::fs::read(s.path("out-b/tree.tar")).unwrap(),
-        "the same image"
-    );
+    s.assert_same_file("out-a/tree.tar", "out-b/tree.tar");
     // The pulled layers are the pushed ones: the store checks them by content hash.
     let verify = osbuild_on(&s, "b").args(["store", "verify"]).output().unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
@@ -149,10 +139,7 @@ fn concurrent_builds_push_the_same_objects_safely() {
     }
     let fresh = build_with(&s, "d", &cache, &m, "out-d").ok();
     assert_eq!(statuses(&fresh), ["pulled"; 3], "{}", fresh.stderr);
-    assert_eq!(
-        std::fs::read(s.path("out-a/tree.tar")).unwrap(),
-        std::fs::read(s.path("out-d/tree.tar")).unwrap()
-    );
+    s.assert_same_file("out-a/tree.tar", "out-d/tree.tar");
 }
 
 #[test]
@@ -162,12 +149,7 @@ fn an_object_that_fails_its_check_is_built_instead() {
     let cache = registry.url(REPO);
     let m = manifest(&s);
     let first = build_with(&s, "a", &cache, &m, "out-a").ok();
-    let ids: Vec<String> = first
-        .events
-        .iter()
-        .filter(|e| e["type"] == "stage-end")
-        .map(|e| e["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = first.ids();
     // Tag the second stage's object as the first's: its metadata names
     // another id, which the pull refuses.
     let accept = "application/vnd.oci.image.manifest.v1+json";
@@ -190,10 +172,7 @@ fn an_object_that_fails_its_check_is_built_instead() {
         "the refusal is said: {}",
         second.stdout
     );
-    assert_eq!(
-        std::fs::read(s.path("out-a/tree.tar")).unwrap(),
-        std::fs::read(s.path("out-b/tree.tar")).unwrap()
-    );
+    s.assert_same_file("out-a/tree.tar", "out-b/tree.tar");
 }
 
 #[test]
@@ -266,10 +245,9 @@ fn run_j_children_share_the_cache_too() {
     let statuses: Vec<String> = statuses(&second);
     assert_eq!(statuses, ["pulled"; 6], "{statuses:?}");
     for image in ["a", "b"] {
-        let file = format!("{image}/{image}.tar");
-        assert_eq!(
-            std::fs::read(s.path(&format!("out-a/{file}"))).unwrap(),
-            std::fs::read(s.path(&format!("out-b/{file}"))).unwrap()
+        s.assert_same_file(
+            &format!("out-a/{image}/{image}.tar"),
+            &format!("out-b/{image}/{image}.tar"),
         );
     }
     // Pulled images are handed over too: the second store keeps none.

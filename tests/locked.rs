@@ -49,6 +49,26 @@ fn build_offline(
     (built, String::from_utf8_lossy(&listing.stdout).into_owned())
 }
 
+/// `text` (from the signature chain check) is in the output of `osbuild
+/// verify --keep` once, and in none of its child builds' logs, which it
+/// then removes with the rest of what it kept.
+#[track_caller]
+fn said_once_by_verify(verify: &Build, text: &str) {
+    assert_eq!(verify.stderr.matches(text).count(), 1, "{}", verify.stderr);
+    let kept = verify
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("kept both builds in "))
+        .expect("--keep says where");
+    let logs = Command::new("sh")
+        .args(["-c", "find \"$1\" -name '*.log' -exec cat {} +", "sh", kept])
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("build success") && !logs.contains(text), "{logs}");
+    std::fs::remove_dir_all(kept).unwrap();
+}
+
 fn run(cmd: &mut Command) -> Build {
     cmd.env("NO_COLOR", "1");
     Build::from(cmd.output().unwrap())
@@ -145,20 +165,7 @@ fn a_locked_image_builds_offline_from_its_fetched_sources() {
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
     // The signature chain is checked once, by verify; its child builds
     // check each file's SHA256 only.
-    let chain = "pins are the archive's";
-    assert_eq!(verify.stderr.matches(chain).count(), 1, "{}", verify.stderr);
-    let kept = verify
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("kept both builds in "))
-        .expect("--keep says where");
-    let logs = Command::new("sh")
-        .args(["-c", "find \"$1\" -name '*.log' -exec cat {} +", "sh", kept])
-        .output()
-        .unwrap();
-    let logs = String::from_utf8_lossy(&logs.stdout);
-    assert!(logs.contains("build success") && !logs.contains(chain), "{logs}");
-    std::fs::remove_dir_all(kept).unwrap();
+    said_once_by_verify(&verify, "pins are the archive's");
     let tar = std::fs::read(out_dir.join("root.tar")).unwrap();
     let digest = sha2_hex(&tar);
     assert_eq!(
@@ -326,20 +333,7 @@ fn a_locked_dnf_stage_installs_its_pins_offline() {
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
     // What the chain check has to say is said once, by verify; its child
     // builds check each file's SHA256 only.
-    let chain = "an RPM repository";
-    assert_eq!(verify.stderr.matches(chain).count(), 1, "{}", verify.stderr);
-    let kept = verify
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("kept both builds in "))
-        .expect("--keep says where");
-    let logs = Command::new("sh")
-        .args(["-c", "find \"$1\" -name '*.log' -exec cat {} +", "sh", kept])
-        .output()
-        .unwrap();
-    let logs = String::from_utf8_lossy(&logs.stdout);
-    assert!(logs.contains("build success") && !logs.contains(chain), "{logs}");
-    std::fs::remove_dir_all(kept).unwrap();
+    said_once_by_verify(&verify, "an RPM repository");
     let tar = std::fs::read(out_dir.join("root.tar")).unwrap();
     assert_eq!(
         verify.stdout.trim(),

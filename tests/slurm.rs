@@ -1,7 +1,7 @@
 //! `osbuild run --executor slurm`: a fleet as jobs of a real single-node
 //! Slurm cluster, sharing work through a real registry.
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -53,17 +53,24 @@ fn events(stdout: &str) -> Vec<Value> {
     stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-fn run_on(s: &Scratch, cluster: &SlurmCluster, cache: &str, out: &str, extra: &[&str]) -> std::process::Output {
+/// `osbuild [--json] --cache CACHE run --executor slurm -o OUT EXTRA... fleet.rhai`
+/// on `cluster`, its jobs' work in the test's node TMPDIR.
+fn slurm_run(s: &Scratch, cluster: &SlurmCluster, cache: &str, json: bool, out: &str, extra: &[&str]) -> Command {
     let (key, conf) = cluster.env();
-    s.osbuild()
-        .env(key, conf)
-        .env("TMPDIR", node_tmp(s))
-        .args(["--json", "--cache", cache, "run", "--executor", "slurm", "-o"])
+    let mut cmd = s.osbuild();
+    cmd.env(key, conf).env("TMPDIR", node_tmp(s));
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.args(["--cache", cache, "run", "--executor", "slurm", "-o"])
         .arg(s.path(out))
         .args(extra)
-        .arg(s.path("fleet.rhai"))
-        .output()
-        .unwrap()
+        .arg(s.path("fleet.rhai"));
+    cmd
+}
+
+fn run_on(s: &Scratch, cluster: &SlurmCluster, cache: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    slurm_run(s, cluster, cache, true, out, extra).output().unwrap()
 }
 
 #[test]
@@ -130,11 +137,9 @@ fn a_fleet_runs_as_slurm_jobs_sharing_its_base_and_matches_a_local_build() {
         .unwrap();
     assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
     for image in ["a", "b", "c"] {
-        let file = format!("{image}/{image}.tar");
-        assert_eq!(
-            std::fs::read(s.path(&format!("out/{file}"))).unwrap(),
-            std::fs::read(s.path(&format!("local/{file}"))).unwrap(),
-            "{image}"
+        s.assert_same_file(
+            &format!("out/{image}/{image}.tar"),
+            &format!("local/{image}/{image}.tar"),
         );
     }
     assert!(cluster.active_jobs().is_empty());
@@ -197,14 +202,7 @@ fn ctrl_c_cancels_the_jobs() {
     let registry = OciRegistry::start(&s);
     let cluster = SlurmCluster::start(&s);
     let cache = registry.url("fleet/cache");
-    let (key, conf) = cluster.env();
-    let child = s
-        .osbuild()
-        .env(key, conf)
-        .env("TMPDIR", node_tmp(&s))
-        .args(["--cache", &cache, "run", "--executor", "slurm", "-o"])
-        .arg(s.path("out"))
-        .arg(s.path("fleet.rhai"))
+    let child = slurm_run(&s, &cluster, &cache, false, "out", &[])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -61,6 +61,17 @@ impl Scratch {
         }
     }
 
+    /// Fails unless the files at `a` and `b` (relative to the scratch
+    /// directory) hold the same bytes.
+    #[track_caller]
+    pub fn assert_same_file(&self, a: &str, b: &str) {
+        let (x, y) = (
+            std::fs::read(self.path(a)).unwrap(),
+            std::fs::read(self.path(b)).unwrap(),
+        );
+        assert!(x == y, "{a} and {b} differ");
+    }
+
     /// `osbuild` with this test's store and libdir.
     pub fn osbuild(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild"));
@@ -220,6 +231,15 @@ impl Build {
     /// How many stages (and assemblers) ran rather than came from the store.
     pub fn ran(&self) -> usize {
         self.stages().iter().filter(|(_, s)| s == "success").count()
+    }
+
+    /// The ids of the stage-end events, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e["type"] == "stage-end")
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
     }
 
     pub fn cached(&self) -> usize {

@@ -22,8 +22,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OCI_IMAGE_MEDIA_TYPE};
-use sha2::{Digest, Sha256};
 
+use super::digest::{self, Hashing};
 use super::layer::{unpack_layer, write_layer, OverlayXattrs};
 use super::remote::{Remote, RemoteError, Target};
 use crate::store::{Claim, ObjectKind, ObjectMeta, Store};
@@ -65,15 +65,6 @@ pub enum Pulled {
     Stored,
 }
 
-/// What a push did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Pushed {
-    /// The registry had it.
-    Already,
-    /// Uploaded: the compressed size of its layer.
-    Uploaded(u64),
-}
-
 /// A registry repository used as a cache of store objects.
 pub struct Cache {
     remote: Remote,
@@ -108,11 +99,6 @@ impl Cache {
         &self.remote.target
     }
 
-    /// Whether the registry has the object `id`.
-    pub fn has(&self, id: &str) -> Result<bool, CacheError> {
-        self.note(self.remote.has(id).map_err(CacheError::from))
-    }
-
     /// Pulls the object `id` into the store, with the layers below it that
     /// the store lacks (each an object of its own).
     pub fn pull(&self, store: &Store, id: &str) -> Result<Pulled, CacheError> {
@@ -120,7 +106,7 @@ impl Cache {
     }
 
     /// Pushes the stored object `id` unless the registry has it.
-    pub fn push(&self, store: &Store, id: &str) -> Result<Pushed, CacheError> {
+    pub fn push(&self, store: &Store, id: &str) -> Result<(), CacheError> {
         self.note(self.push_inner(store, id))
     }
 
@@ -190,9 +176,9 @@ impl Cache {
         Ok(Pulled::Stored)
     }
 
-    fn push_inner(&self, store: &Store, id: &str) -> Result<Pushed, CacheError> {
+    fn push_inner(&self, store: &Store, id: &str) -> Result<(), CacheError> {
         if self.remote.has(id)? {
-            return Ok(Pushed::Already);
+            return Ok(());
         }
         let meta = store.meta(id).map_err(local(format!("reading the object {id}")))?;
         let config = std::fs::read(store.meta_path(id)).map_err(local(format!("reading the object {id}")))?;
@@ -205,23 +191,23 @@ impl Cache {
 
     /// Pushes an object that is not in the store (an image about to be
     /// handed over): its metadata, with its content hash, and its files.
-    pub fn push_unstored(&self, store: &Store, meta: &ObjectMeta, content: &Path) -> Result<Pushed, CacheError> {
+    pub fn push_unstored(&self, store: &Store, meta: &ObjectMeta, content: &Path) -> Result<(), CacheError> {
         self.note((|| {
             if self.remote.has(&meta.id)? {
-                return Ok(Pushed::Already);
+                return Ok(());
             }
             let config = serde_json::to_vec_pretty(meta).expect("JSON serializes");
             self.upload(store, meta, config, content)
         })())
     }
 
-    fn upload(&self, store: &Store, meta: &ObjectMeta, config: Vec<u8>, content: &Path) -> Result<Pushed, CacheError> {
+    fn upload(&self, store: &Store, meta: &ObjectMeta, config: Vec<u8>, content: &Path) -> Result<(), CacheError> {
         let id = &meta.id;
         let work = store.temp_dir("push").map_err(local("making a work directory"))?;
         let blob = work.path().join("layer.tar.zst");
         let (digest, size) = pack(content, &blob).map_err(local(format!("packing the object {id}")))?;
         self.remote.push_blob_file(&blob, &digest)?;
-        let config_digest = sha256_digest(&config);
+        let config_digest = digest::of(&config);
         let config_size = config.len() as i64;
         self.remote.push_blob(config, &config_digest)?;
         let manifest = OciImageManifest {
@@ -253,51 +239,21 @@ impl Cache {
             ..Default::default()
         };
         self.remote.push_manifest(id, manifest)?;
-        Ok(Pushed::Uploaded(size))
+        Ok(())
     }
 }
 
 /// Writes `dir` as a zstd tar to `blob`: its sha256 digest and size.
 fn pack(dir: &Path, blob: &Path) -> io::Result<(String, u64)> {
-    let file = File::create(blob)?;
-    let hashing = Hashing {
-        inner: BufWriter::new(file),
-        hasher: Sha256::new(),
-        written: 0,
-    };
+    let hashing = Hashing::new(BufWriter::new(File::create(blob)?));
     let mut encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL)?;
     // zstd's own threads, for this call only (joined when it ends): packing
     // a base system's layer is most of a push.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     encoder.multithread(workers as u32)?;
     let encoder = write_layer(dir, encoder, OverlayXattrs::Keep)?;
-    let mut hashing = encoder.finish()?;
-    hashing.inner.flush()?;
-    hashing.inner.get_ref().sync_all()?;
-    let digest = format!("sha256:{}", osbuild_stages::lock::hex(&hashing.hasher.finalize()));
-    Ok((digest, hashing.written))
-}
-
-pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", osbuild_stages::lock::sha256(bytes))
-}
-
-/// A writer that hashes and counts what passes through it.
-pub(crate) struct Hashing<W: Write> {
-    pub inner: W,
-    pub hasher: Sha256,
-    pub written: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
+    let (mut file, digest, size) = encoder.finish()?.finish();
+    file.flush()?;
+    file.get_ref().sync_all()?;
+    Ok((digest, size))
 }

@@ -18,9 +18,8 @@ use oci_client::manifest::{
     OCI_IMAGE_MEDIA_TYPE,
 };
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::cache::{sha256_digest, Hashing};
+use super::digest::{self, Hashing};
 use super::layer::{write_layer, OverlayXattrs};
 use super::remote::{Remote, RemoteError, Target};
 use crate::store::Store;
@@ -49,8 +48,17 @@ pub enum ExportError {
     Remote(#[from] RemoteError),
     #[error("{what}: {error}")]
     Local { what: String, error: io::Error },
-    #[error("{0} is not empty: an OCI layout is written into an absent or empty directory")]
+    #[error("{} is not empty: an OCI layout is written into an absent or empty directory", .0.display())]
     NotEmpty(PathBuf),
+}
+
+impl From<io::Error> for ExportError {
+    fn from(error: io::Error) -> Self {
+        ExportError::Local {
+            what: "writing the layout".into(),
+            error,
+        }
+    }
 }
 
 fn local(what: impl Into<String>) -> impl FnOnce(io::Error) -> ExportError {
@@ -106,7 +114,7 @@ pub fn export(store: &Store, tree: &str, to: &Destination, tag: &str) -> Result<
         media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_string()),
         config: OciDescriptor {
             media_type: IMAGE_CONFIG_MEDIA_TYPE.to_string(),
-            digest: sha256_digest(&config),
+            digest: digest::of(&config),
             size: config.len() as i64,
             ..Default::default()
         },
@@ -139,7 +147,8 @@ pub fn export(store: &Store, tree: &str, to: &Destination, tag: &str) -> Result<
 }
 
 /// Writes an OCI image layout: `oci-layout`, `index.json` naming the image
-/// `tag`, and `blobs/sha256/`.
+/// `tag`, and `blobs/sha256/`; beside `dir` first, so a failed export
+/// leaves nothing.
 fn write_layout(
     dir: &Path,
     blobs: &[Blob],
@@ -147,32 +156,15 @@ fn write_layout(
     manifest: &OciImageManifest,
     tag: &str,
 ) -> Result<String, ExportError> {
-    match fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(ExportError::NotEmpty(dir.to_path_buf()));
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(local(format!("reading {}", dir.display()))(e)),
-    }
-    // Written beside it and renamed into place: a failed export leaves no
-    // half layout.
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = dir.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&partial);
-    let result = fill_layout(&partial, blobs, config, manifest, tag).and_then(|digest| {
-        let _ = fs::remove_dir(dir);
-        fs::rename(&partial, dir).map_err(local(format!("moving the layout to {}", dir.display())))?;
-        Ok(digest)
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&partial);
-    }
-    result
+    use crate::output::OutputDirError;
+    crate::output::check_output_dir(dir).map_err(|e| match e {
+        OutputDirError::NotEmpty(dir) => ExportError::NotEmpty(dir),
+        OutputDirError::Unreadable(dir, error) => ExportError::Local {
+            what: format!("reading {}", dir.display()),
+            error,
+        },
+    })?;
+    crate::output::build_beside(dir, |temp| fill_layout(temp, blobs, config, manifest, tag))
 }
 
 fn fill_layout(
@@ -196,7 +188,7 @@ fn fill_layout(
         |path: PathBuf, bytes: &[u8]| fs::write(&path, bytes).map_err(local(format!("writing {}", path.display())));
     write(blob_path(&manifest.config.digest), config)?;
     let manifest_json = serde_json::to_vec(manifest).expect("JSON serializes");
-    let digest = sha256_digest(&manifest_json);
+    let digest = digest::of(&manifest_json);
     write(blob_path(&digest), &manifest_json)?;
     let index = json!({
         "schemaVersion": 2,
@@ -219,25 +211,16 @@ fn fill_layout(
 /// Packs a layer as a gzip tar: the blob's digest, and the diff id (the
 /// uncompressed tar's digest) the image config lists.
 fn pack(dir: &Path, path: &Path) -> io::Result<Blob> {
-    let file = Hashing {
-        inner: BufWriter::new(File::create(path)?),
-        hasher: Sha256::new(),
-        written: 0,
-    };
-    let tar = Hashing {
-        inner: GzEncoder::new(file, flate2::Compression::default()),
-        hasher: Sha256::new(),
-        written: 0,
-    };
-    let tar = write_layer(dir, tar, OverlayXattrs::Drop)?;
-    let diff_id = format!("sha256:{}", osbuild_stages::lock::hex(&tar.hasher.finalize()));
-    let mut file = tar.inner.finish()?;
+    let file = Hashing::new(BufWriter::new(File::create(path)?));
+    let tar = Hashing::new(GzEncoder::new(file, flate2::Compression::default()));
+    let (gzip, diff_id, _) = write_layer(dir, tar, OverlayXattrs::Drop)?.finish();
+    let (mut file, digest, size) = gzip.finish()?.finish();
     file.flush()?;
     Ok(Blob {
         path: path.to_path_buf(),
-        digest: format!("sha256:{}", osbuild_stages::lock::hex(&file.hasher.finalize())),
+        digest,
         diff_id,
-        size: file.written,
+        size,
     })
 }
 

@@ -3,9 +3,10 @@
 //! over [`remote`] and the layer tars of [`layer`].
 
 pub mod cache;
+pub mod digest;
 pub mod export;
 pub mod layer;
 pub mod remote;
 
-pub use cache::{Cache, CacheError, Pulled, Pushed};
+pub use cache::{Cache, CacheError, Pulled};
 pub use remote::Target;

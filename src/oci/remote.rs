@@ -258,7 +258,7 @@ impl Remote {
     pub fn push_manifest(&self, tag: &str, manifest: OciImageManifest) -> Result<String, RemoteError> {
         let reference = self.target.reference(tag);
         let body = serde_json::to_vec(&manifest).expect("JSON serializes");
-        let digest = format!("sha256:{}", osbuild_stages::lock::sha256(&body));
+        let digest = super::digest::of(&body);
         let content_type = http::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE);
         self.runtime
             .block_on(async {

@@ -215,7 +215,7 @@ fn build(repl: &mut Repl, args: &str) {
     };
     if let Some(out) = &output {
         if let Err(e) = crate::output::check_output_dir(out) {
-            return report(plain("output", e));
+            return report(plain("output", e.to_string()));
         }
     }
     let store = match Store::open(&repl.store) {

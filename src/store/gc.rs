@@ -134,14 +134,8 @@ impl Store {
 /// (which `relatime` still moves once a day) and the modification time (which
 /// the deb cache sets on every use, for file systems mounted `noatime`).
 fn prune_cache(dir: &Path, options: &GcOptions, report: &mut GcReport) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
     let limit = options.keep_days * 24 * 3600;
-    for entry in entries {
-        let entry = entry?;
+    for entry in entries_if_any(dir)? {
         let meta = entry.metadata()?;
         if meta.is_dir() {
             prune_cache(&entry.path(), options, report)?;
@@ -159,14 +153,8 @@ fn prune_cache(dir: &Path, options: &GcOptions, report: &mut GcReport) -> io::Re
 /// Removes the entries of `dir` (files, or whole directories) not changed
 /// within `keep_days` (all of them with `all`).
 fn prune_old(dir: &Path, options: &GcOptions) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
     let limit = options.keep_days * 24 * 3600;
-    for entry in entries {
-        let entry = entry?;
+    for entry in entries_if_any(dir)? {
         let meta = entry.metadata()?;
         let age = meta
             .modified()
@@ -182,6 +170,15 @@ fn prune_old(dir: &Path, options: &GcOptions) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The entries of `dir`; none if it does not exist.
+fn entries_if_any(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries.collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Seconds since a file was last read or written.

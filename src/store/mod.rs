@@ -532,7 +532,6 @@ impl Store {
 /// `objects/` in one step when complete, removed if dropped uncommitted.
 pub struct Staging {
     work: TempDir,
-    dir: PathBuf,
     objects: PathBuf,
     id: Id,
     _id_lock: File,
@@ -541,7 +540,7 @@ pub struct Staging {
 impl Staging {
     fn new(store: &Store, id: &str, id_lock: File) -> io::Result<Staging> {
         let work = store.temp_dir(&id[..12])?;
-        let dir = work.path().to_path_buf();
+        let dir = work.path();
         for sub in ["object", "object/tree", "work", "scratch"] {
             fs::create_dir(dir.join(sub))?;
         }
@@ -551,7 +550,6 @@ impl Staging {
         fs::set_permissions(dir.join("object/tree"), fs::Permissions::from_mode(0o755))?;
         Ok(Staging {
             work,
-            dir,
             objects: store.root.join("objects"),
             id: id.to_string(),
             _id_lock: id_lock,
@@ -564,30 +562,30 @@ impl Staging {
 
     /// The overlayfs upper directory: becomes the object's `tree/`.
     pub fn upper(&self) -> PathBuf {
-        self.dir.join("object/tree")
+        self.work.path().join("object/tree")
     }
 
     /// The overlayfs work directory (same filesystem as `upper`).
     pub fn work(&self) -> PathBuf {
-        self.dir.join("work")
+        self.work.path().join("work")
     }
 
     /// An empty directory for the sandbox's own use.
     pub fn scratch(&self) -> PathBuf {
-        self.dir.join("scratch")
+        self.work.path().join("scratch")
     }
 
     /// Where an assembler writes: becomes the object's `output/`.
     pub fn output(&self) -> io::Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
-        let out = self.dir.join("object/output");
+        let out = self.work.path().join("object/output");
         fs::create_dir_all(&out)?;
         fs::set_permissions(&out, fs::Permissions::from_mode(0o755))?;
         Ok(out)
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("object/log")
+        self.work.path().join("object/log")
     }
 
     /// Moves the log of a failed run out of the staging area, which is about
@@ -636,7 +634,7 @@ impl Staging {
     /// object pulled from a cache) must match what is here, or nothing is
     /// stored.
     pub fn commit(self, meta: &ObjectMeta) -> io::Result<()> {
-        let object = self.dir.join("object");
+        let object = self.work.path().join("object");
         let content = match meta.kind {
             ObjectKind::Image => {
                 let _ = fs::remove_dir(object.join("tree"));
