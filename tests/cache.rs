@@ -242,8 +242,15 @@ fn run_j_children_share_the_cache_too() {
         first.stages()
     );
     let second = run("b", "out-b");
+    // Nothing runs: each image's child pulls what it needs; the stage both
+    // share is pulled by both, or by one while the other finds it stored.
     let statuses: Vec<String> = statuses(&second);
-    assert_eq!(statuses, ["pulled"; 6], "{statuses:?}");
+    assert_eq!(statuses.len(), 6, "{statuses:?}");
+    let cached = statuses.iter().filter(|s| *s == "cached").count();
+    assert!(
+        cached <= 1 && statuses.iter().all(|s| s == "pulled" || s == "cached"),
+        "{statuses:?}"
+    );
     for image in ["a", "b"] {
         s.assert_same_file(
             &format!("out-a/{image}/{image}.tar"),
