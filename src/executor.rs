@@ -388,6 +388,7 @@ impl Executor<'_> {
                         output_dir: (kind == Kind::Assembler).then(|| OUTPUT.into()),
                         cache: builtin.cache.map(|_| CACHE.into()),
                         sources: builtin.is_locked(&options).then(|| SOURCES.into()),
+                        assembly: Default::default(),
                     };
                     let code = match builtin.run(&ctx, &options) {
                         Ok(()) => 0,

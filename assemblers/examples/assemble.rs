@@ -40,6 +40,7 @@ fn main() {
             output_dir: Some(out.clone()),
             cache: None,
             sources: None,
+            assembly: Default::default(),
         };
         let started = Instant::now();
         let result = qemu.run(&ctx, &options);

@@ -1181,6 +1181,7 @@ mod tests {
             output_dir: Some(out.clone()),
             cache: None,
             sources: None,
+            assembly: Default::default(),
         };
         let started = Instant::now();
         ASSEMBLER.run(&ctx, opts).unwrap();
@@ -1544,6 +1545,7 @@ mod tests {
             output_dir: Some(tmp.path().to_path_buf()),
             cache: None,
             sources: None,
+            assembly: Default::default(),
         };
         let run = |v: Value| ASSEMBLER.run(&ctx, &v).unwrap_err().0;
         let paths = |v: Value| -> Vec<String> {

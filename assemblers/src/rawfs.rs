@@ -131,6 +131,7 @@ mod tests {
                 output_dir: Some(out.clone()),
                 cache: None,
                 sources: None,
+                assembly: Default::default(),
             };
             ASSEMBLER.run(&ctx, &opts).unwrap();
             digests.push(std::fs::read(out.join("root.img")).unwrap());
@@ -160,6 +161,7 @@ mod tests {
             output_dir: Some(tmp.path().to_path_buf()),
             cache: None,
             sources: None,
+            assembly: Default::default(),
         };
         let opts = json!({"filename": "x.img", "root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "size": 1 << 26, "fs_type": "xfs"});
         assert!(ASSEMBLER.run(&ctx, &opts).unwrap_err().0.contains("only ext4"));

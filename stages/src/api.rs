@@ -36,6 +36,9 @@ pub struct Context {
     /// The verified files a locked stage installs (`sha256/<hex>`),
     /// read-only; only for a built-in that takes a lock, when it is locked.
     pub sources: Option<PathBuf>,
+    /// For an assembler: whether it makes the image, its reusable work for a
+    /// prefix tree, or the image on that work (see [`crate::assembly`]).
+    pub assembly: crate::assembly::Assembly,
 }
 
 impl Context {
@@ -273,6 +276,9 @@ pub struct Builtin {
     /// runs without network and gets the build's sources at
     /// `/run/osbuild/sources` instead.
     pub lockable: bool,
+    /// For an assembler that can build on its work for a prefix tree: the
+    /// options of that work, given the image's (`None`: these cannot).
+    prefix: Option<fn(&Value) -> Option<Value>>,
     schema: fn() -> Value,
     check: fn(&Value) -> Vec<OptionsError>,
     run: fn(&Context, &Value) -> StageResult,
@@ -296,6 +302,7 @@ impl Builtin {
             cache: None,
             tree_mounts: false,
             lockable: false,
+            prefix: None,
             schema: schema_of::<T>,
             check: check_as::<T>,
             run: run_as::<T>,
@@ -326,6 +333,18 @@ impl Builtin {
     pub const fn with_lock(mut self) -> Self {
         self.lockable = true;
         self
+    }
+
+    /// An assembler that builds on its own work for a prefix tree: `prefix`
+    /// gives the options of that work (see [`crate::assembly`]).
+    pub const fn with_prefix(mut self, prefix: fn(&Value) -> Option<Value>) -> Self {
+        self.prefix = Some(prefix);
+        self
+    }
+
+    /// The options of the prefix work these options can build on, if any.
+    pub fn prefix_options(&self, options: &Value) -> Option<Value> {
+        self.prefix.and_then(|f| f(options))
     }
 
     /// Whether these options pin what the stage installs.
@@ -747,6 +766,7 @@ mod tests {
             output_dir: None,
             cache: None,
             sources: None,
+            assembly: Default::default(),
         };
         assert_eq!(
             OUTER.run(&ctx, &bad).unwrap_err().0,

@@ -988,6 +988,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
             output_dir: None,
             cache: Some(cache.clone()),
             sources: None,
+            assembly: Default::default(),
         };
         let timed = |what: &str, f: &mut dyn FnMut()| {
             let t = std::time::Instant::now();

@@ -630,6 +630,7 @@ mod tests {
                 output_dir: None,
                 cache: Some(cache.clone()),
                 sources: None,
+                assembly: Default::default(),
             };
             let options = json!({
                 "releasever": "1",
@@ -697,6 +698,7 @@ mod tests {
                 output_dir: None,
                 cache: None,
                 sources: Some(sources.clone()),
+                assembly: Default::default(),
             };
             let mut locked_options = options.clone();
             locked_options["locked"] = serde_json::to_value(&locked).unwrap();

@@ -9,6 +9,7 @@
 
 mod accounts;
 pub mod api;
+pub mod assembly;
 mod apt;
 pub mod chain;
 mod command;

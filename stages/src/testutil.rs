@@ -27,6 +27,7 @@ impl TempTree {
             output_dir: None,
             cache: None,
             sources: None,
+            assembly: Default::default(),
         }
     }
 
