@@ -43,6 +43,7 @@ mod timezone;
 pub mod tree;
 mod users;
 mod value_de;
+pub mod xattr;
 
 pub use api::{Builtin, Context, Kind, OptionsError, PathSegment, ProblemKind, StageError, StageResult};
 pub use noop::AnyOptions;
