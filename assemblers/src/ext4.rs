@@ -161,13 +161,18 @@ fn walk(dir: &Path, at: &str, files: &mut Vec<String>, dirs: &mut Vec<String>) -
     Ok(())
 }
 
-fn quote(path: &str) -> Result<String, StageError> {
+pub(crate) fn quote(path: &str) -> Result<String, StageError> {
     if path.contains(['"', '\n', '\\']) {
         return Err(
             format!("cannot move {path:?} to its own partition: its name has a quote, backslash or newline").into(),
         );
     }
     Ok(format!("\"{path}\""))
+}
+
+/// The block size of the ext4 file system at `offset` in `f`.
+pub(crate) fn block_size(f: &File, offset: u64) -> Result<u64, StageError> {
+    Ok(Superblock::read(f, offset)?.block_size)
 }
 
 fn mke2fs_at_least(major: u32, minor: u32) -> Result<bool, StageError> {

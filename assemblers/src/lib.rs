@@ -2,6 +2,7 @@
 //! `/run/osbuild/tree`) into image files in `/run/osbuild/output`.
 
 mod ext4;
+mod layered;
 mod qcow2;
 mod qemu;
 mod rawfs;

@@ -18,6 +18,11 @@
 //! All-zero clusters (holes in the raw file included) stay unallocated and
 //! read as zeros. A cluster that does not compress below the cluster size is
 //! stored as is, as qemu does. The format is qemu's `docs/interop/qcow2.txt`.
+//!
+//! A [`Reuse`] holds what an earlier raw image's clusters compressed to
+//! ([`write_reuse`]): where the new raw image has the same bytes at the same
+//! place, that is taken instead of compressing again. Compression is a
+//! function of the bytes, so the file is the same either way.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -72,6 +77,8 @@ pub struct Summary {
     pub compressed: u64,
     /// Clusters stored uncompressed.
     pub plain: u64,
+    /// Clusters (of those above) taken from a [`Reuse`], not compressed again.
+    pub reused: u64,
     /// Size of the qcow2 file.
     pub bytes: u64,
 }
@@ -83,8 +90,15 @@ enum Block {
     Compressed(Vec<u8>),
 }
 
-/// Writes `dest` as a qcow2 image of the raw image `raw`.
-pub fn convert(raw: &Path, dest: &Path, compression: Compression, version: Version) -> Result<Summary, String> {
+/// Writes `dest` as a qcow2 image of the raw image `raw`, taking the
+/// clusters `reuse` has (for the same compression) from it.
+pub fn convert(
+    raw: &Path,
+    dest: &Path,
+    compression: Compression,
+    version: Version,
+    reuse: Option<&Reuse>,
+) -> Result<Summary, String> {
     if compression == Compression::Zstd && version == Version::V2 {
         return Err("zstd compression needs qcow2 version 3 (qcow2_compat 1.1)".into());
     }
@@ -130,7 +144,25 @@ pub fn convert(raw: &Path, dest: &Path, compression: Compression, version: Versi
             )
             .map_err(at(raw))?;
         }
-        let blocks = compress_all(input, compression, workers)?;
+        let chunks: Vec<&[u8]> = input.chunks(CLUSTER as usize).collect();
+        let mut blocks: Vec<Option<Block>> = Vec::with_capacity(chunks.len());
+        for (&cluster, chunk) in batch.iter().zip(&chunks) {
+            blocks.push(match reuse {
+                Some(r) => r.block(cluster, chunk)?,
+                None => None,
+            });
+        }
+        writer.summary.reused += blocks.iter().filter(|b| b.is_some()).count() as u64;
+        let todo: Vec<&[u8]> = chunks
+            .iter()
+            .zip(&blocks)
+            .filter(|(_, b)| b.is_none())
+            .map(|(c, _)| *c)
+            .collect();
+        let mut fresh = compress_all(&todo, compression, workers)?.into_iter();
+        let blocks = blocks
+            .into_iter()
+            .map(|b| b.unwrap_or_else(|| fresh.next().expect("one compressed block per cluster left")));
         for ((&cluster, block), chunk) in batch.iter().zip(blocks).zip(input.chunks(CLUSTER as usize)) {
             if let Some(entry) = writer.put(block, chunk).map_err(at(dest))? {
                 mapped.push((cluster, entry));
@@ -356,10 +388,8 @@ fn read_cluster(src: &File, cluster: u64, size: u64, buf: &mut [u8]) -> std::io:
     Ok(())
 }
 
-/// Compresses the clusters of `input` on `workers` threads; the result is
-/// in input order.
-fn compress_all(input: &[u8], compression: Compression, workers: usize) -> Result<Vec<Block>, String> {
-    let clusters: Vec<&[u8]> = input.chunks(CLUSTER as usize).collect();
+/// Compresses `clusters` on `workers` threads; the result is in their order.
+fn compress_all(clusters: &[&[u8]], compression: Compression, workers: usize) -> Result<Vec<Block>, String> {
     let next = AtomicUsize::new(0);
     let results: Vec<Result<Vec<(usize, Block)>, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers.min(clusters.len()).max(1))
@@ -446,6 +476,122 @@ impl Compressor {
     }
 }
 
+/// What an earlier raw image's data clusters compressed to: its raw file,
+/// an index (per cluster: its number, its kind, where its compressed bytes
+/// are in the data file and how many) and the data file.
+pub struct Reuse {
+    raw: File,
+    size: u64,
+    entries: std::collections::HashMap<u64, (u8, u64, u32)>,
+    data: File,
+}
+
+const ENTRY: usize = 8 + 1 + 8 + 4;
+const KIND_ZERO: u8 = 0;
+const KIND_PLAIN: u8 = 1;
+const KIND_COMPRESSED: u8 = 2;
+
+impl Reuse {
+    pub fn open(raw: &Path, index: &Path, data: &Path) -> Result<Reuse, String> {
+        let at = |p: &Path| {
+            let p = p.display().to_string();
+            move |e: std::io::Error| format!("{p}: {e}")
+        };
+        let bytes = std::fs::read(index).map_err(at(index))?;
+        if !bytes.len().is_multiple_of(ENTRY) {
+            return Err(format!("{}: not a cluster index", index.display()));
+        }
+        let entries = bytes
+            .chunks(ENTRY)
+            .map(|e| {
+                let u64_at = |o: usize| u64::from_le_bytes(e[o..o + 8].try_into().expect("8 bytes"));
+                let len = u32::from_le_bytes(e[17..21].try_into().expect("4 bytes"));
+                (u64_at(0), (e[8], u64_at(9), len))
+            })
+            .collect();
+        let raw_file = File::open(raw).map_err(at(raw))?;
+        let size = raw_file.metadata().map_err(at(raw))?.len();
+        Ok(Reuse {
+            raw: raw_file,
+            size,
+            entries,
+            data: File::open(data).map_err(at(data))?,
+        })
+    }
+
+    /// The stored block of `cluster`, when the earlier image had the same bytes there.
+    fn block(&self, cluster: u64, now: &[u8]) -> Result<Option<Block>, String> {
+        let Some(&(kind, offset, len)) = self.entries.get(&cluster) else {
+            return Ok(None);
+        };
+        if cluster * CLUSTER >= self.size {
+            return Ok(None);
+        }
+        let mut before = vec![0u8; CLUSTER as usize];
+        read_cluster(&self.raw, cluster, self.size, &mut before).map_err(|e| format!("reused image: {e}"))?;
+        if before != now {
+            return Ok(None);
+        }
+        Ok(Some(match kind {
+            KIND_ZERO => Block::Zero,
+            KIND_PLAIN => Block::Plain,
+            KIND_COMPRESSED => {
+                let mut data = vec![0u8; len as usize];
+                self.data
+                    .read_exact_at(&mut data, offset)
+                    .map_err(|e| format!("reused clusters: {e}"))?;
+                Block::Compressed(data)
+            }
+            other => return Err(format!("reused clusters: unknown kind {other}")),
+        }))
+    }
+}
+
+/// Compresses every data cluster of `raw` and writes what [`Reuse::open`]
+/// reads: the index and the data. Returns how many clusters it holds.
+pub fn write_reuse(raw: &Path, index: &Path, data: &Path, compression: Compression) -> Result<u64, String> {
+    let at = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: std::io::Error| format!("{p}: {e}")
+    };
+    let src = File::open(raw).map_err(at(raw))?;
+    let size = src.metadata().map_err(at(raw))?.len();
+    let clusters = clusters_with_data(&src, size).map_err(at(raw))?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    let mut index_out = BufWriter::new(File::create(index).map_err(at(index))?);
+    let mut data_out = BufWriter::new(File::create(data).map_err(at(data))?);
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; BATCH * CLUSTER as usize];
+    for batch in clusters.chunks(BATCH) {
+        let input = &mut buf[..batch.len() * CLUSTER as usize];
+        for (i, &cluster) in batch.iter().enumerate() {
+            read_cluster(&src, cluster, size, &mut input[i * CLUSTER as usize..][..CLUSTER as usize])
+                .map_err(at(raw))?;
+        }
+        let chunks: Vec<&[u8]> = input.chunks(CLUSTER as usize).collect();
+        for (&cluster, block) in batch.iter().zip(compress_all(&chunks, compression, workers)?) {
+            let (kind, len) = match &block {
+                Block::Zero => (KIND_ZERO, 0),
+                Block::Plain => (KIND_PLAIN, 0),
+                Block::Compressed(d) => {
+                    data_out.write_all(d).map_err(at(data))?;
+                    (KIND_COMPRESSED, d.len() as u32)
+                }
+            };
+            let mut entry = Vec::with_capacity(ENTRY);
+            entry.extend_from_slice(&cluster.to_le_bytes());
+            entry.push(kind);
+            entry.extend_from_slice(&pos.to_le_bytes());
+            entry.extend_from_slice(&len.to_le_bytes());
+            index_out.write_all(&entry).map_err(at(index))?;
+            pos += u64::from(len);
+        }
+    }
+    index_out.flush().map_err(at(index))?;
+    data_out.flush().map_err(at(data))?;
+    Ok(clusters.len() as u64)
+}
+
 fn is_zero(bytes: &[u8]) -> bool {
     // OR-folding fixed-size chunks lets the compiler use vector instructions.
     let mut chunks = bytes.chunks_exact(64);
@@ -495,6 +641,31 @@ mod tests {
     }
 
     #[test]
+    fn reused_clusters_make_the_same_file() {
+        let tmp = TempDir::new("osbuild-qcow2").unwrap();
+        let before = tmp.path().join("before.raw");
+        raw_image(&before);
+        let (index, data) = (tmp.path().join("index"), tmp.path().join("data"));
+        let held = write_reuse(&before, &index, &data, Compression::Zlib).unwrap();
+        let after = tmp.path().join("after.raw");
+        std::fs::copy(&before, &after).unwrap();
+        let f = File::options().write(true).open(&after).unwrap();
+        f.write_all_at(b"changed", 20 * CLUSTER + 100).unwrap();
+        f.write_all_at(b"new", 300 * CLUSTER).unwrap();
+        drop(f);
+        let reuse = Reuse::open(&before, &index, &data).unwrap();
+        let (plain, reused) = (tmp.path().join("plain.qcow2"), tmp.path().join("reused.qcow2"));
+        let fresh = convert(&after, &plain, Compression::Zlib, Version::V3, None).unwrap();
+        let s = convert(&after, &reused, Compression::Zlib, Version::V3, Some(&reuse)).unwrap();
+        assert_eq!(std::fs::read(&plain).unwrap(), std::fs::read(&reused).unwrap());
+        assert_eq!(fresh.reused, 0);
+        // Every held cluster but the changed one is taken; it and the new
+        // one are compressed again.
+        assert_eq!(s.compressed + s.plain, fresh.compressed + fresh.plain);
+        assert_eq!(s.reused, held - 1, "{s:?}");
+    }
+
+    #[test]
     fn qemu_reads_what_it_writes() {
         let tmp = TempDir::new("osbuild-qcow2").unwrap();
         let raw = tmp.path().join("disk.raw");
@@ -509,8 +680,8 @@ mod tests {
             let name = format!("{compression:?}-{version:?}");
             let a = tmp.path().join(format!("{name}-a.qcow2"));
             let b = tmp.path().join(format!("{name}-b.qcow2"));
-            let summary = convert(&raw, &a, compression, version).unwrap();
-            convert(&raw, &b, compression, version).unwrap();
+            let summary = convert(&raw, &a, compression, version, None).unwrap();
+            convert(&raw, &b, compression, version, None).unwrap();
             assert_eq!(
                 std::fs::read(&a).unwrap(),
                 std::fs::read(&b).unwrap(),
@@ -556,7 +727,7 @@ mod tests {
                 assert_eq!(specific["compression-type"], ctype, "{name}: {info}");
             }
         }
-        assert!(convert(&raw, &tmp.path().join("x"), Compression::Zstd, Version::V2).is_err());
+        assert!(convert(&raw, &tmp.path().join("x"), Compression::Zstd, Version::V2, None).is_err());
     }
 
     #[test]
@@ -577,13 +748,13 @@ mod tests {
         let tmp = TempDir::new("osbuild-qcow2").unwrap();
         let raw = tmp.path().join("odd.raw");
         File::create(&raw).unwrap().set_len(1000).unwrap();
-        let err = convert(&raw, &tmp.path().join("odd.qcow2"), Compression::None, Version::V3).unwrap_err();
+        let err = convert(&raw, &tmp.path().join("odd.qcow2"), Compression::None, Version::V3, None).unwrap_err();
         assert!(err.contains("multiple of 512"), "{err}");
 
         let raw = tmp.path().join("empty.raw");
         File::create(&raw).unwrap().set_len(1 << 30).unwrap();
         let out = tmp.path().join("empty.qcow2");
-        let s = convert(&raw, &out, Compression::Zstd, Version::V3).unwrap();
+        let s = convert(&raw, &out, Compression::Zstd, Version::V3, None).unwrap();
         assert_eq!(
             (s.compressed, s.plain, s.zero),
             (0, 0, 0),

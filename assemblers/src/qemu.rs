@@ -813,7 +813,7 @@ impl Qemu {
             Format::Qcow2 => {
                 let started = std::time::Instant::now();
                 let version = self.qcow2_compat.unwrap_or(qcow2::Version::V3);
-                let s = qcow2::convert(raw.path(), &dest, self.qcow2_compression, version)?;
+                let s = qcow2::convert(raw.path(), &dest, self.qcow2_compression, version, None)?;
                 println!(
                     "qcow2: {} clusters compressed, {} stored as is, {} zero; {} bytes, {:.1}s",
                     s.compressed,

@@ -1,0 +1,455 @@
+//! An ext4 file system built on the one made for a prefix of the pipeline:
+//! a copy of the prefix's file system, plus what the image's own stages
+//! changed, written offline with `debugfs` (which can remove, write, link and
+//! set inodes without mounting).
+//!
+//! The prefix output lists what its file system holds ([`Listing`]); the
+//! engine lists the paths the later layers hold ([`Change`]s). Every entry
+//! the prefix has that a later layer replaced or removed is deleted (its data
+//! blocks zeroed, as `Ext4::remove_excluded` does, so no stale copy of, say,
+//! a removed key stays in the image); every path a later layer holds is then
+//! written from the final tree, parents first. What debugfs cannot express
+//! (a name with a quote, backslash or newline; a socket; a hard link) makes
+//! [`plan`] say why, and the assembler makes the whole file system instead:
+//! either way the result depends only on the two trees.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use osbuild_stages::api::StageError;
+use serde::{Deserialize, Serialize};
+
+use crate::ext4::quote;
+use crate::util::tool;
+
+/// What a prefix's file system holds: every path (absolute within the file
+/// system, `/` left out) and its kind.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing(BTreeMap<String, Entry>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    kind: EntryKind,
+    /// The names of a directory's extended attributes (a directory the
+    /// image changes keeps its inode, so the ones it drops are removed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    xattrs: Vec<String>,
+    /// A regular file with other hard links: its blocks are not its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    linked: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    Other,
+}
+
+fn kind_of(meta: &std::fs::Metadata) -> EntryKind {
+    let t = meta.file_type();
+    if t.is_dir() {
+        EntryKind::Dir
+    } else if t.is_file() {
+        EntryKind::File
+    } else if t.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Other
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StageError + '_ {
+    move |e| StageError(format!("{}: {e}", path.display()))
+}
+
+/// Lists `source` as `mkfs.ext4 -d` copies it, the `exclude`d directories
+/// (absolute within the file system) empty, made if missing. `None` when a
+/// name is not UTF-8: the delta could not name it.
+pub fn list(source: &Path, exclude: &[String]) -> Result<Option<Listing>, StageError> {
+    fn walk(dir: &Path, at: &str, exclude: &[String], out: &mut Listing) -> Result<bool, StageError> {
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                return Ok(false);
+            };
+            let path = format!("{at}/{name}");
+            let meta = std::fs::symlink_metadata(entry.path()).map_err(io(&entry.path()))?;
+            let kind = kind_of(&meta);
+            let xattrs = if kind == EntryKind::Dir {
+                names(&entry.path())?
+            } else {
+                Vec::new()
+            };
+            let linked = kind == EntryKind::File && meta.nlink() > 1;
+            out.0.insert(path.clone(), Entry { kind, xattrs, linked });
+            if kind == EntryKind::Dir && !exclude.contains(&path) && !walk(&entry.path(), &path, exclude, out)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+    let mut listing = Listing::default();
+    if !walk(source, "", exclude, &mut listing)? {
+        return Ok(None);
+    }
+    // `Ext4::remove_excluded` makes a missing mount point and its parents.
+    for ex in exclude {
+        let mut at = String::new();
+        for part in ex.split('/').filter(|p| !p.is_empty()) {
+            at.push('/');
+            at.push_str(part);
+            listing.0.entry(at.clone()).or_insert(Entry {
+                kind: EntryKind::Dir,
+                xattrs: Vec::new(),
+                linked: false,
+            });
+        }
+    }
+    Ok(Some(listing))
+}
+
+/// The names of a file's extended attributes, sorted.
+fn names(path: &Path) -> Result<Vec<String>, StageError> {
+    Ok(osbuild_stages::xattr::xattrs(path)
+        .map_err(|e| StageError(e.to_string()))?
+        .into_iter()
+        .map(|(name, _)| String::from_utf8_lossy(&name).into_owned())
+        .collect())
+}
+
+/// One path a later layer holds, absolute within the file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    /// The prefix's entry here (and all below it) is gone.
+    pub replaced: bool,
+}
+
+/// The debugfs work that turns the prefix's file system into the image's.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Script {
+    /// Deletions, children first, each regular file's blocks listed before
+    /// it goes (so they can be zeroed).
+    pub remove: String,
+    /// Creations and updates, parents first.
+    pub write: String,
+    /// Extended attribute values, by file name in the values directory.
+    pub values: Vec<(String, Vec<u8>)>,
+}
+
+/// Plans the changes of one file system: `source` is the final tree's
+/// directory for it. `Err(why)` when debugfs cannot express them.
+pub fn plan(listing: &Listing, changes: &[Change], source: &Path, values_dir: &Path) -> Result<Result<Script, String>, StageError> {
+    let mut gone: BTreeSet<&str> = BTreeSet::new();
+    let mut write = String::new();
+    let mut values = Vec::new();
+    let mut removed_files: Vec<&str> = Vec::new();
+    let mut created: Vec<(&str, std::fs::Metadata, bool)> = Vec::new();
+    for change in changes {
+        let p = change.path.as_str();
+        let prefix = listing.0.get(p);
+        let host = source.join(p.trim_start_matches('/'));
+        let now = match std::fs::symlink_metadata(&host) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&host)(e)),
+        };
+        let keep_dir = !change.replaced
+            && prefix.is_some_and(|e| e.kind == EntryKind::Dir)
+            && now.as_ref().is_some_and(|m| m.is_dir())
+            && !gone.iter().any(|g| below(p, g));
+        if let Some(entry) = prefix.filter(|_| !keep_dir) {
+            if gone.insert(p) {
+                if entry.kind == EntryKind::Dir {
+                    // Everything the prefix has below it goes too.
+                    let under = format!("{p}/");
+                    for (q, _) in listing.0.range(under.clone()..).take_while(|(q, _)| q.starts_with(&under)) {
+                        gone.insert(q);
+                    }
+                }
+            }
+        }
+        if let Some(meta) = now {
+            created.push((p, meta, keep_dir));
+        }
+    }
+    // Deletions: children before parents (a child sorts after its parent).
+    let mut remove = String::new();
+    for p in gone.iter().rev() {
+        let Some(entry) = listing.0.get(*p) else { continue };
+        let q = match quote(p) {
+            Ok(q) => q,
+            Err(e) => return Ok(Err(e.0)),
+        };
+        if entry.kind == EntryKind::Dir {
+            remove.push_str(&format!("rmdir {q}\n"));
+        } else {
+            if entry.linked {
+                return Ok(Err(format!("{p}, which the image removes or replaces, has hard links")));
+            }
+            if entry.kind == EntryKind::File {
+                removed_files.push(p);
+            }
+            remove.push_str(&format!("rm {q}\n"));
+        }
+    }
+    let mut blocks = String::new();
+    for p in &removed_files {
+        blocks.push_str(&format!("blocks {}\n", quote(p)?));
+    }
+    let remove = blocks + &remove;
+
+    for (p, meta, keep_dir) in &created {
+        let q = match quote(p) {
+            Ok(q) => q,
+            Err(e) => return Ok(Err(e.0)),
+        };
+        let (parent, name) = p.rsplit_once('/').expect("an absolute path");
+        let parent = if parent.is_empty() { "/" } else { parent };
+        let name_q = quote(name).map_err(|e| e.0);
+        let name_q = match name_q {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
+        let host = source.join(p.trim_start_matches('/'));
+        let t = meta.file_type();
+        if !keep_dir {
+            write.push_str(&format!("cd {}\n", quote(parent)?));
+            if t.is_dir() {
+                write.push_str(&format!("mkdir {name_q}\n"));
+            } else if t.is_file() {
+                if meta.nlink() > 1 {
+                    return Ok(Err(format!("{p} has {} hard links", meta.nlink())));
+                }
+                let from = match quote(&host.to_string_lossy()) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(Err(e.0)),
+                };
+                write.push_str(&format!("write {from} {name_q}\n"));
+            } else if t.is_symlink() {
+                let target = std::fs::read_link(&host).map_err(io(&host))?;
+                let Some(target) = target.to_str() else {
+                    return Ok(Err(format!("{p} links to a name that is not UTF-8")));
+                };
+                let target = match quote(target) {
+                    Ok(t) => t,
+                    Err(e) => return Ok(Err(e.0)),
+                };
+                write.push_str(&format!("symlink {name_q} {target}\n"));
+            } else if t.is_fifo() {
+                write.push_str(&format!("mknod {name_q} p\n"));
+            } else if t.is_char_device() || t.is_block_device() {
+                let rdev = meta.rdev();
+                let c = if t.is_char_device() { 'c' } else { 'b' };
+                write.push_str(&format!(
+                    "mknod {name_q} {c} {} {}\n",
+                    nix::sys::stat::major(rdev),
+                    nix::sys::stat::minor(rdev)
+                ));
+            } else {
+                return Ok(Err(format!("{p} is a socket")));
+            }
+        }
+        if !t.is_symlink() {
+            write.push_str(&format!("sif {q} mode 0{:o}\n", meta.mode()));
+        }
+        write.push_str(&format!(
+            "sif {q} uid {}\nsif {q} gid {}\nsif {q} mtime @{}\n",
+            meta.uid(),
+            meta.gid(),
+            meta.mtime()
+        ));
+        let now: Vec<(Vec<u8>, Vec<u8>)> = osbuild_stages::xattr::xattrs(&host).map_err(|e| StageError(e.to_string()))?;
+        if *keep_dir {
+            let before = listing.0.get(*p).map(|e| e.xattrs.clone()).unwrap_or_default();
+            for name in before {
+                if !now.iter().any(|(n, _)| n == name.as_bytes()) {
+                    write.push_str(&format!("ea_rm {q} {}\n", quote(&name)?));
+                }
+            }
+        }
+        for (name, value) in now {
+            let Ok(name) = String::from_utf8(name) else {
+                return Ok(Err(format!("{p} has an extended attribute whose name is not UTF-8")));
+            };
+            let file = format!("{}", values.len());
+            let path = values_dir.join(&file);
+            write.push_str(&format!(
+                "ea_set -f {} {q} {}\n",
+                quote(&path.to_string_lossy())?,
+                match quote(&name) {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e.0)),
+                }
+            ));
+            values.push((file, value));
+        }
+    }
+    Ok(Ok(Script { remove, write, values }))
+}
+
+/// Whether `p` is strictly below the directory `dir`.
+fn below(p: &str, dir: &str) -> bool {
+    p.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Applies `script` to the ext4 file system at `offset` in `image`.
+pub fn apply(image: &Path, offset: u64, script: &Script, values_dir: &Path, epoch: u64) -> Result<(), StageError> {
+    for (name, value) in &script.values {
+        let path = values_dir.join(name);
+        std::fs::write(&path, value).map_err(io(&path))?;
+    }
+    if !script.remove.is_empty() {
+        let out = debugfs(image, offset, &script.remove, values_dir, epoch)?;
+        zero_blocks(image, offset, &out)?;
+    }
+    if !script.write.is_empty() {
+        debugfs(image, offset, &script.write, values_dir, epoch)?;
+    }
+    Ok(())
+}
+
+/// Runs a debugfs command file, failing on any command's error (debugfs
+/// itself exits 0 after one).
+fn debugfs(image: &Path, offset: u64, commands: &str, dir: &Path, epoch: u64) -> Result<String, StageError> {
+    let file = dir.join("debugfs-commands");
+    std::fs::write(&file, commands).map_err(io(&file))?;
+    let out = tool("debugfs", epoch)
+        .arg("-w")
+        .arg("-f")
+        .arg(&file)
+        .arg(format!("{}?offset={offset}", image.display()))
+        .output()
+        .map_err(|e| format!("cannot run debugfs: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("debugfs ") && !l.trim().is_empty())
+        .collect();
+    if !out.status.success() || !errors.is_empty() {
+        return Err(format!("debugfs failed ({}): {}", out.status, errors.join("; ")).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Zeroes the blocks the `blocks` commands of a debugfs run listed.
+fn zero_blocks(image: &Path, offset: u64, out: &str) -> Result<(), StageError> {
+    let mut blocks: Vec<u64> = out
+        .lines()
+        .filter(|l| !l.starts_with("debugfs"))
+        .flat_map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    blocks.sort_unstable();
+    blocks.dedup();
+    let f = File::options().read(true).write(true).open(image).map_err(io(image))?;
+    let block_size = crate::ext4::block_size(&f, offset)?;
+    let zeros = vec![0u8; block_size as usize];
+    for b in blocks {
+        f.write_all_at(&zeros, offset + b * block_size).map_err(io(image))?;
+    }
+    Ok(())
+}
+
+/// Sets the file system's UUID (tune2fs rewrites the metadata checksums,
+/// which the UUID seeds).
+pub fn set_uuid(image: &Path, offset: u64, uuid: &str, epoch: u64) -> Result<(), StageError> {
+    crate::util::run(
+        tool("tune2fs", epoch)
+            .arg("-U")
+            .arg(uuid)
+            .arg(format!("{}?offset={offset}", image.display())),
+        None,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(entries: &[(&str, EntryKind)]) -> Listing {
+        Listing(
+            entries
+                .iter()
+                .map(|(p, k)| {
+                    (
+                        p.to_string(),
+                        Entry {
+                            kind: *k,
+                            xattrs: Vec::new(),
+                            linked: false,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_replaced_directory_goes_with_everything_below_it_children_first() {
+        let tmp = crate::util::TempDir::new("osbuild-layered-test").unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("a")).unwrap();
+        std::fs::write(src.join("a/new"), "x").unwrap();
+        let l = listing(&[
+            ("/a", EntryKind::Dir),
+            ("/a/old", EntryKind::File),
+            ("/a/sub", EntryKind::Dir),
+            ("/a/sub/f", EntryKind::File),
+            ("/b", EntryKind::File),
+        ]);
+        let changes = [
+            Change {
+                path: "/a".into(),
+                replaced: true,
+            },
+            Change {
+                path: "/a/new".into(),
+                replaced: false,
+            },
+            Change {
+                path: "/b".into(),
+                replaced: true,
+            },
+        ];
+        let s = plan(&l, &changes, &src, tmp.path()).unwrap().unwrap();
+        assert_eq!(
+            s.remove,
+            "blocks \"/b\"\nblocks \"/a/sub/f\"\nblocks \"/a/old\"\n\
+             rm \"/b\"\nrm \"/a/sub/f\"\nrmdir \"/a/sub\"\nrm \"/a/old\"\nrmdir \"/a\"\n"
+        );
+        assert!(s.write.starts_with("cd \"/\"\nmkdir \"a\"\n"), "{}", s.write);
+        assert!(s.write.contains("cd \"/a\"\nwrite "), "{}", s.write);
+        assert!(!s.write.contains("\"b\""), "b is gone from the final tree: {}", s.write);
+    }
+
+    #[test]
+    fn a_changed_directory_keeps_its_inode_and_a_hard_link_is_refused() {
+        let tmp = crate::util::TempDir::new("osbuild-layered-test").unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("etc")).unwrap();
+        std::fs::write(src.join("etc/one"), "x").unwrap();
+        let l = listing(&[("/etc", EntryKind::Dir), ("/etc/keep", EntryKind::File)]);
+        let change = |p: &str| Change {
+            path: p.into(),
+            replaced: false,
+        };
+        let s = plan(&l, &[change("/etc"), change("/etc/one")], &src, tmp.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.remove, "");
+        assert!(s.write.starts_with("sif \"/etc\" mode 040"), "{}", s.write);
+        std::fs::hard_link(src.join("etc/one"), src.join("etc/two")).unwrap();
+        let why = plan(&l, &[change("/etc/one")], &src, tmp.path()).unwrap().unwrap_err();
+        assert!(why.contains("hard links"), "{why}");
+    }
+}
