@@ -36,6 +36,7 @@ pub mod passwd;
 pub mod progress;
 pub mod resolve;
 mod script;
+pub mod sparse;
 mod systemd;
 #[cfg(test)]
 mod testutil;
