@@ -144,153 +144,166 @@ pub struct Script {
 
 /// Plans the changes of one file system: `source` is the final tree's
 /// directory for it. `Err(why)` when debugfs cannot express them.
-pub fn plan(listing: &Listing, changes: &[Change], source: &Path, values_dir: &Path) -> Result<Result<Script, String>, StageError> {
+pub fn plan(
+    listing: &Listing,
+    changes: &[Change],
+    source: &Path,
+    values_dir: &Path,
+) -> Result<Result<Script, String>, StageError> {
+    match plan_script(listing, changes, source, values_dir) {
+        Ok(script) => Ok(Ok(script)),
+        Err(NotLayered::Cannot(why)) => Ok(Err(why)),
+        Err(NotLayered::Failed(e)) => Err(e),
+    }
+}
+
+/// Why [`plan_script`] made no script.
+enum NotLayered {
+    /// debugfs cannot express a change.
+    Cannot(String),
+    /// Reading the tree failed.
+    Failed(StageError),
+}
+
+impl From<StageError> for NotLayered {
+    fn from(e: StageError) -> Self {
+        NotLayered::Failed(e)
+    }
+}
+
+/// A path quoted for debugfs, or why it cannot be.
+fn q(path: &str) -> Result<String, NotLayered> {
+    quote(path).map_err(|e| NotLayered::Cannot(e.0))
+}
+
+fn plan_script(listing: &Listing, changes: &[Change], source: &Path, values_dir: &Path) -> Result<Script, NotLayered> {
+    // What of the prefix goes, and what the final tree has at each path.
     let mut gone: BTreeSet<&str> = BTreeSet::new();
-    let mut write = String::new();
-    let mut values = Vec::new();
-    let mut removed_files: Vec<&str> = Vec::new();
-    let mut created: Vec<(&str, std::fs::Metadata, bool)> = Vec::new();
+    let mut present: Vec<(&str, std::fs::Metadata, bool)> = Vec::new();
     for change in changes {
         let p = change.path.as_str();
-        let prefix = listing.0.get(p);
+        let before = listing.0.get(p);
         let host = source.join(p.trim_start_matches('/'));
         let now = match std::fs::symlink_metadata(&host) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&host)(e)),
+            Err(e) => return Err(io(&host)(e).into()),
         };
-        let keep_dir = !change.replaced
-            && prefix.is_some_and(|e| e.kind == EntryKind::Dir)
+        // A directory both have keeps its inode; only its attributes change.
+        let kept_dir = !change.replaced
+            && before.is_some_and(|e| e.kind == EntryKind::Dir)
             && now.as_ref().is_some_and(|m| m.is_dir())
             && !gone.iter().any(|g| below(p, g));
-        if let Some(entry) = prefix.filter(|_| !keep_dir) {
-            if gone.insert(p) {
-                if entry.kind == EntryKind::Dir {
-                    // Everything the prefix has below it goes too.
-                    let under = format!("{p}/");
-                    for (q, _) in listing.0.range(under.clone()..).take_while(|(q, _)| q.starts_with(&under)) {
-                        gone.insert(q);
-                    }
-                }
+        if let Some(entry) = before.filter(|_| !kept_dir) {
+            if gone.insert(p) && entry.kind == EntryKind::Dir {
+                let under = format!("{p}/");
+                gone.extend(
+                    listing
+                        .0
+                        .range(under.clone()..)
+                        .map(|(q, _)| q.as_str())
+                        .take_while(|q| q.starts_with(&under)),
+                );
             }
         }
         if let Some(meta) = now {
-            created.push((p, meta, keep_dir));
+            present.push((p, meta, kept_dir));
         }
     }
-    // Deletions: children before parents (a child sorts after its parent).
+
+    // Deletions, children before their parents (a child sorts after its
+    // parent); the blocks of the files listed first, to be zeroed.
+    let mut blocks = String::new();
     let mut remove = String::new();
     for p in gone.iter().rev() {
-        let Some(entry) = listing.0.get(*p) else { continue };
-        let q = match quote(p) {
-            Ok(q) => q,
-            Err(e) => return Ok(Err(e.0)),
-        };
-        if entry.kind == EntryKind::Dir {
-            remove.push_str(&format!("rmdir {q}\n"));
-        } else {
-            if entry.linked {
-                return Ok(Err(format!("{p}, which the image removes or replaces, has hard links")));
+        let entry = &listing.0[*p];
+        let quoted = q(p)?;
+        match entry.kind {
+            EntryKind::Dir => remove.push_str(&format!("rmdir {quoted}\n")),
+            _ if entry.linked => {
+                return Err(NotLayered::Cannot(format!(
+                    "{p}, which the image removes or replaces, has hard links"
+                )))
             }
-            if entry.kind == EntryKind::File {
-                removed_files.push(p);
+            kind => {
+                if kind == EntryKind::File {
+                    blocks.push_str(&format!("blocks {quoted}\n"));
+                }
+                remove.push_str(&format!("rm {quoted}\n"));
             }
-            remove.push_str(&format!("rm {q}\n"));
         }
     }
-    let mut blocks = String::new();
-    for p in &removed_files {
-        blocks.push_str(&format!("blocks {}\n", quote(p)?));
-    }
-    let remove = blocks + &remove;
 
-    for (p, meta, keep_dir) in &created {
-        let q = match quote(p) {
-            Ok(q) => q,
-            Err(e) => return Ok(Err(e.0)),
-        };
-        let (parent, name) = p.rsplit_once('/').expect("an absolute path");
-        let parent = if parent.is_empty() { "/" } else { parent };
-        let name_q = quote(name).map_err(|e| e.0);
-        let name_q = match name_q {
-            Ok(n) => n,
-            Err(e) => return Ok(Err(e)),
-        };
+    // Creations and updates, parents first.
+    let mut write = String::new();
+    let mut values = Vec::new();
+    for (p, meta, kept_dir) in &present {
+        let quoted = q(p)?;
         let host = source.join(p.trim_start_matches('/'));
         let t = meta.file_type();
-        if !keep_dir {
-            write.push_str(&format!("cd {}\n", quote(parent)?));
+        if !kept_dir {
+            let (parent, name) = p.rsplit_once('/').expect("an absolute path");
+            // debugfs makes entries in its working directory, by name.
+            write.push_str(&format!("cd {}\n", q(if parent.is_empty() { "/" } else { parent })?));
+            let name = q(name)?;
             if t.is_dir() {
-                write.push_str(&format!("mkdir {name_q}\n"));
+                write.push_str(&format!("mkdir {name}\n"));
             } else if t.is_file() {
                 if meta.nlink() > 1 {
-                    return Ok(Err(format!("{p} has {} hard links", meta.nlink())));
+                    return Err(NotLayered::Cannot(format!("{p} has {} hard links", meta.nlink())));
                 }
-                let from = match quote(&host.to_string_lossy()) {
-                    Ok(f) => f,
-                    Err(e) => return Ok(Err(e.0)),
-                };
-                write.push_str(&format!("write {from} {name_q}\n"));
+                write.push_str(&format!("write {} {name}\n", q(&host.to_string_lossy())?));
             } else if t.is_symlink() {
                 let target = std::fs::read_link(&host).map_err(io(&host))?;
-                let Some(target) = target.to_str() else {
-                    return Ok(Err(format!("{p} links to a name that is not UTF-8")));
-                };
-                let target = match quote(target) {
-                    Ok(t) => t,
-                    Err(e) => return Ok(Err(e.0)),
-                };
-                write.push_str(&format!("symlink {name_q} {target}\n"));
+                let target = target
+                    .to_str()
+                    .ok_or_else(|| NotLayered::Cannot(format!("{p} links to a name that is not UTF-8")))?;
+                write.push_str(&format!("symlink {name} {}\n", q(target)?));
             } else if t.is_fifo() {
-                write.push_str(&format!("mknod {name_q} p\n"));
+                write.push_str(&format!("mknod {name} p\n"));
             } else if t.is_char_device() || t.is_block_device() {
-                let rdev = meta.rdev();
                 let c = if t.is_char_device() { 'c' } else { 'b' };
-                write.push_str(&format!(
-                    "mknod {name_q} {c} {} {}\n",
-                    nix::sys::stat::major(rdev),
-                    nix::sys::stat::minor(rdev)
-                ));
+                let (major, minor) = (nix::sys::stat::major(meta.rdev()), nix::sys::stat::minor(meta.rdev()));
+                write.push_str(&format!("mknod {name} {c} {major} {minor}\n"));
             } else {
-                return Ok(Err(format!("{p} is a socket")));
+                return Err(NotLayered::Cannot(format!("{p} is a socket")));
             }
         }
         if !t.is_symlink() {
-            write.push_str(&format!("sif {q} mode 0{:o}\n", meta.mode()));
+            write.push_str(&format!("sif {quoted} mode 0{:o}\n", meta.mode()));
         }
         write.push_str(&format!(
-            "sif {q} uid {}\nsif {q} gid {}\nsif {q} mtime @{}\n",
+            "sif {quoted} uid {}\nsif {quoted} gid {}\nsif {quoted} mtime @{}\n",
             meta.uid(),
             meta.gid(),
             meta.mtime()
         ));
-        let now: Vec<(Vec<u8>, Vec<u8>)> = osbuild_stages::xattr::xattrs(&host).map_err(|e| StageError(e.to_string()))?;
-        if *keep_dir {
-            let before = listing.0.get(*p).map(|e| e.xattrs.clone()).unwrap_or_default();
-            for name in before {
+        let now = osbuild_stages::xattr::xattrs(&host).map_err(|e| StageError(e.to_string()))?;
+        if *kept_dir {
+            for name in &listing.0[*p].xattrs {
                 if !now.iter().any(|(n, _)| n == name.as_bytes()) {
-                    write.push_str(&format!("ea_rm {q} {}\n", quote(&name)?));
+                    write.push_str(&format!("ea_rm {quoted} {}\n", q(name)?));
                 }
             }
         }
         for (name, value) in now {
-            let Ok(name) = String::from_utf8(name) else {
-                return Ok(Err(format!("{p} has an extended attribute whose name is not UTF-8")));
-            };
-            let file = format!("{}", values.len());
-            let path = values_dir.join(&file);
+            let name = String::from_utf8(name)
+                .map_err(|_| NotLayered::Cannot(format!("{p} has an extended attribute whose name is not UTF-8")))?;
+            let file = values.len().to_string();
+            let from = values_dir.join(&file);
             write.push_str(&format!(
-                "ea_set -f {} {q} {}\n",
-                quote(&path.to_string_lossy())?,
-                match quote(&name) {
-                    Ok(n) => n,
-                    Err(e) => return Ok(Err(e.0)),
-                }
+                "ea_set -f {} {quoted} {}\n",
+                q(&from.to_string_lossy())?,
+                q(&name)?
             ));
             values.push((file, value));
         }
     }
-    Ok(Ok(Script { remove, write, values }))
+    Ok(Script {
+        remove: blocks + &remove,
+        write,
+        values,
+    })
 }
 
 /// Whether `p` is strictly below the directory `dir`.

@@ -3,6 +3,7 @@
 
 mod ext4;
 mod layered;
+mod prefix;
 mod qcow2;
 mod qemu;
 mod rawfs;

@@ -27,8 +27,10 @@ use osbuild_stages::progress::{written, Heartbeat};
 use serde_json::Value;
 
 use crate::ext4::{source_dir, Ext4};
-use crate::qcow2;
+use crate::prefix::{self, Prefix};
 use crate::util::{check_uuid, derive_bytes, derive_uuid, run, tool, TempDir, TempFile, Uuid};
+use crate::{layered, qcow2};
+use osbuild_stages::assembly::Assembly;
 
 const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
 const ESP_GPT: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
@@ -324,29 +326,95 @@ impl Options for Qemu {
             .ok_or("the qemu assembler needs an output directory")?;
         let gpt = self.pttype == Some(PtType::Gpt);
         let partitions = self.layout(gpt);
+        let making_prefix = ctx.assembly == Assembly::Prefix;
+        let prefix = match &ctx.assembly {
+            Assembly::OnPrefix(on) => Some(Prefix::open(on)?),
+            _ => None,
+        };
 
         let raw = TempFile::new(output.join(format!(".{}.raw.tmp", self.filename)));
-        let f = File::create(raw.path()).map_err(|e| format!("{}: {e}", raw.path().display()))?;
-        f.set_len(self.size.0)
-            .map_err(|e| format!("{}: {e}", raw.path().display()))?;
-        drop(f);
+        match &prefix {
+            // The prefix's disk, file systems and all: the partition table
+            // and every file system are then made the image's own.
+            Some(prefix) => {
+                let disk = prefix.disk();
+                let src = File::open(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+                osbuild_stages::sparse::copy(&src, &disk, raw.path()).map_err(|e| e.to_string())?;
+                let len = src.metadata().map_err(|e| e.to_string())?.len();
+                if len != self.size.0 {
+                    return Err(format!("the prefix's disk has {len} bytes, the image {}", self.size.0).into());
+                }
+            }
+            None => {
+                let f = File::create(raw.path()).map_err(|e| format!("{}: {e}", raw.path().display()))?;
+                f.set_len(self.size.0)
+                    .map_err(|e| format!("{}: {e}", raw.path().display()))?;
+            }
+        }
 
         let placed = self.partition(raw.path(), gpt, &partitions)?;
+        let layout: Vec<(u64, u64)> = placed.iter().map(|p| (p.start, p.size)).collect();
+        if let Some(prefix) = &prefix {
+            if prefix.meta.partitions != layout {
+                return Err("the prefix's partitions are not where the image's are".into());
+            }
+        }
         let tmp = TempDir::new("osbuild-qemu")?;
-        let grub = self.grub_plan(ctx, &placed, gpt, tmp.path())?;
-        self.make_filesystems(ctx, raw.path(), &placed, grub.as_ref(), tmp.path())?;
+        // The prefix has no boot loader: each image installs its own.
+        let grub = if making_prefix {
+            None
+        } else {
+            self.grub_plan(ctx, &placed, gpt, tmp.path())?
+        };
+        let mode = match &prefix {
+            Some(p) => FsMode::OnPrefix(p),
+            None if making_prefix => FsMode::Prefix(output),
+            None => FsMode::Whole,
+        };
+        self.make_filesystems(ctx, raw.path(), &placed, grub.as_ref(), tmp.path(), &mode)?;
         if let Some(grub) = &grub {
             if let Some(bios) = &grub.bios {
                 install_bios(raw.path(), &placed, gpt, bios)?;
             }
         }
-        self.convert(raw, output)?;
+        if making_prefix {
+            let disk = output.join(prefix::DISK);
+            std::fs::rename(raw.keep(), &disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+            if self.format == Format::Qcow2 {
+                let started = std::time::Instant::now();
+                let (index, data) = prefix::reuse_files(output, self.qcow2_compression);
+                let held = qcow2::write_reuse(&disk, &index, &data, self.qcow2_compression)?;
+                println!(
+                    "qcow2: {held} clusters compressed for the images, {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            prefix::write_meta(output, &prefix::Meta { partitions: layout })?;
+            println!("wrote the prefix's disk ({} bytes virtual)", self.size.0);
+            return Ok(());
+        }
+        let reuse = match &prefix {
+            Some(p) if self.format == Format::Qcow2 => p.reuse(self.qcow2_compression)?,
+            _ => None,
+        };
+        self.convert(raw, output, reuse.as_ref())?;
         println!(
             "wrote {} ({:?}, {} bytes virtual)",
             self.filename, self.format, self.size.0
         );
         Ok(())
     }
+}
+
+/// How the file systems are made.
+enum FsMode<'a> {
+    /// Each from its part of the tree.
+    Whole,
+    /// Each ext4 from its part of the (prefix) tree, listed into the output
+    /// directory; no vfat (each image makes its own).
+    Prefix(&'a Path),
+    /// Each ext4 from the prefix's copy plus what changed since.
+    OnPrefix(&'a Prefix),
 }
 
 fn qcow2() -> Format {
@@ -718,9 +786,11 @@ impl Qemu {
         placed: &[Placed],
         grub: Option<&GrubPlan>,
         tmp: &Path,
+        mode: &FsMode,
     ) -> Result<(), StageError> {
         let empty = tmp.join("empty");
         std::fs::create_dir_all(&empty).map_err(|e| format!("{}: {e}", empty.display()))?;
+        let epoch = crate::util::source_epoch(self.source_epoch);
         let mut with_fs: Vec<&Placed> = placed.iter().filter(|p| p.fs.is_some()).collect();
         with_fs.sort_by_key(|p| p.fs.as_ref().map(|f| f.mountpoint.len()));
         let mountpoints: Vec<String> = with_fs
@@ -747,10 +817,11 @@ impl Qemu {
             let size = p.size * 512;
             let started = std::time::Instant::now();
             let _alive = Heartbeat::start(&format!("partition {} ({mp})", p.index + 1), String::new);
+            let mut how = "";
             match fs.fstype {
                 FsType::Ext4 => {
                     let uuid = fs.uuid.to_ascii_lowercase();
-                    Ext4 {
+                    let whole = Ext4 {
                         image,
                         offset,
                         size,
@@ -758,19 +829,72 @@ impl Qemu {
                         label: fs.label.as_deref(),
                         source: &source,
                         exclude: &exclude,
-                        epoch: crate::util::source_epoch(self.source_epoch),
+                        epoch,
+                    };
+                    match mode {
+                        FsMode::Whole => whole.create()?,
+                        FsMode::Prefix(output) => {
+                            whole.create()?;
+                            match layered::list(&source, &exclude)? {
+                                Some(listing) => prefix::write_listing(output, p.index, &listing)?,
+                                None => println!(
+                                    "partition {}: a name in it is not UTF-8: images make it whole",
+                                    p.index + 1
+                                ),
+                            }
+                        }
+                        FsMode::OnPrefix(prefix) => {
+                            let values = tmp.join(format!("xattrs-{}", p.index));
+                            std::fs::create_dir_all(&values).map_err(|e| format!("{}: {e}", values.display()))?;
+                            let planned = match prefix.listing(p.index)? {
+                                Some(listing) => {
+                                    let changes = prefix.changes_in(mp, &exclude);
+                                    layered::plan(&listing, &changes, &source, &values)?
+                                        .map(|script| (script, changes.len()))
+                                }
+                                None => Err("the prefix could not list it".to_string()),
+                            };
+                            match planned {
+                                Ok((script, changed)) => {
+                                    layered::apply(image, offset, &script, &values, epoch)?;
+                                    layered::set_uuid(image, offset, &uuid, epoch)?;
+                                    crate::ext4::normalize_times(image, offset, epoch)?;
+                                    how = if changed == 0 {
+                                        ", the prefix's"
+                                    } else {
+                                        ", on the prefix's"
+                                    };
+                                    if changed > 0 {
+                                        println!("partition {}: {changed} paths changed since the prefix", p.index + 1);
+                                    }
+                                }
+                                Err(why) => {
+                                    println!(
+                                        "partition {}: cannot build on the prefix's file system ({why}): making it whole",
+                                        p.index + 1
+                                    );
+                                    punch(image, offset, size)?;
+                                    whole.create()?;
+                                }
+                            }
+                        }
                     }
-                    .create()?;
                 }
                 FsType::Vfat => {
+                    if matches!(mode, FsMode::Prefix(_)) {
+                        continue;
+                    }
+                    if matches!(mode, FsMode::OnPrefix(_)) {
+                        punch(image, offset, size)?;
+                    }
                     let esp = p.is(ESP_GPT, "ef");
                     let efi = grub.and_then(|g| g.efi.as_deref()).filter(|_| esp);
-                    make_vfat(image, p, fs, &source, efi, crate::util::source_epoch(self.source_epoch))?;
+                    make_vfat(image, p, fs, &source, efi, epoch)?;
                 }
                 FsType::Xfs | FsType::Btrfs => unreachable!("validated: only ext4 and vfat"),
             }
             println!(
-                "partition {} ({}): {:?} {} at {mp}, {} bytes at {offset}, {:.1}s",
+                "partition {} ({}): {:?} {} at {mp}, {} bytes at {offset}{how}, {:.1}s",
                 p.index + 1,
                 p.ptype,
                 fs.fstype,
@@ -784,7 +908,7 @@ impl Qemu {
 
     /// Turns the raw image into the final file, and makes the format's own
     /// identifiers reproducible.
-    fn convert(&self, raw: TempFile, output: &Path) -> Result<(), StageError> {
+    fn convert(&self, raw: TempFile, output: &Path, reuse: Option<&qcow2::Reuse>) -> Result<(), StageError> {
         let dest = output.join(self.filename.as_str());
         let fmt = match self.format {
             Format::Raw => {
@@ -813,11 +937,12 @@ impl Qemu {
             Format::Qcow2 => {
                 let started = std::time::Instant::now();
                 let version = self.qcow2_compat.unwrap_or(qcow2::Version::V3);
-                let s = qcow2::convert(raw.path(), &dest, self.qcow2_compression, version, None)?;
+                let s = qcow2::convert(raw.path(), &dest, self.qcow2_compression, version, reuse)?;
                 println!(
-                    "qcow2: {} clusters compressed, {} stored as is, {} zero; {} bytes, {:.1}s",
+                    "qcow2: {} clusters compressed, {} stored as is ({} of these taken from the prefix), {} zero; {} bytes, {:.1}s",
                     s.compressed,
                     s.plain,
+                    s.reused,
                     s.zero,
                     s.bytes,
                     started.elapsed().as_secs_f64()
@@ -1034,6 +1159,29 @@ fn copy_fat_dir(mtool: &dyn Fn(&str) -> Command, dir: &Path, at: &str) -> StageR
     Ok(())
 }
 
+/// Zeroes `len` bytes at `offset` of the image, leaving a hole where the
+/// file system allows one, as a fresh sparse image has.
+fn punch(image: &Path, offset: u64, len: u64) -> StageResult {
+    use nix::fcntl::{fallocate, FallocateFlags};
+    let f = File::options()
+        .write(true)
+        .open(image)
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    if fallocate(&f, flags, offset as i64, len as i64).is_ok() {
+        return Ok(());
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = offset;
+    while at < offset + len {
+        let n = zeros.len().min((offset + len - at) as usize);
+        f.write_all_at(&zeros[..n], at)
+            .map_err(|e| format!("{}: {e}", image.display()))?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 fn patch(path: &Path, at: u64, bytes: &[u8]) -> StageResult {
     let f = File::options()
         .write(true)
@@ -1153,7 +1301,8 @@ pub static ASSEMBLER: Builtin = Builtin::new::<Qemu>(
     Kind::Assembler,
     "Makes a bootable partitioned disk image (raw, qcow2, vdi, vmdk, vpc) with GRUB, without loop devices or mounts",
 )
-.with_aliases(&["io.weldr.qcow2"]);
+.with_aliases(&["io.weldr.qcow2"])
+.with_prefix(prefix::options);
 
 #[cfg(test)]
 mod tests {
@@ -1386,6 +1535,190 @@ mod tests {
         assert_eq!(u64::from_le_bytes(core[0x1f4..0x1fc].try_into().unwrap()), 2049);
 
         assert!(boots(&raw, false), "GRUB (BIOS, GPT) did not print the marker");
+    }
+
+    /// Everything a directory tree holds, for comparing two: each entry's
+    /// path, type, mode, owner, size and link target, and the files' bytes.
+    fn contents(dir: &Path) -> String {
+        let list = output(
+            Command::new("find")
+                .arg(dir)
+                .args(["-mindepth", "1", "-printf", "%P %y %m %U %G %s %l\n"]),
+        );
+        let mut lines: Vec<&str> = list.lines().collect();
+        lines.sort_unstable();
+        let sums = output(
+            Command::new("sh")
+                .arg("-c")
+                .arg("cd \"$1\" && find . -type f -print0 | sort -z | xargs -0r sha256sum")
+                .arg("sh")
+                .arg(dir),
+        );
+        format!("{}\n{sums}", lines.join("\n"))
+    }
+
+    /// The file system at `offset`, dumped into a new directory `to`.
+    fn dump(image: &Path, offset: u64, to: &Path) -> String {
+        std::fs::create_dir(to).unwrap();
+        for name in debugfs(image, offset, "ls -p /")
+            .lines()
+            .filter_map(|l| l.split('/').nth(5))
+        {
+            if !name.is_empty() && name != "." && name != ".." && name != "lost+found" {
+                debugfs(image, offset, &format!("rdump \"/{name}\" {}", to.display()));
+            }
+        }
+        contents(to)
+    }
+
+    #[test]
+    fn an_image_on_the_prefix_holds_its_tree_checks_clean_and_boots() {
+        use osbuild_stages::assembly::{Change, Delta, OnPrefix};
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new("qemu-test").unwrap();
+        let t = tmp.path();
+        let opts = split_opts("qcow2", "img.qcow2");
+        // The prefix tree, and the image's: what its own stages did to a copy.
+        let k = t.join("tree-k");
+        make_tree(&k, 1_600_000_000, &grub_cfg());
+        let n = t.join("tree-n");
+        assert!(Command::new("cp").arg("-a").arg(&k).arg(&n).status().unwrap().success());
+        std::fs::write(n.join("etc/hostname"), "other\n").unwrap();
+        std::fs::remove_dir_all(n.join("home/user")).unwrap();
+        std::fs::create_dir_all(n.join("srv/data")).unwrap();
+        std::fs::write(n.join("srv/data/f"), "data\n").unwrap();
+        std::fs::set_permissions(n.join("srv/data"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::os::unix::fs::chown(n.join("srv/data"), Some(7), Some(8)).unwrap();
+        assert!(Command::new("setfattr")
+            .args(["-n", "user.role", "-v", "web"])
+            .arg(n.join("srv/data"))
+            .status()
+            .unwrap()
+            .success());
+        std::os::unix::fs::symlink("/srv/data/f", n.join("etc/motd")).unwrap();
+        std::fs::create_dir(n.join("run")).unwrap();
+        nix::unistd::mkfifo(&n.join("run/ctl"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::fs::write(n.join("boot/grub/extra.cfg"), "set timeout=1\n").unwrap();
+        std::fs::write(
+            n.join("boot/efi/EFI/debian/grub.cfg"),
+            "configfile (hd0,gpt3)/grub/grub.cfg\n",
+        )
+        .unwrap();
+        // usr/lib made anew (an opaque directory): only os-release is left.
+        let lib = n.join("usr/lib");
+        std::fs::rename(lib.join("os-release"), n.join("os-release")).unwrap();
+        std::fs::remove_dir_all(&lib).unwrap();
+        std::fs::create_dir(&lib).unwrap();
+        std::fs::rename(n.join("os-release"), lib.join("os-release")).unwrap();
+        let changes: Vec<Change> = [
+            ("/boot", false),
+            ("/boot/efi", false),
+            ("/boot/efi/EFI", false),
+            ("/boot/efi/EFI/debian", false),
+            ("/boot/efi/EFI/debian/grub.cfg", false),
+            ("/boot/grub", false),
+            ("/boot/grub/extra.cfg", false),
+            ("/etc", false),
+            ("/etc/hostname", false),
+            ("/etc/motd", false),
+            ("/home", false),
+            ("/home/user", true),
+            ("/run", false),
+            ("/run/ctl", false),
+            ("/srv", false),
+            ("/srv/data", false),
+            ("/srv/data/f", false),
+            ("/usr", false),
+            ("/usr/lib", true),
+            ("/usr/lib/os-release", false),
+        ]
+        .iter()
+        .map(|(p, r)| Change {
+            path: p.to_string(),
+            replaced: *r,
+        })
+        .collect();
+        let delta = t.join("delta.json");
+        std::fs::write(&delta, serde_json::to_vec(&Delta { changes }).unwrap()).unwrap();
+
+        let run = |tree: &Path, out: &str, assembly: Assembly, opts: &Value| {
+            let out = t.join(out);
+            std::fs::create_dir(&out).unwrap();
+            let ctx = Context {
+                tree: tree.to_path_buf(),
+                output_dir: Some(out.clone()),
+                cache: None,
+                sources: None,
+                assembly,
+            };
+            ASSEMBLER.run(&ctx, opts).unwrap();
+            out
+        };
+        let prefix = run(&k, "out-prefix", Assembly::Prefix, &prefix::options(&opts).unwrap());
+        let mut held: Vec<String> = std::fs::read_dir(&prefix)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        held.sort();
+        assert_eq!(
+            held,
+            [
+                "disk.raw",
+                "fs-2.json",
+                "fs-3.json",
+                "prefix.json",
+                "qcow2-zlib.data",
+                "qcow2-zlib.index"
+            ]
+        );
+        let on = || {
+            Assembly::OnPrefix(OnPrefix {
+                prefix: prefix.clone(),
+                delta: delta.clone(),
+            })
+        };
+        let a = run(&n, "out-a", on(), &opts).join("img.qcow2");
+        let b = run(&n, "out-b", on(), &opts).join("img.qcow2");
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "reproducible");
+        let whole = run(&n, "out-whole", Assembly::Image, &opts).join("img.qcow2");
+
+        let raw = |q: &Path, name: &str| {
+            let r = t.join(name);
+            output(Command::new("qemu-img").args(["convert", "-O", "raw"]).arg(q).arg(&r));
+            r
+        };
+        let (on_raw, whole_raw) = (raw(&a, "on.raw"), raw(&whole, "whole.raw"));
+        for (offset, uuid) in [
+            (110592 * 512, "f4b3bd3a-0c8e-4b0a-a3c8-7e2c5bca6e39"),
+            (45056 * 512, "0194fdc2-fa2f-4cc0-81d3-ff12045b73c8"),
+        ] {
+            fsck(&on_raw, offset);
+            let head = output(
+                Command::new("dumpe2fs")
+                    .arg("-h")
+                    .arg(format!("{}?offset={offset}", on_raw.display())),
+            );
+            assert!(head.contains(uuid), "{head}");
+            let on_files = dump(&on_raw, offset, &t.join(format!("on-{offset}")));
+            let whole_files = dump(&whole_raw, offset, &t.join(format!("whole-{offset}")));
+            assert!(
+                on_files.contains("grub/extra.cfg f 644") || on_files.contains("srv/data d 750 7 8"),
+                "{on_files}"
+            );
+            assert_eq!(
+                on_files, whole_files,
+                "the file system at {offset} holds the final tree"
+            );
+        }
+        let root = 110592 * 512;
+        assert!(debugfs(&on_raw, root, "ea_get /srv/data user.role").contains("web"));
+        assert!(debugfs(&on_raw, root, "stat /run/ctl").contains("Type: FIFO"));
+        let usr_lib = debugfs(&on_raw, root, "ls /usr/lib");
+        assert!(usr_lib.contains("os-release") && !usr_lib.contains("grub"), "{usr_lib}");
+        assert!(
+            boots(&on_raw, false),
+            "GRUB (BIOS) did not boot the image made on the prefix"
+        );
     }
 
     #[test]
