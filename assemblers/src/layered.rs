@@ -234,8 +234,16 @@ fn plan_script(listing: &Listing, changes: &[Change], source: &Path, values_dir:
         }
     }
 
-    // Creations and updates, parents first.
-    let mut write = String::new();
+    // Creations and updates, parents first, after the root's attributes
+    // (no layer lists the root, but a stage may change it).
+    let root = std::fs::symlink_metadata(source).map_err(io(source))?;
+    let mut write = format!(
+        "sif / mode 0{:o}\nsif / uid {}\nsif / gid {}\nsif / mtime @{}\n",
+        root.mode(),
+        root.uid(),
+        root.gid(),
+        root.mtime()
+    );
     let mut values = Vec::new();
     for (p, meta, kept_dir) in &present {
         let quoted = q(p)?;
@@ -440,7 +448,7 @@ mod tests {
             "blocks \"/b\"\nblocks \"/a/sub/f\"\nblocks \"/a/old\"\n\
              rm \"/b\"\nrm \"/a/sub/f\"\nrmdir \"/a/sub\"\nrm \"/a/old\"\nrmdir \"/a\"\n"
         );
-        assert!(s.write.starts_with("cd \"/\"\nmkdir \"a\"\n"), "{}", s.write);
+        assert!(s.write.contains("\ncd \"/\"\nmkdir \"a\"\n"), "{}", s.write);
         assert!(s.write.contains("cd \"/a\"\nwrite "), "{}", s.write);
         assert!(!s.write.contains("\"b\""), "b is gone from the final tree: {}", s.write);
     }
@@ -460,7 +468,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(s.remove, "");
-        assert!(s.write.starts_with("sif \"/etc\" mode 040"), "{}", s.write);
+        assert!(s.write.contains("\nsif \"/etc\" mode 040"), "{}", s.write);
+        assert!(!s.write.contains("mkdir"), "{}", s.write);
         std::fs::hard_link(src.join("etc/one"), src.join("etc/two")).unwrap();
         let why = plan(&l, &[change("/etc/one")], &src, tmp.path()).unwrap().unwrap_err();
         assert!(why.contains("hard links"), "{why}");
