@@ -71,7 +71,7 @@ plain() { for w in "$@"; do printf '"%s"\n' "$w"; done; }
 "None"
 EOF
     # shellcheck disable=SC2086
-    quoted name build runner base stages assembler pipeline sources options $names $props $enums
+    quoted name build runner base stages assembler assembly_base pipeline sources options $names $props $enums
 } >fuzz/json.dict
 
 {

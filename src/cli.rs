@@ -296,10 +296,14 @@ pub fn print_plan(plan: &Plan, as_json: bool) {
         }
         if let Some(a) = &p.assembler {
             println!(
-                "  {:width$}  {}  {}  (assembler)",
+                "  {:width$}  {}  {}  (assembler{})",
                 a.stage.name,
                 a.id,
-                if a.stored { "stored" } else { "-" }
+                if a.stored { "stored" } else { "-" },
+                p.assembly_base
+                    .as_ref()
+                    .map(|b| format!(", on the tree {}", crate::monitor::short(b)))
+                    .unwrap_or_default()
             );
         }
     }
@@ -308,15 +312,21 @@ pub fn print_plan(plan: &Plan, as_json: bool) {
 pub fn plan_json(plan: &Plan) -> serde_json::Value {
     let stage = |s: &crate::plan::PlannedStage| json!({"name": s.stage.name, "id": s.id, "parent": s.parent, "stored": s.stored, "options": s.stage.options});
     json!({
-        "pipelines": plan.pipelines.iter().map(|p| json!({
-            "role": p.role,
-            "name": p.name,
-            "build_root": p.build_root,
-            "base": p.base,
-            "tree": p.tree(),
-            "stages": p.stages.iter().map(stage).collect::<Vec<_>>(),
-            "assembler": p.assembler.as_ref().map(stage),
-        })).collect::<Vec<_>>()
+        "pipelines": plan.pipelines.iter().map(|p| {
+            let mut doc = json!({
+                "role": p.role,
+                "name": p.name,
+                "build_root": p.build_root,
+                "base": p.base,
+                "tree": p.tree(),
+                "stages": p.stages.iter().map(stage).collect::<Vec<_>>(),
+                "assembler": p.assembler.as_ref().map(stage),
+            });
+            if let Some(base) = &p.assembly_base {
+                doc["assembly_base"] = json!(base);
+            }
+            doc
+        }).collect::<Vec<_>>()
     })
 }
 

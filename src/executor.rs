@@ -1,19 +1,27 @@
 //! Runs a plan: each stage that is not stored runs in its own sandbox on an
 //! overlay of its parent's layers, and its diff is committed to the store.
+//!
+//! An image whose pipeline has an `assembly_base`, made by an assembler that
+//! can build on its own work (see `osbuild_stages::assembly`), is made in two
+//! runs: the assembler's work for the prefix tree (a store object of its own,
+//! shared by every image on that tree), then the image on that work and the
+//! delta of the later layers.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use osbuild_stages::assembly::{Assembly, OnPrefix};
 use osbuild_stages::{Context, Kind};
 use serde_json::{json, Value};
 
+use crate::manifest::Stage;
 use crate::monitor::{Event, Monitor};
 use crate::oci::{Cache, CacheError, Pulled};
 use crate::plan::{Plan, PlannedPipeline, PlannedStage};
 use crate::registry::{Implementation, Registry};
-use crate::sandbox::{self, BuildRoot, Limits, Payload, Spec, Tree, CACHE, LIB, OUTPUT, SOURCES, TREE};
+use crate::sandbox::{self, BuildRoot, Limits, Payload, Spec, Tree, CACHE, DELTA, LIB, OUTPUT, PREFIX, SOURCES, TREE};
 use crate::signals::Interrupts;
 use crate::store::{Claim, ObjectKind, ObjectMeta, Staging, Store};
 
@@ -91,6 +99,37 @@ pub struct Executor<'a> {
     pub hand_over: Option<HandOver<'a>>,
 }
 
+/// What a step makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Makes {
+    /// A stage's layer.
+    Layer,
+    /// An assembler's image; `main`: the main pipeline's, which is handed
+    /// to the output directory and may be built on a prefix.
+    Image { main: bool },
+    /// An assembler's work for a prefix tree: stored, never handed over.
+    Prefix,
+}
+
+impl Makes {
+    fn kind(self) -> Kind {
+        match self {
+            Makes::Layer => Kind::Stage,
+            Makes::Image { .. } | Makes::Prefix => Kind::Assembler,
+        }
+    }
+}
+
+/// How an assembler's run uses a prefix (host paths).
+enum Using {
+    /// None: a stage, or an image from the whole tree.
+    Nothing,
+    /// It makes the work for its tree (the prefix tree).
+    MakingPrefix,
+    /// It makes the image on the prefix object's output and the delta file.
+    Prefix { output: PathBuf, delta: PathBuf },
+}
+
 /// Where a new image goes, and whether the store keeps it too.
 #[derive(Debug, Clone, Copy)]
 pub struct HandOver<'a> {
@@ -116,10 +155,11 @@ impl Executor<'_> {
                 }
             }
             for stage in &pipeline.stages {
-                self.step(pipeline, stage, Kind::Stage, outcome)?;
+                self.step(pipeline, stage, Makes::Layer, outcome)?;
             }
             if let Some(assembler) = &pipeline.assembler {
-                self.step(pipeline, assembler, Kind::Assembler, outcome)?;
+                let main = pipeline.role == "main";
+                self.step(pipeline, assembler, Makes::Image { main }, outcome)?;
             }
             if let (Some(name), Some(tree)) = (&pipeline.name, pipeline.tree()) {
                 self.store.set_name(name, tree).map_err(io_err("naming the tree"))?;
@@ -136,17 +176,18 @@ impl Executor<'_> {
         &mut self,
         pipeline: &PlannedPipeline,
         planned: &PlannedStage,
-        kind: Kind,
+        makes: Makes,
         outcome: &mut Outcome,
     ) -> Result<(), BuildError> {
         if let Some(signal) = self.interrupts.pending() {
             return Err(BuildError::Interrupted(signal.as_str().to_string()));
         }
+        let kind = makes.kind();
         let name = planned.stage.name.as_str();
         if !self.store.contains(&planned.id) && self.pull(&planned.id) {
             outcome.cached += 1;
             outcome.pulled += 1;
-            outcome.image_pulled |= kind == Kind::Assembler && pipeline.role == "main";
+            outcome.image_pulled |= makes == Makes::Image { main: true };
             self.monitor.event(&Event::StageEnd {
                 name,
                 id: &planned.id,
@@ -190,13 +231,19 @@ impl Executor<'_> {
                 staging
             }
         };
+        // Only now that the image must be made: its prefix, if it has one.
+        let using = match makes {
+            Makes::Image { main: true } => self.prefix_for(pipeline, planned, &staging, outcome)?,
+            Makes::Prefix => Using::MakingPrefix,
+            Makes::Layer | Makes::Image { main: false } => Using::Nothing,
+        };
         self.monitor.event(&Event::StageBegin {
             name,
             id: &planned.id,
             kind: kind.noun(),
         });
         let started = Instant::now();
-        let result = self.run(pipeline, planned, kind, &staging);
+        let result = self.run(pipeline, planned, kind, &using, &staging);
         let duration_ms = started.elapsed().as_millis() as u64;
         let (status, code) = match &result {
             Ok(()) => ("success", Some(0)),
@@ -222,7 +269,7 @@ impl Executor<'_> {
             .map_err(io_err("sealing the new object"))?;
         let hand_over = self
             .hand_over
-            .filter(|h| kind == Kind::Assembler && pipeline.role == "main" && !h.keep);
+            .filter(|h| makes == Makes::Image { main: true } && !h.keep);
         let layers = match kind {
             Kind::Stage => {
                 let mut layers = self
@@ -270,6 +317,70 @@ impl Executor<'_> {
         outcome.built += 1;
         self.push(&planned.id);
         Ok(())
+    }
+
+    /// What the main image's run builds on: its prefix object (made first if
+    /// it is not stored, by the same steps as any object) and the delta of
+    /// the later layers, written beside the image's scratch directory. The
+    /// whole tree when the pipeline has no `assembly_base`, its assembler
+    /// cannot build on a prefix, or a changed path has a name the delta
+    /// cannot hold.
+    fn prefix_for(
+        &mut self,
+        pipeline: &PlannedPipeline,
+        image: &PlannedStage,
+        staging: &Staging,
+        outcome: &mut Outcome,
+    ) -> Result<Using, BuildError> {
+        let Some(base) = &pipeline.assembly_base else {
+            return Ok(Using::Nothing);
+        };
+        let name = &image.stage.name;
+        let Some(Implementation::Builtin(builtin)) =
+            self.registry.get(Kind::Assembler, name).map(|d| &d.implementation)
+        else {
+            return Ok(Using::Nothing);
+        };
+        let Some(options) = builtin.prefix_options(&Value::Object(image.stage.options.clone())) else {
+            return Ok(Using::Nothing);
+        };
+        let Value::Object(options) = options else {
+            return Err(BuildError::Io(format!(
+                "assembler {name} gave options for its prefix work that are not an object"
+            )));
+        };
+        let tree = image.parent.as_deref().unwrap_or(base);
+        let delta = self
+            .store
+            .delta(base, tree)
+            .map_err(|e| BuildError::Io(format!("reading what changed after the assembly base: {e}")))?;
+        let Some(delta) = delta else {
+            return Ok(Using::Nothing);
+        };
+        let id = crate::manifest::prefix_id(
+            pipeline.build_root.as_deref(),
+            name,
+            &Value::Object(options.clone()),
+            Some(base),
+            pipeline.source_epoch,
+        );
+        let prefix = PlannedStage {
+            stage: Stage {
+                name: name.clone(),
+                options,
+            },
+            stored: self.store.contains(&id),
+            parent: Some(base.clone()),
+            id,
+        };
+        self.step(pipeline, &prefix, Makes::Prefix, outcome)?;
+        let path = staging.delta_path();
+        let json = serde_json::to_vec(&delta).expect("a delta serializes");
+        std::fs::write(&path, json).map_err(io_err("writing the delta"))?;
+        Ok(Using::Prefix {
+            output: self.store.output_dir(&prefix.id),
+            delta: path,
+        })
     }
 
     /// Pulls `id` from the cache, if there is one and it has it: whether it
@@ -322,6 +433,7 @@ impl Executor<'_> {
         pipeline: &PlannedPipeline,
         planned: &PlannedStage,
         kind: Kind,
+        using: &Using,
         staging: &Staging,
     ) -> Result<(), BuildError> {
         let def = self
@@ -366,6 +478,14 @@ impl Executor<'_> {
             },
             // The sources step has fetched (or verified) every file it pins.
             sources: def.is_locked(&options).then(|| store.sources_dir()),
+            prefix: match using {
+                Using::Prefix { output, .. } => Some(output.clone()),
+                _ => None,
+            },
+            delta: match using {
+                Using::Prefix { delta, .. } => Some(delta.clone()),
+                _ => None,
+            },
             tree_mounts: def.tree_mounts(),
             scratch: staging.scratch(),
             limits: self.limits,
@@ -374,6 +494,14 @@ impl Executor<'_> {
             Implementation::Builtin(builtin) => {
                 let builtin = *builtin;
                 let epoch = pipeline.source_epoch;
+                let assembly = match using {
+                    Using::Nothing => Assembly::Image,
+                    Using::MakingPrefix => Assembly::Prefix,
+                    Using::Prefix { .. } => Assembly::OnPrefix(OnPrefix {
+                        prefix: PREFIX.into(),
+                        delta: DELTA.into(),
+                    }),
+                };
                 Payload::Call(Box::new(move || {
                     // This runs in the sandbox's own process: give the tools the
                     // stage starts the same fixed environment an executable gets.
@@ -388,7 +516,7 @@ impl Executor<'_> {
                         output_dir: (kind == Kind::Assembler).then(|| OUTPUT.into()),
                         cache: builtin.cache.map(|_| CACHE.into()),
                         sources: builtin.is_locked(&options).then(|| SOURCES.into()),
-                        assembly: Default::default(),
+                        assembly,
                     };
                     let code = match builtin.run(&ctx, &options) {
                         Ok(()) => 0,

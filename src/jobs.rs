@@ -30,7 +30,7 @@ pub struct Job {
 
 /// The jobs for `images`, those that others depend on first.
 pub fn graph(images: &[(String, Manifest)]) -> Vec<Job> {
-    let chains: Vec<Vec<Id>> = images.iter().map(|(_, m)| main_chain(m)).collect();
+    let chains: Vec<Vec<Id>> = images.iter().map(|(_, m)| crate::plan::main_chain(m)).collect();
     let trees: Vec<Option<Id>> = images.iter().map(|(_, m)| crate::plan::tree_id(&m.pipeline)).collect();
     // Images that start from another's tree: after it; they share no prefix.
     let bases: Vec<Option<usize>> = images
@@ -72,6 +72,7 @@ pub fn graph(images: &[(String, Manifest)]) -> Vec<Job> {
                 let mut manifest = images[i].1.clone();
                 manifest.pipeline.stages.truncate(depth + 1);
                 manifest.pipeline.assembler = None;
+                manifest.pipeline.assembly_base = None;
                 manifest.pipeline.name = None;
                 jobs.push(Job {
                     name: format!("shared-{}", jobs.len() + 1),
@@ -115,18 +116,6 @@ pub fn graph(images: &[(String, Manifest)]) -> Vec<Job> {
         });
     }
     jobs
-}
-
-/// The ids of the main pipeline's stages, as planned without a store.
-fn main_chain(m: &Manifest) -> Vec<Id> {
-    crate::plan::plan(m, None)
-        .ok()
-        .and_then(|p| {
-            p.pipelines
-                .last()
-                .map(|p| p.stages.iter().map(|s| s.id.clone()).collect())
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -175,6 +164,27 @@ mod tests {
         assert!(jobs[0].manifest.pipeline.assembler.is_none() && jobs[0].delivers.is_none());
         assert!(jobs.iter().skip(2).all(|j| j.delivers.is_some()));
         assert_eq!(jobs[1].image, 0, "a prefix is shown as its first image's");
+    }
+
+    /// A prefix job has no assembler, so no assembly base; an image's job
+    /// keeps its stages and its base, so it builds the image a local run
+    /// does, byte for byte.
+    #[test]
+    fn image_jobs_keep_their_assembly_base_and_prefix_jobs_have_none() {
+        let mut images = [image("a", &["base", "a"]), image("b", &["base", "b"])];
+        for (_, m) in &mut images {
+            m.pipeline.assembly_base = Some(1);
+        }
+        let jobs = graph(&images);
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(jobs[0].manifest.pipeline.assembly_base, None);
+        crate::plan::plan(&jobs[0].manifest, None).expect("a prefix job plans");
+        for (job, (_, m)) in jobs[1..].iter().zip(&images) {
+            assert_eq!(job.manifest, *m);
+            let planned = crate::plan::plan(m, None).unwrap();
+            let image = planned.pipelines[0].assembler.as_ref().map(|a| a.id.clone());
+            assert_eq!(job.delivers, image);
+        }
     }
 
     #[test]

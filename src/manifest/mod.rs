@@ -1,7 +1,7 @@
 //! The one manifest type every front-end ends in, its canonical JSON, and stage ids.
 //!
 //! A [`Pipeline`] is the seed's format: `{"name", "build", "base", "stages",
-//! "assembler"}`. Everything after this module (plan, executor, store, sandbox)
+//! "assembler", "assembly_base"}`. Everything after this module (plan, executor, store, sandbox)
 //! works on these types and knows nothing of JSON files or Rhai scripts.
 
 pub mod json;
@@ -48,6 +48,11 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assembler: Option<Stage>,
+    /// How many of this pipeline's own stages make the tree its assembler
+    /// builds its image on (see `osbuild_stages::assembly`): 1 to the number
+    /// of stages, only with an assembler. Part of the assembler's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assembly_base: Option<usize>,
 }
 
 impl Pipeline {
@@ -110,16 +115,77 @@ pub type Id = String;
 /// `"source_epoch": <seconds>` added when the pipeline has one (so ids of
 /// pipelines without one are what they always were).
 ///
-/// Assemblers use the same recipe, with the pipeline's id as `parent`.
+/// Assemblers use the same recipe, with the pipeline's id as `parent` (see
+/// [`assembler_id`]).
 pub fn stage_id(build: Option<&str>, stage: &Stage, parent: Option<&str>, source_epoch: Option<u64>) -> Id {
+    let doc = id_doc(
+        build,
+        &stage.name,
+        Value::Object(stage.options.clone()),
+        parent,
+        source_epoch,
+    );
+    digest(doc)
+}
+
+/// An assembler's id: [`stage_id`]'s recipe, with `"assembly_base": <the
+/// tree id after the pipeline's first K stages>` added when the pipeline
+/// has an `assembly_base` (ids of the others are what they always were).
+pub fn assembler_id(
+    build: Option<&str>,
+    assembler: &Stage,
+    parent: Option<&str>,
+    source_epoch: Option<u64>,
+    assembly_base: Option<&str>,
+) -> Id {
+    let mut doc = id_doc(
+        build,
+        &assembler.name,
+        Value::Object(assembler.options.clone()),
+        parent,
+        source_epoch,
+    );
+    if let Some(base) = assembly_base {
+        doc.insert("assembly_base".into(), Value::String(base.into()));
+    }
+    digest(doc)
+}
+
+/// The id of an assembler's reusable work for the prefix tree `parent` (see
+/// `osbuild_stages::assembly`): [`stage_id`]'s recipe over its prefix
+/// options, with `"prefix": true` added, so it is never an image's id.
+pub fn prefix_id(
+    build: Option<&str>,
+    name: &str,
+    options: &Value,
+    parent: Option<&str>,
+    source_epoch: Option<u64>,
+) -> Id {
+    let mut doc = id_doc(build, name, options.clone(), parent, source_epoch);
+    doc.insert("prefix".into(), Value::Bool(true));
+    digest(doc)
+}
+
+fn id_doc(
+    build: Option<&str>,
+    name: &str,
+    options: Value,
+    parent: Option<&str>,
+    source_epoch: Option<u64>,
+) -> Map<String, Value> {
     let mut doc = Map::new();
     doc.insert("build".into(), build.map_or(Value::Null, |b| Value::String(b.into())));
-    doc.insert("name".into(), Value::String(stage.name.clone()));
-    doc.insert("options".into(), Value::Object(stage.options.clone()));
+    doc.insert("name".into(), Value::String(name.into()));
+    doc.insert("options".into(), options);
     doc.insert("parent".into(), parent.map_or(Value::Null, |p| Value::String(p.into())));
     if let Some(epoch) = source_epoch {
         doc.insert("source_epoch".into(), Value::from(epoch));
     }
+    doc
+}
+
+/// The hex sha256 of a document's canonical JSON.
+fn digest(doc: Map<String, Value>) -> Id {
     let canonical = serde_json::to_string(&Value::Object(doc)).expect("a JSON value always serializes");
     hex(&Sha256::digest(canonical.as_bytes()))
 }
@@ -233,6 +299,41 @@ mod tests {
         assert!(is_id(&a));
     }
 
+    /// An assembler's id names its assembly base only when the pipeline has
+    /// one; without, it is the stage recipe's (so every stored image stays).
+    #[test]
+    fn assembler_ids_name_their_assembly_base_only_when_there_is_one() {
+        let tar = stage("org.osbuild.tar", json!({"filename": "a.tar"}));
+        let parent = "p".repeat(64);
+        let plain = assembler_id(Some("b"), &tar, Some(&parent), Some(7), None);
+        assert_eq!(plain, stage_id(Some("b"), &tar, Some(&parent), Some(7)));
+        let doc = format!(
+            r#"{{"build":"b","name":"org.osbuild.tar","options":{{"filename":"a.tar"}},"parent":"{parent}","source_epoch":7}}"#
+        );
+        assert_eq!(plain, hex(&Sha256::digest(doc.as_bytes())));
+        let on = assembler_id(Some("b"), &tar, Some(&parent), Some(7), Some("k"));
+        let doc = format!(
+            r#"{{"assembly_base":"k","build":"b","name":"org.osbuild.tar","options":{{"filename":"a.tar"}},"parent":"{parent}","source_epoch":7}}"#
+        );
+        assert_eq!(on, hex(&Sha256::digest(doc.as_bytes())));
+        assert_ne!(on, assembler_id(Some("b"), &tar, Some(&parent), Some(7), Some("l")));
+    }
+
+    /// A prefix object's id can never be an image's: the `prefix` member.
+    #[test]
+    fn prefix_ids_are_their_own() {
+        let options = json!({"size": 1});
+        let id = prefix_id(None, "org.osbuild.qemu", &options, Some("t"), None);
+        assert_eq!(
+            id,
+            hex(&Sha256::digest(
+                br#"{"build":null,"name":"org.osbuild.qemu","options":{"size":1},"parent":"t","prefix":true}"#
+            ))
+        );
+        let as_image = stage_id(None, &stage("org.osbuild.qemu", options), Some("t"), None);
+        assert_ne!(id, as_image);
+    }
+
     #[test]
     fn json_depth_is_the_depth_of_the_canonical_json() {
         let leaf = Pipeline {
@@ -286,6 +387,12 @@ mod tests {
         assert_eq!(
             m.canonical_json(),
             r#"{"name":"img","stages":[{"name":"org.osbuild.hostname","options":{"hostname":"h"}}]}"#
+        );
+        let mut with = m.clone();
+        with.pipeline.assembly_base = Some(1);
+        assert_eq!(
+            with.canonical_json(),
+            r#"{"assembly_base":1,"name":"img","stages":[{"name":"org.osbuild.hostname","options":{"hostname":"h"}}]}"#
         );
     }
 }

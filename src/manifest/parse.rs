@@ -36,6 +36,7 @@ pub struct PipelineSpans {
     pub base: Option<Range<usize>>,
     pub stages: Vec<StageSpans>,
     pub assembler: Option<StageSpans>,
+    pub assembly_base: Option<Range<usize>>,
 }
 
 /// Where one stage is: its name, and the path from the root to its options.
@@ -81,7 +82,16 @@ struct Walker<'a> {
     errors: Vec<SpannedError>,
 }
 
-const SEED_KEYS: &[&str] = &["name", "build", "runner", "base", "source_epoch", "stages", "assembler"];
+const SEED_KEYS: &[&str] = &[
+    "name",
+    "build",
+    "runner",
+    "base",
+    "source_epoch",
+    "stages",
+    "assembler",
+    "assembly_base",
+];
 /// The top level of the seed's format may list a locked manifest's files.
 const SEED_TOP_KEYS: &[&str] = &[
     "name",
@@ -91,6 +101,7 @@ const SEED_TOP_KEYS: &[&str] = &[
     "source_epoch",
     "stages",
     "assembler",
+    "assembly_base",
     "sources",
 ];
 const V1_KEYS: &[&str] = &["pipeline", "sources"];
@@ -146,7 +157,39 @@ impl Walker<'_> {
             spans.build = Some(Box::new(s));
         }
         self.stages_and_assembler(node, &path, &mut pipeline, &mut spans);
+        pipeline.assembly_base = self.assembly_base(node, &pipeline);
+        spans.assembly_base = node.member("assembly_base").map(|m| m.value.span.clone());
         Some((pipeline, spans))
+    }
+
+    /// `assembly_base`: how many of the pipeline's stages make the tree its
+    /// assembler builds on, so a whole number of them, with an assembler.
+    fn assembly_base(&mut self, node: &Node, pipeline: &Pipeline) -> Option<usize> {
+        let member = node.member("assembly_base")?;
+        let stages = pipeline.stages.len();
+        let problem = match &member.value.value {
+            NodeValue::Number(n) => match n.as_u64() {
+                None => format!("`assembly_base` must be a whole number of stages, not {n}"),
+                Some(_) if pipeline.assembler.is_none() => {
+                    "`assembly_base` is only for a pipeline with an assembler".to_string()
+                }
+                Some(0) => "`assembly_base` must be at least 1 stage".to_string(),
+                Some(k) if k > stages as u64 => {
+                    format!("`assembly_base` is {k} stages, but the pipeline has {stages}")
+                }
+                Some(k) => return Some(k as usize),
+            },
+            _ => {
+                self.wrong_type(&member.value, "`assembly_base`", "a whole number of stages");
+                return None;
+            }
+        };
+        let help = match stages {
+            0 => "it counts the pipeline's first stages the assembler builds its image on, and it has none".to_string(),
+            _ => format!("it counts the pipeline's first stages the assembler builds its image on: 1 to {stages}"),
+        };
+        self.error(member.value.span.clone(), problem, "not an assembly base", Some(help));
+        None
     }
 
     /// osbuild's v1 format: `{"build": {"pipeline", "runner"}, "stages", "assembler"}`.
@@ -395,6 +438,55 @@ mod tests {
         assert!(messages
             .iter()
             .any(|m| m.contains("an assembler must be an object, not an array")));
+    }
+
+    #[test]
+    fn assembly_base_counts_stages_of_a_pipeline_with_an_assembler() {
+        let two = r#"[{"name": "a"}, {"name": "b"}]"#;
+        let ok = parse(&format!(
+            r#"{{"stages": {two}, "assembler": {{"name": "t"}}, "assembly_base": 2}}"#
+        ))
+        .unwrap();
+        assert_eq!(ok.manifest.pipeline.assembly_base, Some(2));
+        assert!(ok.spans.assembly_base.is_some());
+        for (text, message) in [
+            (
+                format!(r#"{{"stages": {two}, "assembler": {{"name": "t"}}, "assembly_base": 3}}"#),
+                "`assembly_base` is 3 stages, but the pipeline has 2",
+            ),
+            (
+                format!(r#"{{"stages": {two}, "assembler": {{"name": "t"}}, "assembly_base": 0}}"#),
+                "`assembly_base` must be at least 1 stage",
+            ),
+            (
+                format!(r#"{{"stages": {two}, "assembly_base": 1}}"#),
+                "`assembly_base` is only for a pipeline with an assembler",
+            ),
+            (
+                format!(r#"{{"stages": {two}, "assembler": {{"name": "t"}}, "assembly_base": 1.5}}"#),
+                "`assembly_base` must be a whole number of stages, not 1.5",
+            ),
+            (
+                format!(r#"{{"stages": {two}, "assembler": {{"name": "t"}}, "assembly_base": -1}}"#),
+                "`assembly_base` must be a whole number of stages, not -1",
+            ),
+            (
+                format!(r#"{{"stages": {two}, "assembler": {{"name": "t"}}, "assembly_base": "1"}}"#),
+                "`assembly_base` must be a whole number of stages, not a string",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.errors.len(), 1, "{text}");
+            assert_eq!(err.errors[0].message, message, "{text}");
+            let at = text.find(r#""assembly_base": "#).unwrap() + r#""assembly_base": "#.len();
+            assert_eq!(err.errors[0].span.offset(), at, "{text}");
+        }
+        // In a build pipeline too.
+        let err = parse(&format!(
+            r#"{{"build": {{"stages": {two}, "assembly_base": 1}}, "stages": []}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(err.errors.len(), 1);
     }
 
     #[test]

@@ -29,13 +29,10 @@ use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use tar::{EntryType, Header};
 
-use crate::store::xattrs;
+use crate::store::{is_opaque_mark, is_whiteout, xattrs, OPAQUE_XATTRS};
 
 const WHITEOUT: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
-/// The xattrs overlayfs marks an opaque directory with (as root, and in a
-/// user namespace).
-const OPAQUE_XATTRS: [&[u8]; 2] = [b"trusted.overlay.opaque", b"user.overlay.opaque"];
 const PAX_XATTR: &str = "SCHILY.xattr.";
 
 /// Which of overlayfs' own xattrs go into the tar besides the opaque mark.
@@ -80,7 +77,7 @@ impl<W: Write> Packer<'_, W> {
         header.set_size(0);
         let name = if rel.is_empty() { b"./".to_vec() } else { rel.to_vec() };
 
-        if kind.is_char_device() && meta.rdev() == 0 {
+        if is_whiteout(&meta) {
             // A whiteout: `.wh.NAME` beside where NAME was.
             let (parent, base) = split(rel);
             let mut wh = parent.to_vec();
@@ -91,10 +88,7 @@ impl<W: Write> Packer<'_, W> {
         }
 
         let all = xattrs(path)?;
-        let opaque = kind.is_dir()
-            && all
-                .iter()
-                .any(|(n, v)| OPAQUE_XATTRS.contains(&n.as_slice()) && v.as_slice() == b"y");
+        let opaque = kind.is_dir() && all.iter().any(|(n, v)| is_opaque_mark(n, v));
         let kept: Vec<_> = all
             .iter()
             .filter(|(n, _)| !OPAQUE_XATTRS.contains(&n.as_slice()))

@@ -68,7 +68,7 @@ pub use caps::{cap, keep_mask, KEEP};
 pub use limits::{show_size, LimitHit, Limits};
 pub use plan::{
     expand_top_level, flatten, plan, scratch_filesystems, Cond, EntryKind, HostFacts, Op, PlanError, Resolver, CACHE,
-    HOSTNAME, LIB, OUTPUT, SOURCES, TREE,
+    DELTA, HOSTNAME, LIB, OUTPUT, PREFIX, SOURCES, TREE,
 };
 pub use sys::{execute, RealSys, SetupError, Sys};
 
@@ -125,6 +125,12 @@ pub struct Spec {
     /// Bound read-only at /run/osbuild/sources: the verified files a locked
     /// package stage installs from.
     pub sources: Option<PathBuf>,
+    /// Bound read-only at /run/osbuild/prefix: what the assembler made for
+    /// the prefix tree, for the image it builds on it.
+    pub prefix: Option<PathBuf>,
+    /// Bound read-only at /run/osbuild/delta.json: a file, what the stages
+    /// after the prefix changed.
+    pub delta: Option<PathBuf>,
     /// Mount /proc, /dev and /tmp inside the (writable) tree too, for stages
     /// that chroot into it to run the tree's own programs (dpkg maintainer
     /// scripts expect them). The stage cannot mount them itself: it has no

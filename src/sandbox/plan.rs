@@ -36,6 +36,10 @@ pub const CACHE: &str = "/run/osbuild/cache";
 pub const LIB: &str = "/run/osbuild/lib";
 /// Where a locked stage's verified sources are bound, read-only.
 pub const SOURCES: &str = osbuild_stages::offline::SOURCES;
+/// Where an assembler's work for the prefix tree is bound, read-only.
+pub const PREFIX: &str = osbuild_stages::assembly::PREFIX;
+/// Where the delta file of an image built on that work is bound, read-only.
+pub const DELTA: &str = osbuild_stages::assembly::DELTA;
 /// The sandbox's hostname.
 pub const HOSTNAME: &str = "osbuild";
 
@@ -689,6 +693,23 @@ pub fn plan(spec: &Spec, host: &HostFacts) -> Result<Vec<Op>, PlanError> {
             RO | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         ));
     }
+    // An image built on the prefix work: both only to read, nothing to run.
+    let read_only_data = RO | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    if let Some(prefix) = &spec.prefix {
+        let target = inside(root, PREFIX);
+        ops.push(mkdir(target.clone()));
+        ops.push(bind(prefix, target.clone()));
+        ops.push(remount(target, read_only_data));
+    }
+    if let Some(delta) = &spec.delta {
+        let target = inside(root, DELTA);
+        ops.push(Op::CreateFile {
+            path: target.clone(),
+            mode: 0o644,
+        });
+        ops.push(bind(delta, target.clone()));
+        ops.push(remount(target, read_only_data));
+    }
     if let Some(libdir) = &spec.libdir {
         let target = inside(root, LIB);
         ops.push(mkdir(target.clone()));
@@ -1004,6 +1025,8 @@ mod tests {
             libdir: None,
             cache: None,
             sources: None,
+            prefix: None,
+            delta: None,
             tree_mounts: false,
             network: false,
             scratch: "/s".into(),
@@ -1321,6 +1344,43 @@ mod tests {
             }
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn prefix_dir_and_delta_file_read_only() {
+        let mut s = spec(BuildRoot::Host, Tree::ReadOnly { lower: vec![] });
+        s.output = Some("/out".into());
+        s.prefix = Some("/store/objects/p/output".into());
+        s.delta = Some("/store/tmp/j/delta.json".into());
+        let ops = plan(&s, &host()).unwrap();
+        let ro = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+        for (at, from) in [
+            ("/s/root/run/osbuild/prefix", "/store/objects/p/output"),
+            ("/s/root/run/osbuild/delta.json", "/store/tmp/j/delta.json"),
+        ] {
+            assert_eq!(remount_at(&ops, at), Some(ro), "{at}");
+            match mount_at(&ops, at).unwrap() {
+                Op::Mount { source, flags, .. } => {
+                    assert_eq!(source.as_deref(), Some(Path::new(from)));
+                    assert!(flags.contains(MsFlags::MS_BIND));
+                }
+                _ => unreachable!(),
+            }
+        }
+        // The delta is a file: its mount point is one.
+        let file = position(
+            &ops,
+            |op| matches!(op, Op::CreateFile { path, .. } if path == Path::new("/s/root/run/osbuild/delta.json")),
+        );
+        let bound = position(
+            &ops,
+            |op| matches!(op, Op::Mount { target, .. } if target == Path::new("/s/root/run/osbuild/delta.json")),
+        );
+        assert!(file < bound);
+        // Without them, neither is there.
+        let ops = plan(&spec(BuildRoot::Host, Tree::ReadOnly { lower: vec![] }), &host()).unwrap();
+        assert!(mount_at(&ops, "/s/root/run/osbuild/prefix").is_none());
+        assert!(mount_at(&ops, "/s/root/run/osbuild/delta.json").is_none());
     }
 
     #[test]

@@ -423,6 +423,8 @@ mod tests {
             libdir: None,
             cache: None,
             sources: None,
+            prefix: None,
+            delta: None,
             tree_mounts: false,
             network: false,
             scratch: "/s".into(),
@@ -467,6 +469,36 @@ mod tests {
         assert!(!calls.contains("/s/broot/proc"));
         assert!(calls.contains("mkdir /s/root/var/tmp"));
         assert!(calls.contains("pivot_root . .\numount2 .\nchdir /\nhostname osbuild\nlo up"));
+    }
+
+    #[test]
+    fn an_image_on_a_prefix_gets_its_output_and_delta_read_only() {
+        let mut fake = Fake::default();
+        let mut spec = layered();
+        spec.prefix = Some("/store/objects/p/output".into());
+        spec.delta = Some("/store/tmp/j/delta.json".into());
+        let ops = plan(&spec, &HostFacts::default()).unwrap();
+        execute(&mut fake, &ops).unwrap();
+        let ro = MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        let expected = [
+            "mkdir /s/root/run/osbuild/prefix".to_string(),
+            "mount Some(\"/store/objects/p/output\") /s/root/run/osbuild/prefix None MsFlags(MS_BIND) None".into(),
+            format!("mount None /s/root/run/osbuild/prefix None {ro:?} None"),
+            "create /s/root/run/osbuild/delta.json".into(),
+            "mount Some(\"/store/tmp/j/delta.json\") /s/root/run/osbuild/delta.json None MsFlags(MS_BIND) None".into(),
+            format!("mount None /s/root/run/osbuild/delta.json None {ro:?} None"),
+        ];
+        let start = fake
+            .calls
+            .iter()
+            .position(|c| c == &expected[0])
+            .expect("the prefix is bound");
+        assert_eq!(fake.calls[start..start + expected.len()], expected, "{:#?}", fake.calls);
     }
 
     #[test]

@@ -46,6 +46,8 @@ impl ScriptPipeline {
             source_epoch: self.source_epoch,
             stages: self.stages.iter().map(|s| (**s).clone()).collect(),
             assembler: self.assembler.as_ref().map(|a| (**a).clone()),
+            // Set at lowering, from what the emitted images share.
+            assembly_base: None,
         }
     }
 }

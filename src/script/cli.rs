@@ -55,6 +55,8 @@ struct Sorted<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     assembler: Option<&'a crate::manifest::Stage>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    assembly_base: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     base: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     build: Option<Box<Sorted<'a>>>,
@@ -76,6 +78,7 @@ impl<'a> Sorted<'a> {
     fn new(p: &'a crate::manifest::Pipeline) -> Self {
         Sorted {
             assembler: p.assembler.as_ref(),
+            assembly_base: p.assembly_base,
             base: p.base.as_deref(),
             build: p.build.as_deref().map(|b| Box::new(Sorted::new(b))),
             name: p.name.as_deref(),

@@ -178,6 +178,7 @@ fn context(e: io::Error, path: &Path) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
     use std::os::unix::fs::PermissionsExt;
 
     fn temp(name: &str) -> std::path::PathBuf {

@@ -204,3 +204,52 @@ fn dir_bytes(path: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{commit_for_test, ObjectKind};
+
+    /// An assembler's work for a prefix tree is an image like any: kept
+    /// while used recently (with the tree it stands on), removed by `--all`
+    /// when nothing named needs it.
+    #[test]
+    fn prefix_objects_are_images_like_any() {
+        let root = std::env::temp_dir().join(format!("osbuild-gc-prefix-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let store = Store::open(&root).unwrap();
+        let [base, tree, prefix, image] = ["a", "b", "c", "d"].map(|x| x.repeat(64));
+        commit_for_test(&store, &base, ObjectKind::Tree, None, vec![base.clone()], |dir| {
+            fs::write(dir.join("motd"), "hi\n").unwrap();
+        });
+        let layers = vec![base.clone(), tree.clone()];
+        commit_for_test(&store, &tree, ObjectKind::Tree, Some(&base), layers, |dir| {
+            fs::write(dir.join("hostname"), "web\n").unwrap();
+        });
+        commit_for_test(&store, &prefix, ObjectKind::Image, Some(&base), vec![], |dir| {
+            fs::write(dir.join("disk.img"), "prefix").unwrap();
+        });
+        commit_for_test(&store, &image, ObjectKind::Image, Some(&tree), vec![], |dir| {
+            fs::write(dir.join("disk.img"), "image").unwrap();
+        });
+        let report = store
+            .gc(&GcOptions {
+                all: false,
+                keep_days: 14,
+            })
+            .unwrap();
+        assert_eq!((report.removed, report.kept), (0, 4));
+        store.set_name("web", &tree).unwrap();
+        let report = store
+            .gc(&GcOptions {
+                all: true,
+                keep_days: 14,
+            })
+            .unwrap();
+        assert_eq!((report.removed, report.kept), (2, 2));
+        assert!(store.contains(&base) && store.contains(&tree));
+        assert!(!store.contains(&prefix) && !store.contains(&image));
+        drop(store);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

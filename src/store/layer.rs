@@ -24,6 +24,23 @@ use std::path::Path;
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
+/// The xattrs overlayfs marks an opaque directory with (as root, and in a
+/// user namespace).
+pub const OPAQUE_XATTRS: [&[u8]; 2] = [b"trusted.overlay.opaque", b"user.overlay.opaque"];
+
+/// Whether a layer's entry is an overlayfs whiteout (what was below is
+/// deleted): a character device 0/0.
+pub fn is_whiteout(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// Whether one of an entry's xattrs (from `xattrs`) marks it opaque: a
+/// directory that hides everything below it.
+pub fn is_opaque_mark(name: &[u8], value: &[u8]) -> bool {
+    OPAQUE_XATTRS.contains(&name) && value == b"y"
+}
+
 /// The xattrs overlayfs writes for its own use during one mount.
 const MOUNT_XATTRS: &[&[u8]] = &[
     b"trusted.overlay.origin",

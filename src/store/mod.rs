@@ -27,6 +27,7 @@
 //! of its layer or image, which `verify` checks.
 
 mod content;
+mod delta;
 mod diff;
 mod gc;
 mod layer;
@@ -43,8 +44,10 @@ use serde::{Deserialize, Serialize};
 
 pub use content::hash_dir;
 pub(crate) use content::xattrs;
+pub use delta::delta_of;
 pub use diff::{diff_trees, first_difference, Difference};
 pub use gc::{GcOptions, GcReport, Usage};
+pub(crate) use layer::{is_opaque_mark, is_whiteout, OPAQUE_XATTRS};
 pub use verify::{Problem, VerifyReport};
 
 use crate::manifest::{is_id, Id};
@@ -575,6 +578,12 @@ impl Staging {
         self.work.path().join("scratch")
     }
 
+    /// Where an assembler's delta file goes (see `Store::delta`): beside
+    /// the scratch directory, never part of the object.
+    pub fn delta_path(&self) -> PathBuf {
+        self.work.path().join("delta.json")
+    }
+
     /// Where an assembler writes: becomes the object's `output/`.
     pub fn output(&self) -> io::Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
@@ -743,6 +752,38 @@ fn flock(file: &File, how: nix::fcntl::FlockArg) -> io::Result<()> {
 
 fn context(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Commits an object for a test: `fill` writes its layer or output.
+#[cfg(test)]
+pub(crate) fn commit_for_test(
+    store: &Store,
+    id: &str,
+    kind: ObjectKind,
+    parent: Option<&str>,
+    layers: Vec<Id>,
+    fill: impl FnOnce(&Path),
+) {
+    let Claim::Build { staging, .. } = store.claim(id).unwrap() else {
+        panic!("{id} is stored already")
+    };
+    match kind {
+        ObjectKind::Tree => fill(&staging.upper()),
+        ObjectKind::Image => fill(&staging.output().unwrap()),
+    }
+    fs::write(staging.log_path(), "").unwrap();
+    let meta = ObjectMeta {
+        id: id.into(),
+        kind,
+        stage: "org.osbuild.noop".into(),
+        parent: parent.map(str::to_string),
+        build: None,
+        layers,
+        created: now_secs(),
+        duration_ms: 0,
+        content: None,
+    };
+    staging.commit(&meta).unwrap();
 }
 
 #[cfg(test)]
