@@ -2,6 +2,8 @@
 //! once), the stages each adds on top, and stages several images add alike
 //! that are not shared because what comes before them differs (moved
 //! earlier, they would be built once). `osbuild inspect SCRIPT` shows it.
+//! Lowering asks how much of each image another one shares
+//! ([`shared_prefixes`]), for its `assembly_base`.
 
 use std::collections::BTreeMap;
 
@@ -84,6 +86,32 @@ pub fn sharing(plans: &[(String, &Plan)]) -> Sharing {
     Sharing { common, own, unshared }
 }
 
+/// For each chain of stage ids (an image's, in order): how many of its first
+/// stages at least one other chain has too. An id stands for everything
+/// before it, so that is the last position whose id another chain holds,
+/// at any depth (an image on another's tree holds it deeper).
+pub fn shared_prefixes(chains: &[Vec<Id>]) -> Vec<usize> {
+    // In how many chains each id is, each chain counted once.
+    let mut count: BTreeMap<&Id, usize> = BTreeMap::new();
+    for chain in chains {
+        let mut ids: Vec<&Id> = chain.iter().collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            *count.entry(id).or_default() += 1;
+        }
+    }
+    chains
+        .iter()
+        .map(|chain| {
+            chain
+                .iter()
+                .rposition(|id| count.get(id).is_some_and(|n| *n >= 2))
+                .map_or(0, |i| i + 1)
+        })
+        .collect()
+}
+
 /// The sharing, for people.
 pub fn describe(s: &Sharing) -> String {
     let mut out = String::new();
@@ -153,6 +181,18 @@ mod tests {
             sources: None,
         };
         crate::plan::plan(&m, None).unwrap()
+    }
+
+    #[test]
+    fn each_chain_shares_its_longest_prefix_any_other_has() {
+        let ids = |s: &str| s.chars().map(|c| c.to_string()).collect::<Vec<Id>>();
+        // a and b share 2, c shares 1 with them, d nothing; e stands on a's
+        // first three (as an image on a's tree would) and adds one.
+        let chains = [ids("abcd"), ids("abxy"), ids("az"), ids("q"), ids("cf"), vec![]];
+        assert_eq!(shared_prefixes(&chains), [3, 2, 1, 0, 1, 0]);
+        assert_eq!(shared_prefixes(&[ids("abc")]), [0], "one image alone shares nothing");
+        // The same chain twice shares all of it.
+        assert_eq!(shared_prefixes(&[ids("ab"), ids("ab")]), [2, 2]);
     }
 
     #[test]

@@ -914,6 +914,49 @@ fn lower_prints_and_writes_manifests_the_same_from_any_directory() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean -D greeting"));
 }
 
+/// Images that share their first stages each build their image on the
+/// longest prefix another shares: `lower` shows it as `assembly_base`.
+#[test]
+fn lower_gives_each_image_the_stages_it_shares_as_its_assembly_base() {
+    let s = Scratch::new("script-cli-assembly-base");
+    let script = s.write(
+        "two.rhai",
+        "let base = pipeline(\"base\");\n\
+         base.mkdir(\"/srv\");\n\
+         base.hostname(\"shared\");\n\
+         for name in [\"a\", \"b\"] {\n\
+             let p = base.named(name);\n\
+             p.file(\"/etc/motd\", name + \"\\n\");\n\
+             p.assembler(\"org.osbuild.tar\", #{ filename: name + \".tar\" });\n\
+             emit(p);\n\
+         }\n\
+         let alone = pipeline(\"alone\");\n\
+         alone.mkdir(\"/opt\");\n\
+         alone.assembler(\"org.osbuild.tar\", #{ filename: \"alone.tar\" });\n\
+         emit(alone);\n",
+    );
+    let out = s.osbuild().arg("lower").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bases: Vec<&Value> = doc.as_array().unwrap().iter().map(|m| &m["assembly_base"]).collect();
+    assert_eq!(bases, [&json!(2), &json!(2), &Value::Null], "{doc:#}");
+    // The same for the files `lower -o` writes, which the JSON front-end takes.
+    let out = s
+        .osbuild()
+        .arg("lower")
+        .arg(&script)
+        .arg("-o")
+        .arg(s.path("m"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let a: Value = serde_json::from_str(&std::fs::read_to_string(s.path("m/a.json")).unwrap()).unwrap();
+    assert_eq!(a, doc[0]);
+    let plan = s.inspect(&s.path("m/a.json"));
+    let main = &plan["pipelines"][0];
+    assert_eq!(main["assembly_base"], main["stages"][1]["id"], "{plan:#}");
+}
+
 #[test]
 fn inspect_takes_a_script() {
     let s = Scratch::new("script-cli-inspect");

@@ -140,7 +140,7 @@ fn manifests(repl: &mut Repl, expr: &str, what: &str) -> Result<Vec<(Option<Stri
             Some("without EXPR it shows the images emitted with emit(p), and there are none yet".into()),
         )));
     }
-    Ok(images
+    let mut all: Vec<(Option<String>, Manifest)> = images
         .iter()
         .map(|i| {
             (
@@ -151,7 +151,10 @@ fn manifests(repl: &mut Repl, expr: &str, what: &str) -> Result<Vec<(Option<Stri
                 },
             )
         })
-        .collect())
+        .collect();
+    // As `osbuild lower` of the same script would give them.
+    crate::script::set_assembly_bases(&mut all.iter_mut().map(|(_, m)| m).collect::<Vec<_>>());
+    Ok(all)
 }
 
 fn json(repl: &mut Repl, expr: &str) -> Result<(), Failure> {

@@ -178,19 +178,36 @@ fn evaluate(
             Some("call emit(p) for every pipeline that is an image".into()),
         )));
     }
+    let mut images: Vec<Image> = images
+        .into_iter()
+        .map(|e| Image {
+            name: e.name,
+            manifest: Manifest {
+                pipeline: e.pipeline,
+                sources: None,
+            },
+        })
+        .collect();
+    set_assembly_bases(&mut images.iter_mut().map(|i| &mut i.manifest).collect::<Vec<_>>());
     Ok(Lowering {
-        images: images
-            .into_iter()
-            .map(|e| Image {
-                name: e.name,
-                manifest: Manifest {
-                    pipeline: e.pipeline,
-                    sources: None,
-                },
-            })
-            .collect(),
+        images,
         bases: Bases::new(base_sites, sources),
     })
+}
+
+/// Each image with an assembler (and no `base`) builds its image on the
+/// longest prefix of its stages another of `images` shares (the same ids,
+/// so the same build root), if any: its `assembly_base`. The assembler's
+/// work for that prefix is then done once for all of them.
+pub fn set_assembly_bases(images: &mut [&mut Manifest]) {
+    let chains: Vec<_> = images.iter().map(|m| crate::plan::main_chain(m)).collect();
+    let shared = crate::sharing::shared_prefixes(&chains);
+    for (m, k) in images.iter_mut().zip(shared) {
+        let p = &mut m.pipeline;
+        if p.assembler.is_some() && p.base.is_none() && k >= 1 {
+            p.assembly_base = Some(k);
+        }
+    }
 }
 
 /// A `-D` key the script never read is a mistake (a typo must not pass silently).
@@ -232,5 +249,56 @@ pub fn parse_define(arg: &str) -> Result<(String, String), String> {
     match arg.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{arg}` is not key=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Pipeline, Stage};
+    use serde_json::json;
+
+    fn image(stages: &[u32], assembler: bool) -> Manifest {
+        let stage = |n: &u32| Stage {
+            name: "org.osbuild.noop".into(),
+            options: json!({ "n": n }).as_object().cloned().unwrap(),
+        };
+        Manifest {
+            pipeline: Pipeline {
+                stages: stages.iter().map(stage).collect(),
+                assembler: assembler.then(|| stage(&0)),
+                ..Default::default()
+            },
+            sources: None,
+        }
+    }
+
+    fn bases(mut images: Vec<Manifest>) -> Vec<Option<usize>> {
+        set_assembly_bases(&mut images.iter_mut().collect::<Vec<_>>());
+        images.iter().map(|m| m.pipeline.assembly_base).collect()
+    }
+
+    #[test]
+    fn each_image_builds_on_the_longest_prefix_another_shares() {
+        let images = vec![
+            image(&[1, 2, 3], true),
+            image(&[1, 2, 4], true),
+            image(&[1, 5], true),
+            image(&[6], true),
+            // No assembler: shares, but has nothing to build on it.
+            image(&[1, 2, 3, 7], false),
+        ];
+        assert_eq!(bases(images), [Some(3), Some(2), Some(1), None, None]);
+        assert_eq!(bases(vec![image(&[1, 2], true)]), [None], "one image alone");
+        // The whole tree shared: the image adds nothing after its base.
+        assert_eq!(bases(vec![image(&[1], true), image(&[1], true)]), [Some(1), Some(1)]);
+        // Another build root: other ids, nothing shared.
+        let mut other = image(&[1, 2], true);
+        other.pipeline.build = Some(Box::new(image(&[9], false).pipeline));
+        assert_eq!(bases(vec![image(&[1, 2], true), other]), [None, None]);
+        // An image on a base is left as it is.
+        let mut based = image(&[1, 2], true);
+        based.pipeline.base = Some("b".repeat(64));
+        assert_eq!(bases(vec![image(&[1, 2], true), based]), [None, None]);
     }
 }

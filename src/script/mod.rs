@@ -20,7 +20,7 @@ pub mod modules;
 pub mod values;
 
 pub use errors::ScriptDiagnostic;
-pub use lower::{lower_file, lower_source, lower_source_with_limit, Bases, Image, Lowering};
+pub use lower::{lower_file, lower_source, lower_source_with_limit, set_assembly_bases, Bases, Image, Lowering};
 
 /// Whether a path names a script (by its extension) rather than a JSON manifest.
 pub fn is_script(path: &std::path::Path) -> bool {
