@@ -4,6 +4,7 @@
 mod support;
 
 mod assembler_tar;
+mod assembly_base;
 mod cache;
 mod caching;
 mod export;

@@ -58,6 +58,26 @@ fn unknown_key_suggests_the_right_one() {
 }
 
 #[test]
+fn an_assembly_base_past_the_stages_shows_its_line() {
+    let s = Scratch::new("err-assembly-base");
+    assert_invalid(
+        &s,
+        "{\n  \"stages\": [{\"name\": \"org.osbuild.noop\"}],\n  \"assembler\": {\"name\": \"org.osbuild.noop\"},\n  \"assembly_base\": 2\n}\n",
+        &[
+            "`assembly_base` is 2 stages, but the pipeline has 1",
+            "m.json:4",
+            "\"assembly_base\": 2",
+            "1 to 1",
+        ],
+    );
+    assert_invalid(
+        &s,
+        "{\n  \"stages\": [{\"name\": \"org.osbuild.noop\"}],\n  \"assembly_base\": 1\n}\n",
+        &["`assembly_base` is only for a pipeline with an assembler", "m.json:3"],
+    );
+}
+
+#[test]
 fn wrong_type_is_labelled() {
     let s = Scratch::new("err-type");
     assert_invalid(
