@@ -9,8 +9,8 @@
 
 mod accounts;
 pub mod api;
-pub mod assembly;
 mod apt;
+pub mod assembly;
 pub mod chain;
 mod command;
 mod deb;
