@@ -231,7 +231,9 @@ fn debian_minimal_boots_to_its_login_prompt_and_shares_its_base() {
 /// The image a user writes from the docs (`debian::system` with a locale,
 /// `users::admin` with a password, `debian::finish` with openssh-server and
 /// a GPT disk for UEFI) boots to a machine that works: checked inside the
-/// running guest, logged in as the admin on the serial console.
+/// running guest, logged in as the admin on the serial console. The script
+/// makes a second image on the same system, so the booted one's file system
+/// is the shared prefix's with its own changes written in (`assembly_base`).
 #[test]
 fn a_script_image_boots_to_a_working_machine() {
     let s = Scratch::new("os-script");
@@ -250,11 +252,12 @@ emit(debian::finish(p, #{
     hostname: "box.example.test", packages: ["openssh-server"], services: ["ssh"],
     disk: #{ boot: "uefi", esp_size: "200M" },
 }));
+emit(debian::finish(p.named("other"), #{ hostname: "other.example.test", disk: #{ boot: "uefi", esp_size: "200M" } }));
 "#,
     );
     let run = s
         .osbuild()
-        .arg("run")
+        .args(["--json", "run"])
         .arg(&script)
         .arg("-o")
         .arg(s.path("out"))
@@ -266,7 +269,36 @@ emit(debian::finish(p, #{
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
+    let events = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        events.contains("on the prefix's"),
+        "the root file system is built on the shared prefix's: {events}"
+    );
     let image = s.path("out/box/box.qcow2");
+    // Offline, the layered root file system checks clean.
+    let raw = s.path("box.raw");
+    let converted = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(&image)
+        .arg(&raw)
+        .status()
+        .unwrap();
+    assert!(converted.success());
+    let table: serde_json::Value =
+        serde_json::from_slice(&Command::new("sfdisk").arg("-J").arg(&raw).output().unwrap().stdout).unwrap();
+    let root_start = table["partitiontable"]["partitions"][1]["start"].as_u64().unwrap();
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(format!("{}?offset={}", raw.display(), root_start * 512))
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "e2fsck -fn: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    std::fs::remove_file(&raw).unwrap();
 
     let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
     let (mut guest, accel) =

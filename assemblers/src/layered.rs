@@ -380,8 +380,8 @@ fn zero_blocks(image: &Path, offset: u64, out: &str) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Sets the file system's UUID (tune2fs rewrites the metadata checksums,
-/// which the UUID seeds).
+/// Sets the file system's UUID. A prefix's file system keeps its checksum
+/// seed in the superblock, so only the superblocks change.
 pub fn set_uuid(image: &Path, offset: u64, uuid: &str, epoch: u64) -> Result<(), StageError> {
     crate::util::run(
         tool("tune2fs", epoch)

@@ -830,11 +830,16 @@ impl Qemu {
                         source: &source,
                         exclude: &exclude,
                         epoch,
+                        csum_seed: false,
                     };
                     match mode {
                         FsMode::Whole => whole.create()?,
                         FsMode::Prefix(output) => {
-                            whole.create()?;
+                            Ext4 {
+                                csum_seed: true,
+                                ..whole
+                            }
+                            .create()?;
                             match layered::list(&source, &exclude)? {
                                 Some(listing) => prefix::write_listing(output, p.index, &listing)?,
                                 None => println!(
@@ -1715,6 +1720,13 @@ mod tests {
         assert!(debugfs(&on_raw, root, "stat /run/ctl").contains("Type: FIFO"));
         let usr_lib = debugfs(&on_raw, root, "ls /usr/lib");
         assert!(usr_lib.contains("os-release") && !usr_lib.contains("grub"), "{usr_lib}");
+        // The UUID changed in the superblock alone: the checksums' seed is kept there.
+        let head = output(
+            Command::new("dumpe2fs")
+                .arg("-h")
+                .arg(format!("{}?offset={root}", on_raw.display())),
+        );
+        assert!(head.contains("metadata_csum_seed"), "{head}");
         assert!(
             boots(&on_raw, false),
             "GRUB (BIOS) did not boot the image made on the prefix"

@@ -91,6 +91,7 @@ impl Options for RawFs {
             source: &ctx.tree,
             exclude: &[],
             epoch: crate::util::source_epoch(self.source_epoch),
+            csum_seed: false,
         }
         .create()?;
         drop(alive);
