@@ -69,17 +69,13 @@ impl Ext4<'_> {
         Ok(())
     }
 
-    fn device(&self) -> String {
-        format!("{}?offset={}", self.image.display(), self.offset)
-    }
-
     /// Deletes the contents of the excluded directories with `debugfs`, and
     /// zeroes the data blocks they occupied so no stale copy stays in the image.
     fn remove_excluded(&self) -> Result<(), StageError> {
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let mut script = String::new();
-        for ex in self.exclude {
+        for ex in outermost(self.exclude) {
             let src = self.source.join(ex.trim_start_matches('/'));
             if std::fs::symlink_metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
                 walk(&src, ex, &mut files, &mut dirs)?;
@@ -109,37 +105,77 @@ impl Ext4<'_> {
             script.push_str(&format!("rmdir {}\n", quote(d)?));
         }
         let cmds = crate::util::TempDir::new("osbuild-debugfs")?;
-        let cmdfile = cmds.path().join("cmds");
-        std::fs::write(&cmdfile, &script).map_err(|e| format!("{}: {e}", cmdfile.display()))?;
-        let out = run(
-            tool("debugfs", self.epoch)
-                .arg("-w")
-                .arg("-f")
-                .arg(&cmdfile)
-                .arg(self.device()),
-            None,
-        )?;
-        let mut blocks: Vec<u64> = out
-            .lines()
-            .filter(|l| !l.starts_with("debugfs"))
-            .flat_map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        blocks.sort_unstable();
-        blocks.dedup();
-        let f = File::options()
-            .write(true)
-            .read(true)
-            .open(self.image)
-            .map_err(|e| format!("{}: {e}", self.image.display()))?;
-        let sb = Superblock::read(&f, self.offset)?;
-        let zeros = vec![0u8; sb.block_size as usize];
-        for b in blocks {
-            f.write_all_at(&zeros, self.offset + b * sb.block_size)
-                .map_err(|e| format!("{}: {e}", self.image.display()))?;
-        }
-        Ok(())
+        let out = debugfs(self.image, self.offset, &script, cmds.path(), self.epoch)?;
+        zero_blocks(self.image, self.offset, &out)
     }
+}
+
+/// The excluded directories not inside another: what is below one goes
+/// with it (`/boot/efi` with `/boot`).
+pub(crate) fn outermost(exclude: &[String]) -> impl Iterator<Item = &String> {
+    exclude.iter().filter(|ex| {
+        !exclude.iter().any(|other| {
+            ex.strip_prefix(other.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    })
+}
+
+/// Runs a debugfs command file, failing on any command's error (debugfs
+/// itself exits 0 after one).
+pub(crate) fn debugfs(image: &Path, offset: u64, commands: &str, dir: &Path, epoch: u64) -> Result<String, StageError> {
+    let file = dir.join("debugfs-commands");
+    std::fs::write(&file, commands).map_err(|e| format!("{}: {e}", file.display()))?;
+    let out = tool("debugfs", epoch)
+        .arg("-w")
+        .arg("-f")
+        .arg(&file)
+        .arg(device(image, offset))
+        .output()
+        .map_err(|e| format!("cannot run debugfs: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("debugfs ") && !l.trim().is_empty())
+        .collect();
+    if !out.status.success() || !errors.is_empty() {
+        return Err(format!("debugfs failed ({}): {}", out.status, errors.join("; ")).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// How e2fsprogs name a file system at an offset in an image file.
+pub(crate) fn device(image: &Path, offset: u64) -> String {
+    format!("{}?offset={offset}", image.display())
+}
+
+/// Zeroes the blocks that the `blocks` commands of a debugfs run listed in
+/// its output `out` (the freed blocks of deleted files, so no stale copy
+/// stays in the image).
+pub(crate) fn zero_blocks(image: &Path, offset: u64, out: &str) -> Result<(), StageError> {
+    let mut blocks: Vec<u64> = out
+        .lines()
+        .filter(|l| !l.starts_with("debugfs"))
+        .flat_map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    blocks.sort_unstable();
+    blocks.dedup();
+    let f = File::options()
+        .write(true)
+        .read(true)
+        .open(image)
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    let sb = Superblock::read(&f, offset)?;
+    let zeros = vec![0u8; sb.block_size as usize];
+    for b in blocks {
+        f.write_all_at(&zeros, offset + b * sb.block_size)
+            .map_err(|e| format!("{}: {e}", image.display()))?;
+    }
+    Ok(())
 }
 
 /// Collects the entries under `dir` (shown in the file system as `at`):
@@ -176,11 +212,6 @@ pub(crate) fn quote(path: &str) -> Result<String, StageError> {
         );
     }
     Ok(format!("\"{path}\""))
-}
-
-/// The block size of the ext4 file system at `offset` in `f`.
-pub(crate) fn block_size(f: &File, offset: u64) -> Result<u64, StageError> {
-    Ok(Superblock::read(f, offset)?.block_size)
 }
 
 fn mke2fs_at_least(major: u32, minor: u32) -> Result<bool, StageError> {

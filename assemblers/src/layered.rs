@@ -14,8 +14,7 @@
 //! either way the result depends only on the two trees.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use osbuild_stages::api::StageError;
@@ -98,7 +97,7 @@ pub fn list(source: &Path, exclude: &[String]) -> Result<Option<Listing>, StageE
         return Ok(None);
     }
     // `Ext4::remove_excluded` makes a missing mount point and its parents.
-    for ex in exclude {
+    for ex in crate::ext4::outermost(exclude) {
         let mut at = String::new();
         for part in ex.split('/').filter(|p| !p.is_empty()) {
             at.push('/');
@@ -326,56 +325,11 @@ pub fn apply(image: &Path, offset: u64, script: &Script, values_dir: &Path, epoc
         std::fs::write(&path, value).map_err(io(&path))?;
     }
     if !script.remove.is_empty() {
-        let out = debugfs(image, offset, &script.remove, values_dir, epoch)?;
-        zero_blocks(image, offset, &out)?;
+        let out = crate::ext4::debugfs(image, offset, &script.remove, values_dir, epoch)?;
+        crate::ext4::zero_blocks(image, offset, &out)?;
     }
     if !script.write.is_empty() {
-        debugfs(image, offset, &script.write, values_dir, epoch)?;
-    }
-    Ok(())
-}
-
-/// Runs a debugfs command file, failing on any command's error (debugfs
-/// itself exits 0 after one).
-fn debugfs(image: &Path, offset: u64, commands: &str, dir: &Path, epoch: u64) -> Result<String, StageError> {
-    let file = dir.join("debugfs-commands");
-    std::fs::write(&file, commands).map_err(io(&file))?;
-    let out = tool("debugfs", epoch)
-        .arg("-w")
-        .arg("-f")
-        .arg(&file)
-        .arg(format!("{}?offset={offset}", image.display()))
-        .output()
-        .map_err(|e| format!("cannot run debugfs: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !l.starts_with("debugfs ") && !l.trim().is_empty())
-        .collect();
-    if !out.status.success() || !errors.is_empty() {
-        return Err(format!("debugfs failed ({}): {}", out.status, errors.join("; ")).into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Zeroes the blocks the `blocks` commands of a debugfs run listed.
-fn zero_blocks(image: &Path, offset: u64, out: &str) -> Result<(), StageError> {
-    let mut blocks: Vec<u64> = out
-        .lines()
-        .filter(|l| !l.starts_with("debugfs"))
-        .flat_map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    if blocks.is_empty() {
-        return Ok(());
-    }
-    blocks.sort_unstable();
-    blocks.dedup();
-    let f = File::options().read(true).write(true).open(image).map_err(io(image))?;
-    let block_size = crate::ext4::block_size(&f, offset)?;
-    let zeros = vec![0u8; block_size as usize];
-    for b in blocks {
-        f.write_all_at(&zeros, offset + b * block_size).map_err(io(image))?;
+        crate::ext4::debugfs(image, offset, &script.write, values_dir, epoch)?;
     }
     Ok(())
 }
@@ -387,7 +341,7 @@ pub fn set_uuid(image: &Path, offset: u64, uuid: &str, epoch: u64) -> Result<(),
         tool("tune2fs", epoch)
             .arg("-U")
             .arg(uuid)
-            .arg(format!("{}?offset={offset}", image.display())),
+            .arg(crate::ext4::device(image, offset)),
         None,
     )?;
     Ok(())

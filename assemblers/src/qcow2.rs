@@ -135,15 +135,7 @@ pub fn convert(
     for (done, batch) in data.chunks(BATCH).enumerate() {
         progress.update((done * BATCH) as u64 * CLUSTER);
         let input = &mut buf[..batch.len() * CLUSTER as usize];
-        for (i, &cluster) in batch.iter().enumerate() {
-            read_cluster(
-                &src,
-                cluster,
-                size,
-                &mut input[i * CLUSTER as usize..][..CLUSTER as usize],
-            )
-            .map_err(at(raw))?;
-        }
+        read_batch(&src, batch, size, input).map_err(at(raw))?;
         let chunks: Vec<&[u8]> = input.chunks(CLUSTER as usize).collect();
         let mut blocks: Vec<Option<Block>> = Vec::with_capacity(chunks.len());
         for (&cluster, chunk) in batch.iter().zip(&chunks) {
@@ -383,6 +375,14 @@ fn clusters_with_data(src: &File, size: u64) -> std::io::Result<Vec<u64>> {
     Ok(clusters)
 }
 
+/// Reads the `clusters` into `buf`, one after another.
+fn read_batch(src: &File, clusters: &[u64], size: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    for (&cluster, chunk) in clusters.iter().zip(buf.chunks_mut(CLUSTER as usize)) {
+        read_cluster(src, cluster, size, chunk)?;
+    }
+    Ok(())
+}
+
 fn read_cluster(src: &File, cluster: u64, size: u64, buf: &mut [u8]) -> std::io::Result<()> {
     let offset = cluster * CLUSTER;
     let len = (size - offset).min(CLUSTER) as usize;
@@ -567,15 +567,7 @@ pub fn write_reuse(raw: &Path, index: &Path, data: &Path, compression: Compressi
     let mut buf = vec![0u8; BATCH * CLUSTER as usize];
     for batch in clusters.chunks(BATCH) {
         let input = &mut buf[..batch.len() * CLUSTER as usize];
-        for (i, &cluster) in batch.iter().enumerate() {
-            read_cluster(
-                &src,
-                cluster,
-                size,
-                &mut input[i * CLUSTER as usize..][..CLUSTER as usize],
-            )
-            .map_err(at(raw))?;
-        }
+        read_batch(&src, batch, size, input).map_err(at(raw))?;
         let chunks: Vec<&[u8]> = input.chunks(CLUSTER as usize).collect();
         for (&cluster, block) in batch.iter().zip(compress_all(&chunks, compression, workers)?) {
             let (kind, len) = match &block {
