@@ -848,41 +848,7 @@ impl Qemu {
                                 ),
                             }
                         }
-                        FsMode::OnPrefix(prefix) => {
-                            let values = tmp.join(format!("xattrs-{}", p.index));
-                            std::fs::create_dir_all(&values).map_err(|e| format!("{}: {e}", values.display()))?;
-                            let planned = match prefix.listing(p.index)? {
-                                Some(listing) => {
-                                    let changes = prefix.changes_in(mp, &exclude);
-                                    layered::plan(&listing, &changes, &source, &values)?
-                                        .map(|script| (script, changes.len()))
-                                }
-                                None => Err("the prefix could not list it".to_string()),
-                            };
-                            match planned {
-                                Ok((script, changed)) => {
-                                    layered::apply(image, offset, &script, &values, epoch)?;
-                                    layered::set_uuid(image, offset, &uuid, epoch)?;
-                                    crate::ext4::normalize_times(image, offset, epoch)?;
-                                    how = if changed == 0 {
-                                        ", the prefix's"
-                                    } else {
-                                        ", on the prefix's"
-                                    };
-                                    if changed > 0 {
-                                        println!("partition {}: {changed} paths changed since the prefix", p.index + 1);
-                                    }
-                                }
-                                Err(why) => {
-                                    println!(
-                                        "partition {}: cannot build on the prefix's file system ({why}): making it whole",
-                                        p.index + 1
-                                    );
-                                    punch(image, offset, size)?;
-                                    whole.create()?;
-                                }
-                            }
-                        }
+                        FsMode::OnPrefix(prefix) => how = on_prefix(prefix, p.index, mp, &exclude, &whole, tmp)?,
                     }
                 }
                 FsType::Vfat => {
@@ -1162,6 +1128,51 @@ fn copy_fat_dir(mtool: &dyn Fn(&str) -> Command, dir: &Path, at: &str) -> StageR
         copy_fat_dir(mtool, &d.path(), &sub)?;
     }
     Ok(())
+}
+
+/// Makes the ext4 of partition `index` (mounted at `mp`) from the prefix's
+/// copy in the image plus the changes below `mp`; whole when they cannot be
+/// written so. Returns how it was made, for the log.
+fn on_prefix(
+    prefix: &Prefix,
+    index: usize,
+    mp: &str,
+    exclude: &[String],
+    whole: &Ext4,
+    tmp: &Path,
+) -> Result<&'static str, StageError> {
+    let values = tmp.join(format!("xattrs-{index}"));
+    std::fs::create_dir_all(&values).map_err(|e| format!("{}: {e}", values.display()))?;
+    let changes = prefix.changes_in(mp, exclude);
+    let planned = match prefix.listing(index)? {
+        Some(listing) => layered::plan(&listing, &changes, whole.source, &values)?,
+        None => Err("the prefix could not list it".to_string()),
+    };
+    match planned {
+        Ok(script) => {
+            layered::apply(whole.image, whole.offset, &script, &values, whole.epoch)?;
+            layered::set_uuid(whole.image, whole.offset, whole.uuid, whole.epoch)?;
+            crate::ext4::normalize_times(whole.image, whole.offset, whole.epoch)?;
+            if changes.is_empty() {
+                return Ok(", the prefix's");
+            }
+            println!(
+                "partition {}: {} paths changed since the prefix",
+                index + 1,
+                changes.len()
+            );
+            Ok(", on the prefix's")
+        }
+        Err(why) => {
+            println!(
+                "partition {}: cannot build on the prefix's file system ({why}): making it whole",
+                index + 1
+            );
+            punch(whole.image, whole.offset, whole.size)?;
+            whole.create()?;
+            Ok("")
+        }
+    }
 }
 
 /// Zeroes `len` bytes at `offset` of the image, leaving a hole where the
