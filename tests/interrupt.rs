@@ -9,9 +9,13 @@ use serde_json::json;
 
 use crate::support::{mounts, processes_with, wait_until_gone, Scratch};
 
-/// A unique sleep duration, so the test can find its own stage's processes.
+/// A sleep duration unique to this call, so a test finds its own stage's
+/// processes (the tests of this binary run at once, in one process).
 fn marker() -> String {
-    format!("{}.{}", 300 + std::process::id() % 100, std::process::id())
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    format!("{}.{}{call:03}", 300 + std::process::id() % 100, std::process::id())
 }
 
 /// Starts a build whose second stage sleeps (in a child process, and in a
