@@ -447,6 +447,11 @@ struct GrubPlan {
     bios: Option<(PathBuf, PathBuf)>,
     /// BOOTX64.EFI, when UEFI boot applies.
     efi: Option<PathBuf>,
+    /// The partition GRUB reads its files from.
+    reads: usize,
+    /// Whether every GRUB installed reads `metadata_csum_seed` (2.06 on),
+    /// which a prefix's ext4 has.
+    reads_csum_seed: bool,
 }
 
 impl Qemu {
@@ -751,7 +756,12 @@ impl Qemu {
                 .args(common);
             run(&mut cmd, None)
         };
-        let mut plan = GrubPlan { bios: None, efi: None };
+        let mut plan = GrubPlan {
+            bios: None,
+            efi: None,
+            reads: boot.index,
+            reads_csum_seed: true,
+        };
         if want_bios {
             let dir = grub_lib(&ctx.tree, "i386-pc").ok_or(
                 "BIOS boot needs GRUB's i386-pc modules (/usr/lib/grub/i386-pc, package grub-pc-bin) in the tree or the build root",
@@ -764,6 +774,7 @@ impl Qemu {
                 bootfs.uuid
             );
             plan.bios = Some((core, dir.join("boot.img")));
+            plan.reads_csum_seed &= reads_csum_seed(&dir);
         }
         if esp.is_some() {
             match grub_lib(&ctx.tree, "x86_64-efi") {
@@ -772,6 +783,7 @@ impl Qemu {
                     mkimage("x86_64-efi", &dir, &efi, &["fat", "efi_gop"])?;
                     println!("grub: x86_64-efi image from {}", dir.display());
                     plan.efi = Some(efi);
+                    plan.reads_csum_seed &= reads_csum_seed(&dir);
                 }
                 None => println!("grub: no x86_64-efi modules (grub-efi-amd64-bin): no UEFI boot loader"),
             }
@@ -847,6 +859,14 @@ impl Qemu {
                                     p.index + 1
                                 ),
                             }
+                        }
+                        FsMode::OnPrefix(_) if grub.is_some_and(|g| g.reads == p.index && !g.reads_csum_seed) => {
+                            println!(
+                                "partition {}: GRUB here predates 2.06 and cannot read the prefix's file system: making it whole",
+                                p.index + 1
+                            );
+                            punch(image, offset, size)?;
+                            whole.create()?;
                         }
                         FsMode::OnPrefix(prefix) => how = on_prefix(prefix, p.index, mp, &exclude, &whole, tmp)?,
                     }
@@ -981,6 +1001,23 @@ fn grub_lib(tree: &Path, platform: &str) -> Option<PathBuf> {
     ]
     .into_iter()
     .find(|d| d.join("moddep.lst").is_file() && d.join("kernel.img").is_file())
+}
+
+/// Whether the GRUB whose modules are in `dir` reads an ext4 with
+/// `metadata_csum_seed`: 2.06 and later do (its `modinfo.sh` says which
+/// it is; without one, it is taken to be older).
+fn reads_csum_seed(dir: &Path) -> bool {
+    let info = std::fs::read_to_string(dir.join("modinfo.sh")).unwrap_or_default();
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("grub_version="))
+        .map(|v| v.trim_matches(|c| c == '"' || c == '\''));
+    let Some(version) = version else { return false };
+    let mut parts = version
+        .split(['.', '~', '-', '+'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 6)
 }
 
 /// Writes `boot.img` into the MBR and the core image into the MBR gap or the
@@ -1742,6 +1779,90 @@ mod tests {
             boots(&on_raw, false),
             "GRUB (BIOS) did not boot the image made on the prefix"
         );
+    }
+
+    #[test]
+    fn a_grub_before_2_06_gets_its_boot_file_system_whole() {
+        use osbuild_stages::assembly::{Change, Delta, OnPrefix};
+        let tmp = TempDir::new("qemu-test").unwrap();
+        let t = tmp.path();
+        let opts = split_opts("raw", "img.raw");
+        // The tree's own GRUB, which says it is 2.04.
+        let k = t.join("tree-k");
+        make_tree(&k, 1_600_000_000, &grub_cfg());
+        let grub = k.join("usr/lib/grub");
+        std::fs::create_dir_all(&grub).unwrap();
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg("/usr/lib/grub/i386-pc")
+            .arg(&grub)
+            .status()
+            .unwrap()
+            .success());
+        let info = grub.join("i386-pc/modinfo.sh");
+        let text = std::fs::read_to_string(&info).unwrap();
+        let old: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("grub_version=") {
+                    "grub_version=\"2.04\"\n".into()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&info, old).unwrap();
+        assert!(!reads_csum_seed(&grub.join("i386-pc")));
+        assert!(
+            reads_csum_seed(Path::new("/usr/lib/grub/i386-pc")),
+            "the host's GRUB is 2.06 or later"
+        );
+        let n = t.join("tree-n");
+        assert!(Command::new("cp").arg("-a").arg(&k).arg(&n).status().unwrap().success());
+        std::fs::write(n.join("etc/hostname"), "other\n").unwrap();
+        std::fs::write(n.join("boot/grub/extra.cfg"), "set timeout=1\n").unwrap();
+        let changes = ["/boot", "/boot/grub", "/boot/grub/extra.cfg", "/etc", "/etc/hostname"]
+            .iter()
+            .map(|p| Change {
+                path: p.to_string(),
+                replaced: false,
+            })
+            .collect();
+        let delta = t.join("delta.json");
+        std::fs::write(&delta, serde_json::to_vec(&Delta { changes }).unwrap()).unwrap();
+        let run = |tree: &Path, out: &str, assembly: Assembly, opts: &Value| {
+            let out = t.join(out);
+            std::fs::create_dir(&out).unwrap();
+            let ctx = Context {
+                tree: tree.to_path_buf(),
+                output_dir: Some(out.clone()),
+                cache: None,
+                sources: None,
+                assembly,
+            };
+            ASSEMBLER.run(&ctx, opts).unwrap();
+            out
+        };
+        let prefix = run(&k, "out-prefix", Assembly::Prefix, &prefix::options(&opts).unwrap());
+        let on = Assembly::OnPrefix(OnPrefix { prefix, delta });
+        let raw = run(&n, "out", on, &opts).join("img.raw");
+        let features = |offset: u64| {
+            fsck(&raw, offset);
+            output(
+                Command::new("dumpe2fs")
+                    .arg("-h")
+                    .arg(format!("{}?offset={offset}", raw.display())),
+            )
+        };
+        assert!(
+            !features(45056 * 512).contains("metadata_csum_seed"),
+            "GRUB reads /boot: made whole"
+        );
+        assert!(
+            features(110592 * 512).contains("metadata_csum_seed"),
+            "/ is built on the prefix's"
+        );
+        assert!(boots(&raw, false), "GRUB (BIOS) did not boot");
     }
 
     #[test]
