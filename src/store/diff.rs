@@ -293,6 +293,9 @@ mod tests {
         assert_eq!(what("/etc/new"), "only in the second (file)");
         assert_eq!(what("/etc/same"), "mode: 0644 → 0600");
         assert!(what("/etc").starts_with("mtime: 1000 → "), "{}", what("/etc"));
+        for d in [a, b] {
+            fs::remove_dir_all(d).unwrap();
+        }
     }
 
     #[test]
@@ -307,5 +310,6 @@ mod tests {
         assert_eq!(first_difference(&a, &a).unwrap(), None);
         assert_eq!(first_difference(&a, &b).unwrap(), Some(123_456));
         assert_eq!(first_difference(&a, &c).unwrap(), Some(150_000));
+        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -165,6 +165,8 @@ mod tests {
         fs::write(dir.join("etc/later"), "x").unwrap();
         seal(&dir, None).unwrap();
         assert!(mtime(&dir.join("etc/later")) > 1_700_000_000);
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(outside.parent().unwrap()).unwrap();
     }
 
     #[test]
@@ -189,5 +191,6 @@ mod tests {
             .map(|(name, _)| name)
             .collect();
         assert_eq!(names, [b"trusted.overlay.opaque".to_vec(), b"user.keep".to_vec()]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
