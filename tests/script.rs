@@ -914,6 +914,22 @@ fn lower_prints_and_writes_manifests_the_same_from_any_directory() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean -D greeting"));
 }
 
+/// Runs `osbuild lower SCRIPT -o DIR`; returns a reader of the manifest it
+/// wrote for an image, by name.
+fn lower_to_files(s: &Scratch, script: &std::path::Path, dir: &str) -> impl Fn(&str) -> Value {
+    let out = s
+        .osbuild()
+        .arg("lower")
+        .arg(script)
+        .arg("-o")
+        .arg(s.path(dir))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = s.path(dir);
+    move |name| serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap()
+}
+
 /// Images that share their first stages each build their image on the
 /// longest prefix another shares: `lower` shows it as `assembly_base`.
 #[test]
@@ -941,16 +957,7 @@ fn lower_gives_each_image_the_stages_it_shares_as_its_assembly_base() {
     let bases: Vec<&Value> = doc.as_array().unwrap().iter().map(|m| &m["assembly_base"]).collect();
     assert_eq!(bases, [&json!(2), &json!(2), &Value::Null], "{doc:#}");
     // The same for the files `lower -o` writes, which the JSON front-end takes.
-    let out = s
-        .osbuild()
-        .arg("lower")
-        .arg(&script)
-        .arg("-o")
-        .arg(s.path("m"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let a: Value = serde_json::from_str(&std::fs::read_to_string(s.path("m/a.json")).unwrap()).unwrap();
+    let a = lower_to_files(&s, &script, "m")("a");
     assert_eq!(a, doc[0]);
     let plan = s.inspect(&s.path("m/a.json"));
     let main = &plan["pipelines"][0];
@@ -988,17 +995,8 @@ fn a_base_may_name_an_image_emitted_earlier() {
          b.assembler(\"org.osbuild.tar\", #{ filename: \"b.tar\" });\n\
          emit(b);\n",
     );
-    let lowered = s
-        .osbuild()
-        .arg("lower")
-        .arg(&script)
-        .arg("-o")
-        .arg(s.path("m"))
-        .output()
-        .unwrap();
-    assert!(lowered.status.success(), "{}", String::from_utf8_lossy(&lowered.stderr));
-    let a: Value = serde_json::from_str(&std::fs::read_to_string(s.path("m/a.json")).unwrap()).unwrap();
-    let b: Value = serde_json::from_str(&std::fs::read_to_string(s.path("m/b.json")).unwrap()).unwrap();
+    let manifest = lower_to_files(&s, &script, "m");
+    let (a, b) = (manifest("a"), manifest("b"));
     let a_plan = s.inspect(&s.path("m/a.json"));
     let a_tree = a_plan["pipelines"][0]["stages"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(

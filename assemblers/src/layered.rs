@@ -4,7 +4,8 @@
 //! set inodes without mounting).
 //!
 //! The prefix output lists what its file system holds ([`Listing`]); the
-//! engine lists the paths the later layers hold ([`Change`]s). Every entry
+//! engine lists the paths the later layers hold ([`Change`]s, here
+//! relative to the file system's mount point). Every entry
 //! the prefix has that a later layer replaced or removed is deleted (its data
 //! blocks zeroed, as `Ext4::remove_excluded` does, so no stale copy of, say,
 //! a removed key stays in the image); every path a later layer holds is then
@@ -19,6 +20,8 @@ use std::path::Path;
 
 use osbuild_stages::api::StageError;
 use serde::{Deserialize, Serialize};
+
+pub use osbuild_stages::assembly::Change;
 
 use crate::ext4::quote;
 use crate::util::tool;
@@ -119,14 +122,6 @@ fn names(path: &Path) -> Result<Vec<String>, StageError> {
         .into_iter()
         .map(|(name, _)| String::from_utf8_lossy(&name).into_owned())
         .collect())
-}
-
-/// One path a later layer holds, absolute within the file system.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub path: String,
-    /// The prefix's entry here (and all below it) is gone.
-    pub replaced: bool,
 }
 
 /// The debugfs work that turns the prefix's file system into the image's.

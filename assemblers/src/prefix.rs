@@ -116,14 +116,7 @@ impl Prefix {
         Ok(Prefix {
             meta: read_json(&on.prefix.join(META))?,
             dir: on.prefix.clone(),
-            changes: delta
-                .changes
-                .into_iter()
-                .map(|c| Change {
-                    path: c.path,
-                    replaced: c.replaced,
-                })
-                .collect(),
+            changes: delta.changes,
         })
     }
 

@@ -131,6 +131,8 @@ pub fn convert(
     let data = clusters_with_data(&src, size).map_err(at(raw))?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
     let mut buf = vec![0u8; BATCH * CLUSTER as usize];
+    // The reused image's cluster, to compare with.
+    let mut before = vec![0u8; CLUSTER as usize];
     let mut progress = osbuild_stages::progress::Progress::new("qcow2", data.len() as u64 * CLUSTER);
     for (done, batch) in data.chunks(BATCH).enumerate() {
         progress.update((done * BATCH) as u64 * CLUSTER);
@@ -140,7 +142,7 @@ pub fn convert(
         let mut blocks: Vec<Option<Block>> = Vec::with_capacity(chunks.len());
         for (&cluster, chunk) in batch.iter().zip(&chunks) {
             blocks.push(match reuse {
-                Some(r) => r.block(cluster, chunk)?,
+                Some(r) => r.block(cluster, chunk, &mut before)?,
                 None => None,
             });
         }
@@ -522,16 +524,16 @@ impl Reuse {
         })
     }
 
-    /// The stored block of `cluster`, when the earlier image had the same bytes there.
-    fn block(&self, cluster: u64, now: &[u8]) -> Result<Option<Block>, String> {
+    /// The stored block of `cluster`, when the earlier image had the same
+    /// bytes there (read into `before`, a cluster's room).
+    fn block(&self, cluster: u64, now: &[u8], before: &mut [u8]) -> Result<Option<Block>, String> {
         let Some(&(kind, offset, len)) = self.entries.get(&cluster) else {
             return Ok(None);
         };
         if cluster * CLUSTER >= self.size {
             return Ok(None);
         }
-        let mut before = vec![0u8; CLUSTER as usize];
-        read_cluster(&self.raw, cluster, self.size, &mut before).map_err(|e| format!("reused image: {e}"))?;
+        read_cluster(&self.raw, cluster, self.size, before).map_err(|e| format!("reused image: {e}"))?;
         if before != now {
             return Ok(None);
         }

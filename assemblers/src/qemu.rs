@@ -339,11 +339,11 @@ impl Options for Qemu {
             Some(prefix) => {
                 let disk = prefix.disk();
                 let src = File::open(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
-                osbuild_stages::sparse::copy(&src, &disk, raw.path()).map_err(|e| e.to_string())?;
                 let len = src.metadata().map_err(|e| e.to_string())?.len();
                 if len != self.size.0 {
                     return Err(format!("the prefix's disk has {len} bytes, the image {}", self.size.0).into());
                 }
+                osbuild_stages::sparse::copy(&src, &disk, raw.path()).map_err(|e| e.to_string())?;
             }
             None => {
                 let f = File::create(raw.path()).map_err(|e| format!("{}: {e}", raw.path().display()))?;
@@ -1372,21 +1372,35 @@ mod tests {
         format!("serial --unit=0 --speed=115200\nterminal_output serial\necho {MARKER}\nhalt\n")
     }
 
+    /// Runs the assembler as `assembly` on `tree` into the new directory `t/out`.
+    fn run_in(t: &Path, tree: &Path, out: &str, assembly: Assembly, opts: &Value) -> PathBuf {
+        let out = t.join(out);
+        std::fs::create_dir(&out).unwrap();
+        let ctx = Context {
+            tree: tree.to_path_buf(),
+            output_dir: Some(out.clone()),
+            cache: None,
+            sources: None,
+            assembly,
+        };
+        ASSEMBLER.run(&ctx, opts).unwrap();
+        out
+    }
+
+    /// Writes the delta the engine would give for `changes`.
+    fn write_delta(t: &Path, changes: Vec<osbuild_stages::assembly::Change>) -> PathBuf {
+        let delta = t.join("delta.json");
+        let json = serde_json::to_vec(&osbuild_stages::assembly::Delta { changes }).unwrap();
+        std::fs::write(&delta, json).unwrap();
+        delta
+    }
+
     /// Assembles `opts` from a fresh tree whose mtimes are `mtime`.
     fn assemble(tmp: &Path, name: &str, mtime: u64, opts: &Value) -> PathBuf {
         let tree = tmp.join(format!("tree-{name}"));
         make_tree(&tree, mtime, &grub_cfg());
-        let out = tmp.join(format!("out-{name}"));
-        std::fs::create_dir(&out).unwrap();
-        let ctx = Context {
-            tree,
-            output_dir: Some(out.clone()),
-            cache: None,
-            sources: None,
-            assembly: Default::default(),
-        };
         let started = Instant::now();
-        ASSEMBLER.run(&ctx, opts).unwrap();
+        let out = run_in(tmp, &tree, &format!("out-{name}"), Assembly::Image, opts);
         println!("assembled {name} in {:.2}s", started.elapsed().as_secs_f64());
         let files: Vec<_> = std::fs::read_dir(&out)
             .unwrap()
@@ -1626,7 +1640,7 @@ mod tests {
 
     #[test]
     fn an_image_on_the_prefix_holds_its_tree_checks_clean_and_boots() {
-        use osbuild_stages::assembly::{Change, Delta, OnPrefix};
+        use osbuild_stages::assembly::{Change, OnPrefix};
         use std::os::unix::fs::PermissionsExt;
         let tmp = TempDir::new("qemu-test").unwrap();
         let t = tmp.path();
@@ -1691,23 +1705,9 @@ mod tests {
             replaced: *r,
         })
         .collect();
-        let delta = t.join("delta.json");
-        std::fs::write(&delta, serde_json::to_vec(&Delta { changes }).unwrap()).unwrap();
+        let delta = write_delta(t, changes);
 
-        let run = |tree: &Path, out: &str, assembly: Assembly, opts: &Value| {
-            let out = t.join(out);
-            std::fs::create_dir(&out).unwrap();
-            let ctx = Context {
-                tree: tree.to_path_buf(),
-                output_dir: Some(out.clone()),
-                cache: None,
-                sources: None,
-                assembly,
-            };
-            ASSEMBLER.run(&ctx, opts).unwrap();
-            out
-        };
-        let prefix = run(&k, "out-prefix", Assembly::Prefix, &prefix::options(&opts).unwrap());
+        let prefix = run_in(t, &k, "out-prefix", Assembly::Prefix, &prefix::options(&opts).unwrap());
         let mut held: Vec<String> = std::fs::read_dir(&prefix)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1730,10 +1730,10 @@ mod tests {
                 delta: delta.clone(),
             })
         };
-        let a = run(&n, "out-a", on(), &opts).join("img.qcow2");
-        let b = run(&n, "out-b", on(), &opts).join("img.qcow2");
+        let a = run_in(t, &n, "out-a", on(), &opts).join("img.qcow2");
+        let b = run_in(t, &n, "out-b", on(), &opts).join("img.qcow2");
         assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "reproducible");
-        let whole = run(&n, "out-whole", Assembly::Image, &opts).join("img.qcow2");
+        let whole = run_in(t, &n, "out-whole", Assembly::Image, &opts).join("img.qcow2");
 
         let raw = |q: &Path, name: &str| {
             let r = t.join(name);
@@ -1783,7 +1783,7 @@ mod tests {
 
     #[test]
     fn a_grub_before_2_06_gets_its_boot_file_system_whole() {
-        use osbuild_stages::assembly::{Change, Delta, OnPrefix};
+        use osbuild_stages::assembly::{Change, OnPrefix};
         let tmp = TempDir::new("qemu-test").unwrap();
         let t = tmp.path();
         let opts = split_opts("raw", "img.raw");
@@ -1828,24 +1828,10 @@ mod tests {
                 replaced: false,
             })
             .collect();
-        let delta = t.join("delta.json");
-        std::fs::write(&delta, serde_json::to_vec(&Delta { changes }).unwrap()).unwrap();
-        let run = |tree: &Path, out: &str, assembly: Assembly, opts: &Value| {
-            let out = t.join(out);
-            std::fs::create_dir(&out).unwrap();
-            let ctx = Context {
-                tree: tree.to_path_buf(),
-                output_dir: Some(out.clone()),
-                cache: None,
-                sources: None,
-                assembly,
-            };
-            ASSEMBLER.run(&ctx, opts).unwrap();
-            out
-        };
-        let prefix = run(&k, "out-prefix", Assembly::Prefix, &prefix::options(&opts).unwrap());
+        let delta = write_delta(t, changes);
+        let prefix = run_in(t, &k, "out-prefix", Assembly::Prefix, &prefix::options(&opts).unwrap());
         let on = Assembly::OnPrefix(OnPrefix { prefix, delta });
-        let raw = run(&n, "out", on, &opts).join("img.raw");
+        let raw = run_in(t, &n, "out", on, &opts).join("img.raw");
         let features = |offset: u64| {
             fsck(&raw, offset);
             output(
